@@ -1,0 +1,169 @@
+//! Request and response bodies of the operator HTTP API (see `docs/INTERFACE.md`).
+//!
+//! Requests reject unknown fields so a typo is a 400 naming it rather than a silently ignored
+//! setting. Request types are also embedded in Raft commands, so they stay codec-safe.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::resources::{PolicyAction, Protocol, Quota, ZoneKind};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantCreate {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub quota: Quota,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantUpdate {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub quota: Option<Quota>,
+}
+
+fn default_zone_kind() -> ZoneKind {
+    ZoneKind::Normal
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneCreate {
+    pub name: String,
+    pub tenant: String,
+    #[serde(default = "default_zone_kind")]
+    pub kind: ZoneKind,
+    pub cidr: String,
+    #[serde(default)]
+    pub vni: Option<u32>,
+}
+
+fn default_action() -> PolicyAction {
+    PolicyAction::Allow
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZonePolicyCreate {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub from_zone: String,
+    pub to_zone: String,
+    pub protocol: Protocol,
+    /// `22,80,8000-8100`; must be empty for `icmp` and `any`.
+    #[serde(default)]
+    pub ports: String,
+    #[serde(default = "default_action")]
+    pub action: PolicyAction,
+}
+
+fn default_pool() -> String {
+    "default".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeCreate {
+    pub name: String,
+    pub tenant: String,
+    pub size_gib: u64,
+    #[serde(default = "default_pool")]
+    pub pool: String,
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeResize {
+    pub size_gib: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSnapshotCreate {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeClone {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NicRequest {
+    pub zone: String,
+}
+
+fn default_arch() -> String {
+    "x86_64".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmCreate {
+    pub name: String,
+    pub tenant: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    #[serde(default = "default_arch")]
+    pub arch: String,
+    /// Firmware profile; defaults to the architecture's plain profile (`x86_64-bios`, ...).
+    #[serde(default)]
+    pub firmware: Option<String>,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub nics: Vec<NicRequest>,
+    #[serde(default)]
+    pub anti_affinity_group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmMigrate {
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub live: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberAdd {
+    pub id: u64,
+    /// `HOST:PORT` the new member listens on.
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    pub id: u64,
+    pub addr: String,
+    /// `leader`, `follower` (voter) or `learner`.
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterStatus {
+    pub site: String,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    pub members: Vec<Member>,
+    /// The member that answered.
+    pub this_id: u64,
+    pub last_log_index: Option<u64>,
+    pub last_applied: Option<u64>,
+}
+
+/// Every list endpoint answers `{"items": [...]}` so paging can be added without breaking clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct List<T> {
+    pub items: Vec<T>,
+}

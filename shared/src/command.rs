@@ -1,0 +1,96 @@
+//! The typed commands of the Raft log and the typed result of applying one.
+//!
+//! A command carries everything its application needs (ids, timestamps, caller), decided before it
+//! is proposed, so that `apply` depends only on the log: no clocks, no randomness, no I/O.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::*;
+use crate::error::ApiError;
+use crate::resources::{Tenant, Vm, Volume, Zone, ZonePolicy};
+
+/// What is written to the log: the command plus who asked and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// RFC 3339 time stamped by the member that accepted the request.
+    pub at: String,
+    /// Who asked: the token's name (`admin`, ...).
+    pub caller: String,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PowerAction {
+    Start,
+    Stop,
+    Reboot,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// First write of a new cluster: the site name and the administrator token's SHA-256.
+    Bootstrap { site: String, admin_token_sha256: String },
+    CreateTenant { id: String, spec: TenantCreate },
+    UpdateTenant { name: String, update: TenantUpdate, if_match: Option<u64> },
+    DeleteTenant { name: String, if_match: Option<u64> },
+    CreateZone { id: String, spec: ZoneCreate },
+    DeleteZone { name: String, if_match: Option<u64> },
+    /// `spec.ports` is already canonical.
+    CreateZonePolicy { id: String, spec: ZonePolicyCreate },
+    DeleteZonePolicy { id: String, if_match: Option<u64> },
+    CreateVolume { id: String, spec: VolumeCreate },
+    DeleteVolume { id: String, if_match: Option<u64> },
+    ResizeVolume { id: String, size_gib: u64, if_match: Option<u64> },
+    SnapshotVolume { id: String, name: String },
+    CloneVolume { id: String, new_id: String, name: String },
+    CreateVm { id: String, spec: VmCreate },
+    DeleteVm { id: String, if_match: Option<u64> },
+    SetVmPower { id: String, action: PowerAction },
+    MigrateVm { id: String, request: VmMigrate },
+}
+
+impl Command {
+    /// The audit log's `action` and `target` for this command.
+    pub fn audit_label(&self) -> (&'static str, String) {
+        match self {
+            Command::Bootstrap { site, .. } => ("cluster.bootstrap", site.clone()),
+            Command::CreateTenant { spec, .. } => ("tenant.create", spec.name.clone()),
+            Command::UpdateTenant { name, .. } => ("tenant.update", name.clone()),
+            Command::DeleteTenant { name, .. } => ("tenant.delete", name.clone()),
+            Command::CreateZone { spec, .. } => ("zone.create", spec.name.clone()),
+            Command::DeleteZone { name, .. } => ("zone.delete", name.clone()),
+            Command::CreateZonePolicy { id, .. } => ("zone_policy.create", id.clone()),
+            Command::DeleteZonePolicy { id, .. } => ("zone_policy.delete", id.clone()),
+            Command::CreateVolume { id, .. } => ("volume.create", id.clone()),
+            Command::DeleteVolume { id, .. } => ("volume.delete", id.clone()),
+            Command::ResizeVolume { id, .. } => ("volume.resize", id.clone()),
+            Command::SnapshotVolume { id, .. } => ("volume.snapshot", id.clone()),
+            Command::CloneVolume { id, .. } => ("volume.clone", id.clone()),
+            Command::CreateVm { id, .. } => ("vm.create", id.clone()),
+            Command::DeleteVm { id, .. } => ("vm.delete", id.clone()),
+            Command::SetVmPower { id, action } => match action {
+                PowerAction::Start => ("vm.start", id.clone()),
+                PowerAction::Stop => ("vm.stop", id.clone()),
+                PowerAction::Reboot => ("vm.reboot", id.clone()),
+            },
+            Command::MigrateVm { id, .. } => ("vm.migrate", id.clone()),
+        }
+    }
+}
+
+/// What an accepted command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    Bootstrapped,
+    Tenant(Tenant),
+    Zone(Zone),
+    ZonePolicy(ZonePolicy),
+    Volume(Volume),
+    Vm(Vm),
+    Deleted,
+}
+
+/// The state machine's answer to one log entry. Refusals decided at commit time are values, not
+/// storage errors: the entry is applied (as a no-op) and the caller gets the error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResponse(pub Result<Applied, ApiError>);

@@ -1,0 +1,15 @@
+//! `hci-shared`: the vocabulary every hci component speaks.
+//!
+//! It exists so that the controller, the agent and `hcictl` agree on one definition of each resource,
+//! API body, Raft command and error, and on one binary codec. It must never depend on a runtime, on
+//! libvirt, nftables, RocksDB or axum: only plain data, validation rules and (de)serialization.
+
+pub mod api;
+pub mod codec;
+pub mod command;
+pub mod error;
+pub mod names;
+pub mod resources;
+pub mod validate;
+
+pub use error::{ApiError, ErrorBody, ErrorCode};

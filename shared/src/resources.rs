@@ -1,0 +1,192 @@
+//! The replicated resources as the API shows them and the state machine stores them.
+//!
+//! Each resource has a server-assigned `id`, an operator-chosen `name`, and a `revision` (the Raft log
+//! index that last changed it) from which its ETag is derived. These types must stay encodable by the
+//! binary codec: no `flatten`, no untagged or internally tagged enums, no skipped fields.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A department's resource ceiling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Quota {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+}
+
+/// What a tenant has allocated against its quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+}
+
+/// A government department: owns zones, volumes and VMs, bounded by its quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub quota: Quota,
+    pub usage: Usage,
+    pub created_at: String,
+    pub revision: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneKind {
+    /// Ordinary zone: reachable as zone policies allow.
+    Normal,
+    /// Nothing in or out (DR drill bubbles); no policy may name it.
+    Isolated,
+}
+
+/// A security zone: a network VMs attach to; traffic between zones needs a zone policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Zone {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub kind: ZoneKind,
+    /// IPv4 network in CIDR notation, e.g. `10.10.0.0/24`.
+    pub cidr: String,
+    /// VXLAN network identifier or VLAN id, when set by the operator.
+    pub vni: Option<u32>,
+    pub created_at: String,
+    pub revision: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+    Any,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyAction {
+    Allow,
+}
+
+/// An allowed flow from one zone to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ZonePolicy {
+    pub id: String,
+    pub name: String,
+    pub from_zone: String,
+    pub to_zone: String,
+    pub protocol: Protocol,
+    /// Normalised port list, e.g. `22,80,8000-8100`; empty for icmp/any.
+    pub ports: String,
+    pub action: PolicyAction,
+    pub created_at: String,
+    pub revision: u64,
+}
+
+/// A point-in-time copy of a volume, recorded in desired state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeSnapshot {
+    pub name: String,
+    pub created_at: String,
+}
+
+/// A block volume in a storage pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Volume {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub size_gib: u64,
+    pub pool: String,
+    /// The image this volume was made bootable from, if any.
+    pub image: Option<String>,
+    /// The volume this one was cloned from, if any.
+    pub cloned_from: Option<String>,
+    /// The VM the volume is attached to, if any.
+    pub attached_to: Option<String>,
+    pub snapshots: Vec<VolumeSnapshot>,
+    pub created_at: String,
+    pub revision: u64,
+}
+
+/// One network interface of a VM; `mac` and `ip` are assigned by the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Nic {
+    pub zone: String,
+    pub mac: String,
+    pub ip: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerState {
+    Running,
+    Stopped,
+}
+
+/// A virtual machine as desired by the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Vm {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub arch: String,
+    pub firmware: String,
+    pub volumes: Vec<String>,
+    pub nics: Vec<Nic>,
+    pub anti_affinity_group: Option<String>,
+    /// The host the VM is placed on; set by the controller (placement arrives with hosts).
+    pub host: Option<String>,
+    /// Desired power state.
+    pub power: PowerState,
+    /// Bumped by each reboot request so the agent can see a new one.
+    pub reboot_count: u64,
+    pub created_at: String,
+    pub revision: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HostState {
+    Ready,
+    Maintenance,
+    Offline,
+    Fenced,
+}
+
+/// A hypervisor host. Agents register hosts (issue #4); until then the table is empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Host {
+    pub id: String,
+    pub name: String,
+    pub site: String,
+    pub arch: String,
+    pub state: HostState,
+    pub revision: u64,
+}
+
+/// One accepted (or refused at commit time) mutation, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditRecord {
+    /// Monotonic sequence number (the Raft log index of the mutation).
+    pub seq: u64,
+    pub time: String,
+    pub caller: String,
+    pub action: String,
+    pub target: String,
+    /// `ok`, or the error code of a refusal decided at commit time.
+    pub outcome: String,
+}
+
+/// The ETag of a resource revision, quoted as HTTP wants it.
+pub fn etag(revision: u64) -> String {
+    format!("\"{revision}\"")
+}
