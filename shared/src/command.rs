@@ -94,3 +94,12 @@ pub enum Applied {
 /// storage errors: the entry is applied (as a no-op) and the caller gets the error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResponse(pub Result<Applied, ApiError>);
+
+/// One Raft log entry: the commands of concurrent requests grouped so that one fsync and one
+/// replication round serve them all. Applied in order; each gets its own response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandBatch(pub Vec<Envelope>);
+
+/// The responses to a [`CommandBatch`], position by position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResponse(pub Vec<CommandResponse>);

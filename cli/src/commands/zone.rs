@@ -1,0 +1,75 @@
+//! `hcictl zone`: security zones, the networks VMs attach to.
+
+use clap::{Subcommand, ValueEnum};
+use hci_shared::api::ZoneCreate;
+use hci_shared::resources::{Zone, ZoneKind};
+
+use crate::client::Client;
+use crate::commands::etag_arg;
+use crate::error::CliError;
+use crate::output::{of_tenant, Output};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// Reachable as zone policies allow
+    Normal,
+    /// Nothing in or out (DR drill bubbles)
+    Isolated,
+}
+
+impl From<KindArg> for ZoneKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Normal => ZoneKind::Normal,
+            KindArg::Isolated => ZoneKind::Isolated,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ZoneCmd {
+    /// Create a zone
+    Create {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+        /// IPv4 network, e.g. 10.10.0.0/24
+        #[arg(long)]
+        cidr: String,
+        #[arg(long, value_enum, default_value_t = KindArg::Normal)]
+        kind: KindArg,
+        /// VXLAN network identifier or VLAN id
+        #[arg(long)]
+        vni: Option<u32>,
+    },
+    /// List zones
+    List {
+        /// Only this tenant's zones
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Show one zone
+    Show { name: String },
+    /// Delete a zone (no NIC may use it)
+    Delete {
+        name: String,
+        /// Only delete if the zone's ETag is still this
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
+}
+
+pub fn run(cmd: ZoneCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
+    match cmd {
+        ZoneCmd::Create { name, tenant, cidr, kind, vni } => {
+            let body = ZoneCreate { name, tenant, kind: kind.into(), cidr, vni };
+            out.one::<Zone>(&client.post(&["v1", "zones"], &body)?, false)
+        }
+        ZoneCmd::List { tenant } => out.list::<Zone>(&client.get(&["v1", "zones"])?, &of_tenant(tenant.as_deref())),
+        ZoneCmd::Show { name } => out.one::<Zone>(&client.get(&["v1", "zones", &name])?, true),
+        ZoneCmd::Delete { name, if_match } => {
+            client.delete(&["v1", "zones", &name], etag_arg(if_match))?;
+            out.done(&format!("deleted zone {name}"))
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Request plumbing in front of the handlers: request metrics, forwarding to the leader, and
+//! bearer-token authentication.
+//!
+//! Any member accepts any request: a follower proxies writes and linearizable reads to the leader
+//! (once; a forwarded request that lands on a non-leader gets 503), and serves `?stale=true` reads
+//! itself. Authentication happens on the member that executes the request.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hci_shared::ApiError;
+
+use super::error::HttpError;
+use crate::node::{sha256_hex, App, Caller};
+
+const FORWARDED: &str = "x-hci-forwarded-by";
+const MAX_BODY: usize = 1 << 20;
+
+/// Counts every request by matched route, method and status.
+pub async fn track(req: Request, next: Next) -> Response {
+    let app = req.extensions().get::<Arc<App>>().cloned();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    if let Some(app) = app {
+        let status = response.status().as_u16().to_string();
+        app.metrics.api_requests.with_label_values(&[&route, &method, &status]).inc();
+        app.metrics.api_seconds.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
+    }
+    response
+}
+
+fn is_stale_read(req: &Request) -> bool {
+    req.method() == Method::GET
+        && req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "stale=true" || kv == "stale=1"))
+}
+
+/// Sends the request to the leader unless this member can answer it itself.
+pub async fn forward_to_leader(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    if is_stale_read(&req) || app.is_leader() {
+        return next.run(req).await;
+    }
+    if req.headers().contains_key(FORWARDED) {
+        return HttpError(ApiError::unavailable(format!(
+            "member {} received a forwarded request but is not the leader; retry",
+            app.id
+        )))
+        .into_response();
+    }
+    let Some((leader, addr)) = app.leader() else {
+        return HttpError(ApiError::unavailable("no leader elected right now; retry")).into_response();
+    };
+    match proxy(&app, &addr, req).await {
+        Ok(response) => response,
+        Err(e) => HttpError(ApiError::unavailable(format!("leader {leader} at {addr} unreachable: {e}"))).into_response(),
+    }
+}
+
+async fn proxy(app: &App, addr: &str, req: Request) -> Result<Response, String> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| e.to_string())?;
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut out = app
+        .http
+        .request(parts.method.clone(), format!("http://{addr}{path}"))
+        .timeout(std::time::Duration::from_millis(app.config.write_timeout_ms + 2_000))
+        .header(FORWARDED, app.id.to_string())
+        .body(bytes);
+    for name in ["authorization", "content-type", "if-match", "accept"] {
+        if let Some(v) = parts.headers.get(name) {
+            out = out.header(name, v.clone());
+        }
+    }
+    let answer = out.send().await.map_err(|e| e.to_string())?;
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let body = answer.bytes().await.map_err(|e| e.to_string())?;
+    let mut response = Response::builder().status(status);
+    for name in ["content-type", "etag", "retry-after"] {
+        if let Some(v) = headers.get(name) {
+            response = response.header(name, v.clone());
+        }
+    }
+    response.body(Body::from(body)).map_err(|e| e.to_string())
+}
+
+/// Checks `Authorization: Bearer TOKEN` against the replicated token table (stored hashed).
+pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return unauthorized("missing Authorization: Bearer TOKEN header");
+    };
+    let hash = sha256_hex(token);
+    let caller = {
+        let model = app.state.read();
+        if !model.is_bootstrapped() {
+            return HttpError(ApiError::unavailable(
+                "this member holds no cluster state yet (not bootstrapped or not yet joined); retry or ask another member",
+            ))
+            .into_response();
+        }
+        model.caller_for_token(&hash).map(str::to_string)
+    };
+    match caller {
+        Some(name) => {
+            req.extensions_mut().insert(Caller(name));
+            next.run(req).await
+        }
+        None => unauthorized("unknown token"),
+    }
+}
+
+fn unauthorized(why: &str) -> Response {
+    let mut response = HttpError(ApiError::new(hci_shared::ErrorCode::Unauthorized, why)).into_response();
+    response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    response
+}

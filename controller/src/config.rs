@@ -1,0 +1,162 @@
+//! Command-line flags and the `--config` TOML file of `hci-controller`; flags override the file.
+//!
+//! It exists so that every setting has one name in both places and one default. It must never read
+//! anything but the flags and the named file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(name = "hci-controller", version, about = "One member of an hci site's controller cluster")]
+pub struct Flags {
+    /// TOML file with any of the settings below (flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This member's Raft id (a positive integer, unique in the cluster).
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Address serving the operator API, /metrics and member-to-member traffic.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Address other members and forwarded requests use to reach this one (default: --listen).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<SocketAddr>,
+    /// Directory holding the RocksDB database and admin.token.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Site name written at bootstrap (e.g. primary, dr).
+    #[arg(long)]
+    pub site: Option<String>,
+    /// On the first start of the first member: create a one-member cluster and an admin token.
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Build a snapshot (and purge the log behind it) every N applied entries.
+    #[arg(long, value_name = "N")]
+    pub snapshot_every: Option<u64>,
+    /// Leader heartbeat interval in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Minimum election timeout in milliseconds (the maximum is twice this).
+    #[arg(long, value_name = "MS")]
+    pub election_timeout_ms: Option<u64>,
+    /// How long a write may wait for a majority before it is answered 503.
+    #[arg(long, value_name = "MS")]
+    pub write_timeout_ms: Option<u64>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Tool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Tool {
+    /// Print the OpenAPI document of the HTTP API and exit.
+    Openapi,
+}
+
+/// The TOML file: the same settings as the flags, under the same names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub id: Option<u64>,
+    pub listen: Option<SocketAddr>,
+    pub advertise: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub site: Option<String>,
+    pub bootstrap: Option<bool>,
+    pub snapshot_every: Option<u64>,
+    pub heartbeat_ms: Option<u64>,
+    pub election_timeout_ms: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
+    pub log_format: Option<String>,
+}
+
+/// The effective settings of one member.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: u64,
+    pub listen: SocketAddr,
+    pub advertise: SocketAddr,
+    pub data_dir: PathBuf,
+    pub site: String,
+    pub bootstrap: bool,
+    pub snapshot_every: u64,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    pub write_timeout_ms: u64,
+    pub log_format: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("parsing {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("--{0} is required (flag or config file)")]
+    Missing(&'static str),
+    #[error("--{field}: {why}")]
+    Invalid { field: &'static str, why: String },
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })
+}
+
+impl Config {
+    pub fn resolve(flags: &Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let id = flags.id.or(file.id).ok_or(ConfigError::Missing("id"))?;
+        if id == 0 {
+            return Err(ConfigError::Invalid { field: "id", why: "must be a positive integer".into() });
+        }
+        let listen = flags.listen.or(file.listen).ok_or(ConfigError::Missing("listen"))?;
+        let advertise = flags.advertise.or(file.advertise).unwrap_or(listen);
+        if advertise.ip().is_unspecified() {
+            return Err(ConfigError::Invalid {
+                field: "advertise",
+                why: format!("{advertise} is not reachable by other members; give --advertise"),
+            });
+        }
+        let heartbeat_ms = flags.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(200);
+        let election_timeout_ms = flags.election_timeout_ms.or(file.election_timeout_ms).unwrap_or(1000);
+        if election_timeout_ms <= heartbeat_ms * 2 {
+            return Err(ConfigError::Invalid {
+                field: "election-timeout-ms",
+                why: format!("{election_timeout_ms} must exceed twice the heartbeat ({heartbeat_ms} ms)"),
+            });
+        }
+        let log_format = flags.log_format.clone().or(file.log_format).unwrap_or_else(|| "text".into());
+        if log_format != "text" && log_format != "json" {
+            return Err(ConfigError::Invalid { field: "log-format", why: format!("'{log_format}' is not text or json") });
+        }
+        let site = flags.site.clone().or(file.site).unwrap_or_else(|| "primary".into());
+        hci_shared::names::check_name(&site).map_err(|why| ConfigError::Invalid { field: "site", why })?;
+        let snapshot_every = flags.snapshot_every.or(file.snapshot_every).unwrap_or(10_000);
+        if snapshot_every == 0 {
+            return Err(ConfigError::Invalid { field: "snapshot-every", why: "must be positive".into() });
+        }
+        Ok(Self {
+            id,
+            listen,
+            advertise,
+            data_dir: flags.data_dir.clone().or(file.data_dir).ok_or(ConfigError::Missing("data-dir"))?,
+            site,
+            bootstrap: flags.bootstrap || file.bootstrap.unwrap_or(false),
+            snapshot_every,
+            heartbeat_ms,
+            election_timeout_ms,
+            write_timeout_ms: flags.write_timeout_ms.or(file.write_timeout_ms).unwrap_or(5_000),
+            log_format,
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! The in-memory replicated model: the tables of resources plus their derived indexes, and the
+//! read accessors the store and the HTTP API use.
+//!
+//! It exists so that every member holds the same state after applying the same log. It must never
+//! be mutated except through `apply` (one log entry at a time) or built except through `load`;
+//! readers get shared references only.
+
+use std::collections::BTreeMap;
+
+use hci_shared::resources::{Host, Tenant, Vm, Volume, Zone, ZonePolicy};
+
+use crate::cluster::TokenRecord;
+use crate::index::Indexes;
+
+/// The controller's replicated state. Two models are equal exactly when they hold the same records
+/// (the derived indexes follow from the records).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Model {
+    pub(crate) site: Option<String>,
+    /// Bearer token SHA-256 (lowercase hex) → who it is.
+    pub(crate) tokens: BTreeMap<String, TokenRecord>,
+    /// By tenant name.
+    pub(crate) tenants: BTreeMap<String, Tenant>,
+    /// By zone name.
+    pub(crate) zones: BTreeMap<String, Zone>,
+    /// By policy id.
+    pub(crate) policies: BTreeMap<String, ZonePolicy>,
+    /// By volume id.
+    pub(crate) volumes: BTreeMap<String, Volume>,
+    /// By VM id.
+    pub(crate) vms: BTreeMap<String, Vm>,
+    /// By host id.
+    pub(crate) hosts: BTreeMap<String, Host>,
+    pub(crate) index: Indexes,
+}
+
+impl Model {
+    /// An empty, not yet bootstrapped model.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The site name, once bootstrapped.
+    pub fn site(&self) -> Option<&str> {
+        self.site.as_deref()
+    }
+
+    pub fn is_bootstrapped(&self) -> bool {
+        self.site.is_some()
+    }
+
+    /// The caller name (e.g. `admin`) of a token, given its lowercase hex SHA-256.
+    pub fn caller_for_token(&self, sha256_hex: &str) -> Option<&str> {
+        self.tokens.get(sha256_hex).map(|record| record.name.as_str())
+    }
+
+    /// The whole token record (name and role), given the token's lowercase hex SHA-256.
+    pub fn token(&self, sha256_hex: &str) -> Option<&TokenRecord> {
+        self.tokens.get(sha256_hex)
+    }
+
+    /// Tenants ordered by name.
+    pub fn tenants(&self) -> impl Iterator<Item = &Tenant> + '_ {
+        self.tenants.values()
+    }
+
+    pub fn tenant(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.get(name)
+    }
+
+    /// Zones ordered by name.
+    pub fn zones(&self) -> impl Iterator<Item = &Zone> + '_ {
+        self.zones.values()
+    }
+
+    pub fn zone(&self, name: &str) -> Option<&Zone> {
+        self.zones.get(name)
+    }
+
+    /// Zone policies ordered by id.
+    pub fn zone_policies(&self) -> impl Iterator<Item = &ZonePolicy> + '_ {
+        self.policies.values()
+    }
+
+    pub fn zone_policy(&self, id: &str) -> Option<&ZonePolicy> {
+        self.policies.get(id)
+    }
+
+    /// Volumes ordered by id.
+    pub fn volumes(&self) -> impl Iterator<Item = &Volume> + '_ {
+        self.volumes.values()
+    }
+
+    pub fn volume(&self, id: &str) -> Option<&Volume> {
+        self.volumes.get(id)
+    }
+
+    /// VMs ordered by id.
+    pub fn vms(&self) -> impl Iterator<Item = &Vm> + '_ {
+        self.vms.values()
+    }
+
+    pub fn vm(&self, id: &str) -> Option<&Vm> {
+        self.vms.get(id)
+    }
+
+    /// Hosts ordered by id.
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> + '_ {
+        self.hosts.values()
+    }
+
+    pub fn host(&self, id: &str) -> Option<&Host> {
+        self.hosts.get(id)
+    }
+
+    /// The id of the volume named `name` in `tenant`.
+    pub fn volume_id_by_name(&self, tenant: &str, name: &str) -> Option<&str> {
+        self.index.volume_names.get(&(tenant.to_string(), name.to_string())).map(String::as_str)
+    }
+
+    /// The id of the VM named `name` in `tenant`.
+    pub fn vm_id_by_name(&self, tenant: &str, name: &str) -> Option<&str> {
+        self.index.vm_names.get(&(tenant.to_string(), name.to_string())).map(String::as_str)
+    }
+}

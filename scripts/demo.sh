@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# demo.sh: the README's demo. Installs what it needs, builds hci, then starts a 3-member hci-controller
+# cluster on loopback (ephemeral ports, scratch data dirs) and drives it with hcictl the way an
+# operator would: two departments with quotas, zones, a zone policy, a volume and a VM; two requests
+# the controller must refuse; then kill -9 of the leader, a new election, writes through a survivor,
+# the killed member restarting and catching up, and the audit log. Everything it started is stopped
+# and its scratch directory removed on exit (HCI_DEMO_KEEP=1 keeps the directory and member logs).
+# Exits non-zero if any step that should succeed fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+step() { echo; echo "== step: $*"; }
+# run CMD...: shows the command as an operator would type it, then runs it (a failure ends the demo).
+run() { echo "\$ $*"; "$@"; }
+# refused CMD...: the command must be refused by the cluster (hcictl exit status 1).
+refused() {
+  echo "\$ $*"
+  local rc=0
+  "$@" || rc=$?
+  [[ $rc -eq 1 ]] || die "expected the cluster to refuse this (exit 1), got exit $rc: $*"
+  echo "(refused as it should be: hcictl exit status 1, and nothing changed)"
+}
+
+DEMO_DIR=""
+cleanup() {
+  local rc=$?
+  stop_all TERM
+  if [[ $rc -ne 0 && -n $DEMO_DIR ]]; then
+    echo >&2
+    echo "demo FAILED (exit $rc). Last lines of each member's log:" >&2
+    local f
+    for f in "$DEMO_DIR"/member-*.log; do
+      [[ -e $f ]] || continue
+      echo "--- $f" >&2
+      tail -n 20 "$f" >&2
+    done
+  fi
+  if [[ -n $DEMO_DIR ]]; then
+    if [[ ${HCI_DEMO_KEEP:-0} == 1 ]]; then echo "kept $DEMO_DIR"; else rm -rf "$DEMO_DIR"; fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "install dependencies and build (cargo build --workspace --bins)"
+./scripts/install-deps.sh
+cargo build --workspace --bins
+BIN="$(cargo_target_dir)/debug"
+CONTROLLER="$BIN/hci-controller"
+hcictl() { "$BIN/hcictl" "$@"; }
+[[ -x $CONTROLLER && -x $BIN/hcictl ]] || die "build did not produce $CONTROLLER and $BIN/hcictl"
+
+DEMO_DIR=$(mktemp -d -t hci-demo.XXXXXX)
+read -r P1 P2 P3 < <(free_ports 3)
+[[ -n ${P3:-} ]] || die "could not pick free ports (python3 missing?)"
+declare -A PORT=([1]=$P1 [2]=$P2 [3]=$P3)
+url() { echo "http://127.0.0.1:${PORT[$1]}"; }
+start() { start_member "$CONTROLLER" "$1" "${PORT[$1]}" "$DEMO_DIR/d$1" "$DEMO_DIR/member-$1.log" --site primary "${@:2}"; }
+
+step "start member 1 with --bootstrap on 127.0.0.1:$P1 (data dir $DEMO_DIR/d1)"
+start 1 --bootstrap
+wait_until 10 "$DEMO_DIR/d1/admin.token" test -s "$DEMO_DIR/d1/admin.token"
+TOKEN=$(cat "$DEMO_DIR/d1/admin.token")
+wait_until 30 "member 1 to lead its one-member cluster" leader_is "$P1" "$TOKEN" 1
+echo "member 1 is up and leads; the administrator token is in $DEMO_DIR/d1/admin.token (mode $(stat -c %a "$DEMO_DIR/d1/admin.token"))"
+
+export HCI_URL HCI_TOKEN="$TOKEN"
+HCI_URL="$(url 1),$(url 2),$(url 3)"
+echo "\$ export HCI_URL=$HCI_URL HCI_TOKEN=\$(cat $DEMO_DIR/d1/admin.token)"
+
+step "start members 2 and 3 on empty data dirs (they wait to be added), then add them"
+start 2
+start 3
+run hcictl cluster members add --id 2 --addr "127.0.0.1:$P2"
+run hcictl cluster members add --id 3 --addr "127.0.0.1:$P3"
+wait_until 60 "members 2 and 3 to catch up and become voters" voters_are "$P1" "$TOKEN" 3
+
+step "cluster status"
+run hcictl cluster status
+
+step "two departments, each with a quota"
+run hcictl tenant create finance --description "Finance department" --vcpus 64 --memory-mib 262144 --disk-gib 4096
+run hcictl tenant create health --description "Public health office" --vcpus 32 --memory-mib 131072 --disk-gib 2048
+run hcictl tenant list
+
+step "security zones: one network per department, plus a DMZ for finance"
+run hcictl zone create finance-intranet --tenant finance --cidr 10.10.0.0/24
+run hcictl zone create finance-dmz --tenant finance --cidr 10.10.1.0/24
+run hcictl zone create health-records --tenant health --cidr 10.20.0.0/24
+run hcictl zone list
+
+step "a zone policy: the finance DMZ may reach the intranet on HTTPS only"
+run hcictl zone-policy create --from finance-dmz --to finance-intranet --protocol tcp --ports 443
+run hcictl zone-policy list
+
+step "a volume and a VM attached to it, with a NIC in finance-intranet"
+VOLUME_ID=$(hcictl volume create finance-db-disk --tenant finance --size-gib 50 -o json | jq -er .id)
+echo "\$ hcictl volume create finance-db-disk --tenant finance --size-gib 50   # -> id $VOLUME_ID"
+run hcictl vm create finance-db --tenant finance --vcpus 4 --memory-mib 8192 --volume "$VOLUME_ID" --nic finance-intranet
+run hcictl volume list
+run hcictl vm list
+echo "(no hosts yet: placement and running VMs arrive with the agent; the controller already assigned the NIC's MAC and IP)"
+
+step "bad requests are refused with a clear message, and change nothing"
+refused hcictl zone create finance-lab --tenant finance --cidr 10.10.0.128/25
+refused hcictl vm create health-big --tenant health --vcpus 64 --memory-mib 8192
+
+step "kill -9 the leader"
+LEADER=$(hcictl cluster status -o json | jq -er .leader_id)
+echo "the leader is member $LEADER (pid ${HCI_MEMBER_PID[$LEADER]}); sending SIGKILL"
+kill -KILL "${HCI_MEMBER_PID[$LEADER]}"
+wait "${HCI_MEMBER_PID[$LEADER]}" 2>/dev/null || true
+SURVIVORS=()
+for id in 1 2 3; do [[ $id == "$LEADER" ]] || SURVIVORS+=("$id"); done
+SURVIVOR=${SURVIVORS[0]}
+t0=$SECONDS
+wait_until 30 "a new leader among members ${SURVIVORS[*]}" has_leader_other_than "${PORT[$SURVIVOR]}" "$TOKEN" "$LEADER"
+echo "new leader: member $(cluster_json "${PORT[$SURVIVOR]}" "$TOKEN" | jq -r .leader_id), elected within $((SECONDS - t0 + 1)) s"
+
+step "the cluster still answers, and accepts writes through a surviving member"
+run hcictl cluster status
+run hcictl tenant list
+HCI_URL=$(url "$SURVIVOR") run hcictl tenant create education --description "Schools office" --vcpus 16 --memory-mib 65536 --disk-gib 1024
+
+step "restart member $LEADER on its data dir; it catches up with what it missed"
+start "$LEADER"
+# A member's own copy, without a leader round-trip: --stale against that member alone.
+has_education() { hcictl --stale --url "$(url "$LEADER")" -o json tenant list | jq -e '(.items? // .) | any(.name == "education")'; }
+wait_until 60 "member $LEADER to hold the tenant created while it was down" has_education
+echo "member $LEADER's own copy of the tenants:"
+run hcictl --stale --url "$(url "$LEADER")" tenant list
+wait_until 60 "all three members to be voters again" voters_are "${PORT[$SURVIVOR]}" "$TOKEN" 3
+run hcictl cluster status
+
+step "the audit log (last records)"
+hcictl audit | tail -n 15
+
+step "shut down: SIGTERM to every member"
+stop_all TERM
+echo "all members stopped."
+echo
+echo "demo finished: 3-member cluster, 3 tenants, 3 zones, 1 policy, 1 volume, 1 VM, 2 refusals, 1 leader killed and replaced."

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# test.sh: the README's test command, and what CI runs. Installs what the build and tests need
+# (scripts/install-deps.sh), builds every binary of the workspace (the integration tests start the
+# real hci-controller and hcictl), then runs every test of the workspace with its output on the
+# console. Prints how long the build and the tests took. The exit status is the tests' own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+
+./scripts/install-deps.sh
+
+locked=()
+[[ -f Cargo.lock ]] && locked=(--locked)
+
+t0=$SECONDS
+echo "== build: cargo build --workspace --bins ${locked[*]}"
+cargo build --workspace --bins "${locked[@]}"
+build_s=$((SECONDS - t0))
+echo "== build took ${build_s} s"
+
+t0=$SECONDS
+echo "== test: cargo test --workspace ${locked[*]}"
+rc=0
+cargo test --workspace "${locked[@]}" || rc=$?
+test_s=$((SECONDS - t0))
+
+echo "== build took ${build_s} s, tests took ${test_s} s; cargo test exit status ${rc}"
+exit "$rc"
