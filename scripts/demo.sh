@@ -12,11 +12,19 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 step() { echo; echo "== step: $*"; }
-# run CMD...: shows the command as an operator would type it, then runs it (a failure ends the demo).
-run() { echo "\$ $*"; "$@"; }
+# show CMD...: prints the command as an operator would type it (arguments with spaces quoted).
+show() {
+  local a line="\$"
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then line+=" $a"; else line+=" '$a'"; fi
+  done
+  echo "$line"
+}
+# run CMD...: shows the command, then runs it (a failure ends the demo).
+run() { show "$@"; "$@"; }
 # refused CMD...: the command must be refused by the cluster (hcictl exit status 1).
 refused() {
-  echo "\$ $*"
+  show "$@"
   local rc=0
   "$@" || rc=$?
   [[ $rc -eq 1 ]] || die "expected the cluster to refuse this (exit 1), got exit $rc: $*"
@@ -27,7 +35,9 @@ DEMO_DIR=""
 cleanup() {
   local rc=$?
   stop_all TERM
-  if [[ $rc -ne 0 && -n $DEMO_DIR ]]; then
+  if [[ $rc -eq 130 || $rc -eq 143 ]]; then
+    echo "demo interrupted" >&2
+  elif [[ $rc -ne 0 && -n $DEMO_DIR ]]; then
     echo >&2
     echo "demo FAILED (exit $rc). Last lines of each member's log:" >&2
     local f
@@ -94,16 +104,15 @@ run hcictl zone create health-records --tenant health --cidr 10.20.0.0/24
 run hcictl zone list
 
 step "a zone policy: the finance DMZ may reach the intranet on HTTPS only"
-run hcictl zone-policy create --from finance-dmz --to finance-intranet --protocol tcp --ports 443
+run hcictl zone-policy create --name dmz-to-intranet-https --from finance-dmz --to finance-intranet --protocol tcp --ports 443
 run hcictl zone-policy list
 
 step "a volume and a VM attached to it, with a NIC in finance-intranet"
-VOLUME_ID=$(hcictl volume create finance-db-disk --tenant finance --size-gib 50 -o json | jq -er .id)
-echo "\$ hcictl volume create finance-db-disk --tenant finance --size-gib 50   # -> id $VOLUME_ID"
-run hcictl vm create finance-db --tenant finance --vcpus 4 --memory-mib 8192 --volume "$VOLUME_ID" --nic finance-intranet
+run hcictl volume create finance-db-disk --tenant finance --size-gib 50
+run hcictl vm create finance-db --tenant finance --vcpus 4 --memory-mib 8192 --volume finance-db-disk --nic finance-intranet
 run hcictl volume list
-run hcictl vm list
-echo "(no hosts yet: placement and running VMs arrive with the agent; the controller already assigned the NIC's MAC and IP)"
+run hcictl vm show finance-db --tenant finance
+echo "(no hosts yet: placement and running VMs arrive with the agent; the controller already gave the NIC its MAC and IP)"
 
 step "bad requests are refused with a clear message, and change nothing"
 refused hcictl zone create finance-lab --tenant finance --cidr 10.10.0.128/25
@@ -117,9 +126,9 @@ wait "${HCI_MEMBER_PID[$LEADER]}" 2>/dev/null || true
 SURVIVORS=()
 for id in 1 2 3; do [[ $id == "$LEADER" ]] || SURVIVORS+=("$id"); done
 SURVIVOR=${SURVIVORS[0]}
-t0=$SECONDS
+t0=$(date +%s%N)
 wait_until 30 "a new leader among members ${SURVIVORS[*]}" has_leader_other_than "${PORT[$SURVIVOR]}" "$TOKEN" "$LEADER"
-echo "new leader: member $(cluster_json "${PORT[$SURVIVOR]}" "$TOKEN" | jq -r .leader_id), elected within $((SECONDS - t0 + 1)) s"
+echo "new leader: member $(cluster_json "${PORT[$SURVIVOR]}" "$TOKEN" | jq -r .leader_id), seen $((($(date +%s%N) - t0) / 1000000)) ms after the kill"
 
 step "the cluster still answers, and accepts writes through a surviving member"
 run hcictl cluster status

@@ -74,7 +74,7 @@ voters_are() {
 start_member() {
   local bin=$1 id=$2 port=$3 dir=$4 log=$5; shift 5
   mkdir -p "$dir"
-  "$bin" --id "$id" --listen "127.0.0.1:$port" --data-dir "$dir" "$@" >>"$log" 2>&1 &
+  NO_COLOR=1 "$bin" --id "$id" --listen "127.0.0.1:$port" --data-dir "$dir" "$@" >>"$log" 2>&1 &
   local pid=$!
   HCI_PIDS+=("$pid")
   HCI_MEMBER_PID[$id]=$pid

@@ -77,7 +77,8 @@ impl Call {
     }
 
     pub fn json<T: Serialize>(mut self, body: &T) -> Result<Self, CliError> {
-        let bytes = serde_json::to_vec(body).map_err(|e| CliError::Usage(format!("cannot encode request: {e}")))?;
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| CliError::Usage(format!("cannot encode request: {e}")))?;
         self.body = Some(bytes);
         Ok(self)
     }
@@ -96,7 +97,6 @@ impl Call {
 /// A 2xx answer.
 #[derive(Debug, Clone)]
 pub struct Reply {
-    pub status: u16,
     pub etag: Option<String>,
     pub body: Vec<u8>,
     /// The base URL that answered.
@@ -114,11 +114,15 @@ impl Reply {
 
     /// The body decoded into one of the shared API types.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CliError> {
-        serde_json::from_slice(&self.body).map_err(|e| self.bad(format!("body does not match the API: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| self.bad(format!("body does not match the API: {e}")))
     }
 
     fn bad(&self, why: String) -> CliError {
-        CliError::BadResponse { url: self.url.clone(), why }
+        CliError::BadResponse {
+            url: self.url.clone(),
+            why,
+        }
     }
 }
 
@@ -141,8 +145,15 @@ pub struct Client {
 }
 
 enum Attempt {
-    Status { status: u16, etag: Option<String>, body: Vec<u8> },
-    Failed { kind: Transport, why: String },
+    Status {
+        status: u16,
+        etag: Option<String>,
+        body: Vec<u8>,
+    },
+    Failed {
+        kind: Transport,
+        why: String,
+    },
 }
 
 impl Client {
@@ -154,7 +165,13 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| CliError::Usage(format!("cannot set up the HTTP client: {e}")))?;
-        Ok(Client { http, urls: config.urls, token: config.token, stale: config.stale, preferred: Cell::new(0) })
+        Ok(Client {
+            http,
+            urls: config.urls,
+            token: config.token,
+            stale: config.stale,
+            preferred: Cell::new(0),
+        })
     }
 
     pub fn get(&self, segments: &[&str]) -> Result<Reply, CliError> {
@@ -172,7 +189,9 @@ impl Client {
     /// Sends `call` to each URL in turn until one gives a definite answer.
     pub fn send(&self, mut call: Call) -> Result<Reply, CliError> {
         if call.segments.first().map(String::as_str) == Some("v1") && self.token.is_none() {
-            return Err(CliError::Usage("no token: set HCI_TOKEN, --token or --token-file".into()));
+            return Err(CliError::Usage(
+                "no token: set HCI_TOKEN, --token or --token-file".into(),
+            ));
         }
         if self.stale && call.method == Method::GET {
             call.query.push(("stale".into(), "true".into()));
@@ -184,7 +203,9 @@ impl Client {
         let mut unavailable: Option<String> = None;
         for k in 0..count {
             let index = (start + k) % count;
-            let Some(base) = self.urls.get(index) else { continue };
+            let Some(base) = self.urls.get(index) else {
+                continue;
+            };
             let label = base.as_str().trim_end_matches('/').to_string();
             let url = build_url(base, &call)?;
             let attempt = self.attempt(&call, url);
@@ -193,9 +214,13 @@ impl Client {
                 Attempt::Failed { kind, .. } => Err(*kind),
             };
             match (classify(outcome, idempotent), attempt) {
-                (Verdict::Accept, Attempt::Status { status, etag, body }) => {
+                (Verdict::Accept, Attempt::Status { etag, body, .. }) => {
                     self.preferred.set(index);
-                    return Ok(Reply { status, etag, body, url: label });
+                    return Ok(Reply {
+                        etag,
+                        body,
+                        url: label,
+                    });
                 }
                 (Verdict::Refuse, Attempt::Status { status, body, .. }) => {
                     self.preferred.set(index);
@@ -206,8 +231,12 @@ impl Client {
                     tried.push(format!("{label} ({status})"));
                     unavailable = Some(message);
                 }
-                (Verdict::TryNext, Attempt::Failed { why, .. }) => tried.push(format!("{label} ({why})")),
-                (_, Attempt::Failed { why, .. }) => return Err(CliError::NoAnswer { url: label, why }),
+                (Verdict::TryNext, Attempt::Failed { why, .. }) => {
+                    tried.push(format!("{label} ({why})"))
+                }
+                (_, Attempt::Failed { why, .. }) => {
+                    return Err(CliError::NoAnswer { url: label, why })
+                }
                 (_, Attempt::Status { status, body, .. }) => return Err(refusal(status, &body)),
             }
         }
@@ -230,16 +259,26 @@ impl Client {
             req = req.header(IF_MATCH, etag.as_str());
         }
         if let Some(body) = &call.body {
-            req = req.header(CONTENT_TYPE, "application/json").body(body.clone());
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
         }
         let resp = match req.send() {
             Ok(resp) => resp,
             Err(e) => return failed(&e),
         };
         let status = resp.status().as_u16();
-        let etag = resp.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let etag = resp
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         match resp.bytes() {
-            Ok(body) => Attempt::Status { status, etag, body: body.to_vec() },
+            Ok(body) => Attempt::Status {
+                status,
+                etag,
+                body: body.to_vec(),
+            },
             Err(e) => failed(&e),
         }
     }
@@ -253,7 +292,10 @@ fn failed(e: &reqwest::Error) -> Attempt {
     } else {
         Transport::Other
     };
-    Attempt::Failed { kind, why: root_cause(e) }
+    Attempt::Failed {
+        kind,
+        why: root_cause(e),
+    }
 }
 
 /// The innermost cause of a transport error ("Connection refused (os error 111)"), which says more
@@ -273,8 +315,14 @@ fn root_cause(e: &reqwest::Error) -> String {
 
 /// The request URL: base path + percent-encoded segments + query.
 pub fn build_url(base: &Url, call: &Call) -> Result<Url, CliError> {
-    if let Some(bad) = call.segments.iter().find(|s| s.is_empty() || *s == "." || *s == "..") {
-        return Err(CliError::Usage(format!("'{bad}' is not a valid name or id")));
+    if let Some(bad) = call
+        .segments
+        .iter()
+        .find(|s| s.is_empty() || *s == "." || *s == "..")
+    {
+        return Err(CliError::Usage(format!(
+            "'{bad}' is not a valid name or id"
+        )));
     }
     let mut url = base.clone();
     url.path_segments_mut()
@@ -291,11 +339,23 @@ pub fn build_url(base: &Url, call: &Call) -> Result<Url, CliError> {
 /// else `http_<status>` with the body's first line.
 pub fn refusal(status: u16, body: &[u8]) -> CliError {
     if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
-        return CliError::Refused { status, code: parsed.error.code, message: parsed.error.message };
+        return CliError::Refused {
+            status,
+            code: parsed.error.code,
+            message: parsed.error.message,
+        };
     }
     let text = String::from_utf8_lossy(body);
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    let mut message: String = first.chars().filter(|c| !c.is_control()).take(200).collect();
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut message: String = first
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
     if message.is_empty() {
         message = reqwest::StatusCode::from_u16(status)
             .ok()
@@ -303,152 +363,12 @@ pub fn refusal(status: u16, body: &[u8]) -> CliError {
             .unwrap_or("no message")
             .to_string();
     }
-    CliError::Refused { status, code: format!("http_{status}"), message }
+    CliError::Refused {
+        status,
+        code: format!("http_{status}"),
+        message,
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::{EXIT_REFUSED, EXIT_UNREACHABLE};
-    use crate::test_server::{refused_url, Canned, TestServer};
-
-    fn client(urls: &[String]) -> Client {
-        let urls = urls.iter().map(|u| Url::parse(u).expect("url")).collect();
-        Client::new(ClientConfig {
-            urls,
-            token: Some("tok".into()),
-            stale: false,
-            timeout: Duration::from_secs(5),
-        })
-        .expect("client")
-    }
-
-    #[test]
-    fn classify_outcomes() {
-        for idempotent in [true, false] {
-            assert_eq!(classify(Ok(200), idempotent), Verdict::Accept);
-            assert_eq!(classify(Ok(201), idempotent), Verdict::Accept);
-            assert_eq!(classify(Ok(204), idempotent), Verdict::Accept);
-            assert_eq!(classify(Ok(503), idempotent), Verdict::TryNext);
-            assert_eq!(classify(Err(Transport::Connect), idempotent), Verdict::TryNext);
-            for status in [301, 400, 401, 403, 404, 409, 412, 500, 502] {
-                assert_eq!(classify(Ok(status), idempotent), Verdict::Refuse, "{status}");
-            }
-        }
-        assert_eq!(classify(Err(Transport::Timeout), true), Verdict::TryNext);
-        assert_eq!(classify(Err(Transport::Other), true), Verdict::TryNext);
-        assert_eq!(classify(Err(Transport::Timeout), false), Verdict::Ambiguous);
-        assert_eq!(classify(Err(Transport::Other), false), Verdict::Ambiguous);
-    }
-
-    #[test]
-    fn refusal_bodies() {
-        let e = refusal(404, br#"{"error":{"code":"not_found","message":"tenant 'x' does not exist"}}"#);
-        assert_eq!(e.to_string(), "not_found: tenant 'x' does not exist");
-        assert_eq!(e.exit_code(), EXIT_REFUSED);
-        assert_eq!(refusal(502, b"<html>\nbad gateway\x1b[31m").to_string(), "http_502: <html>");
-        assert_eq!(refusal(500, b"").to_string(), "http_500: Internal Server Error");
-    }
-
-    #[test]
-    fn urls_encode_each_segment() {
-        let base = Url::parse("http://h:1/prefix/").expect("url");
-        let call = Call::new(Method::GET, &["v1", "tenants", "a/b?c#d"]).query("after", 5);
-        assert_eq!(build_url(&base, &call).expect("url").as_str(), "http://h:1/prefix/v1/tenants/a%2Fb%3Fc%23d?after=5");
-        for bad in ["..", ".", ""] {
-            let call = Call::new(Method::GET, &["v1", "tenants", bad]);
-            assert_eq!(build_url(&base, &call).expect_err("bad").exit_code(), 2);
-        }
-    }
-
-    #[test]
-    fn fails_over_from_refused_connection_to_second_url() {
-        let server = TestServer::start(vec![Canned::json(200, r#"{"items":[]}"#)]);
-        let c = client(&[refused_url(), server.url()]);
-        let reply = c.get(&["v1", "tenants"]).expect("second URL answers");
-        assert_eq!(reply.status, 200);
-        let requests = server.requests();
-        assert_eq!(requests.len(), 1);
-        assert_eq!(requests[0].line, "GET /v1/tenants HTTP/1.1");
-        assert_eq!(requests[0].header("authorization").as_deref(), Some("Bearer tok"));
-    }
-
-    #[test]
-    fn fails_over_on_503_and_sticks_to_the_answering_member() {
-        let busy = TestServer::start(vec![Canned::error(503, "unavailable", "no leader")]);
-        let good = TestServer::start(vec![Canned::json(201, r#"{"x":1}"#), Canned::json(200, "{}")]);
-        let c = client(&[busy.url(), good.url()]);
-        let reply = c.post(&["v1", "tenants"], &serde_json::json!({"name": "a"})).expect("second answers");
-        assert_eq!(reply.status, 201);
-        assert_eq!(busy.requests().len(), 1);
-        // The next request of the same run goes straight to the member that answered.
-        c.get(&["v1", "tenants", "a"]).expect("ok");
-        assert_eq!(busy.requests().len(), 1);
-        assert_eq!(good.requests().len(), 2);
-        assert_eq!(good.requests()[0].body, r#"{"name":"a"}"#);
-    }
-
-    #[test]
-    fn refusal_stops_without_trying_the_next_url() {
-        let first = TestServer::start(vec![Canned::error(409, "conflict", "tenant 'a' exists")]);
-        let second = TestServer::start(vec![Canned::json(200, "{}")]);
-        let c = client(&[first.url(), second.url()]);
-        let err = c.post(&["v1", "tenants"], &serde_json::json!({})).expect_err("refused");
-        assert_eq!(err.exit_code(), EXIT_REFUSED);
-        assert_eq!(err.to_string(), "conflict: tenant 'a' exists");
-        assert_eq!(second.requests().len(), 0);
-    }
-
-    #[test]
-    fn all_down_or_all_503_is_exit_3() {
-        let c = client(&[refused_url(), refused_url()]);
-        let err = c.get(&["v1", "cluster"]).expect_err("down");
-        assert_eq!(err.exit_code(), EXIT_UNREACHABLE);
-        assert!(err.to_string().starts_with("cluster unreachable: tried http://127.0.0.1:"), "{err}");
-
-        let a = TestServer::start(vec![Canned::error(503, "unavailable", "no leader (a)")]);
-        let b = TestServer::start(vec![Canned::error(503, "unavailable", "no quorum (b)")]);
-        let err = client(&[a.url(), b.url()]).get(&["v1", "cluster"]).expect_err("503s");
-        assert_eq!(err.exit_code(), EXIT_UNREACHABLE);
-        assert!(err.to_string().contains("unavailable: no quorum (b)"), "{err}");
-    }
-
-    #[test]
-    fn lost_write_answer_is_not_replayed() {
-        let silent = TestServer::start(vec![Canned::Hangup]);
-        let second = TestServer::start(vec![Canned::json(201, "{}")]);
-        let c = client(&[silent.url(), second.url()]);
-        let err = c.post(&["v1", "vms"], &serde_json::json!({})).expect_err("ambiguous");
-        assert_eq!(err.exit_code(), EXIT_UNREACHABLE);
-        assert!(matches!(err, CliError::NoAnswer { .. }));
-        assert_eq!(second.requests().len(), 0);
-
-        // A read is safe to repeat elsewhere.
-        let silent = TestServer::start(vec![Canned::Hangup]);
-        let c = client(&[silent.url(), second.url()]);
-        c.get(&["v1", "vms"]).expect("read fails over");
-    }
-
-    #[test]
-    fn stale_reads_and_if_match() {
-        let server = TestServer::start(vec![Canned::json(200, "{}"), Canned::Empty(204)]);
-        let urls = vec![Url::parse(&server.url()).expect("url")];
-        let c = Client::new(ClientConfig { urls, token: Some("t".into()), stale: true, timeout: Duration::from_secs(5) })
-            .expect("client");
-        c.get(&["v1", "zones"]).expect("ok");
-        let reply = c.delete(&["v1", "zones", "z"], Some("\"7\"".into())).expect("ok");
-        assert_eq!(reply.value().expect("empty"), Value::Null);
-        let requests = server.requests();
-        assert_eq!(requests[0].line, "GET /v1/zones?stale=true HTTP/1.1");
-        assert_eq!(requests[1].line, "DELETE /v1/zones/z HTTP/1.1");
-        assert_eq!(requests[1].header("if-match").as_deref(), Some("\"7\""));
-    }
-
-    #[test]
-    fn no_token_is_a_usage_error_before_any_request() {
-        let urls = vec![Url::parse(&refused_url()).expect("url")];
-        let c = Client::new(ClientConfig { urls, token: None, stale: false, timeout: Duration::from_secs(1) })
-            .expect("client");
-        assert_eq!(c.get(&["v1", "cluster"]).expect_err("no token").exit_code(), 2);
-    }
-}
+mod tests;

@@ -39,7 +39,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[&str]) -> Self {
-        Table { headers: headers.iter().map(|h| (*h).to_string()).collect(), rows: Vec::new() }
+        Table {
+            headers: headers.iter().map(|h| (*h).to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -47,7 +50,13 @@ impl Table {
     }
 
     pub fn render(&self) -> String {
-        let columns = self.rows.iter().map(Vec::len).chain([self.headers.len()]).max().unwrap_or(0);
+        let columns = self
+            .rows
+            .iter()
+            .map(Vec::len)
+            .chain([self.headers.len()])
+            .max()
+            .unwrap_or(0);
         let mut widths = vec![0usize; columns];
         for line in std::iter::once(&self.headers).chain(&self.rows) {
             for (i, cell) in line.iter().enumerate() {
@@ -65,8 +74,12 @@ impl Table {
                 }
                 text.push_str(cell);
                 if i + 1 < line.len() {
-                    let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.chars().count());
-                    text.extend(std::iter::repeat(' ').take(pad));
+                    let pad = widths
+                        .get(i)
+                        .copied()
+                        .unwrap_or(0)
+                        .saturating_sub(cell.chars().count());
+                    text.push_str(&" ".repeat(pad));
                 }
             }
             out.push_str(text.trim_end());
@@ -78,7 +91,11 @@ impl Table {
 
 /// `key: value` lines with the values aligned.
 pub fn details(pairs: &[(&str, String)]) -> String {
-    let width = pairs.iter().map(|(k, _)| k.chars().count() + 1).max().unwrap_or(0);
+    let width = pairs
+        .iter()
+        .map(|(k, _)| k.chars().count() + 1)
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (key, value) in pairs {
         let label = format!("{}:", key.to_ascii_lowercase());
@@ -95,7 +112,13 @@ pub fn clean(text: &str) -> String {
         return "-".to_string();
     }
     text.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
         .collect()
 }
 
@@ -141,7 +164,11 @@ impl<'a> Output<'a> {
     }
 
     /// One resource: the raw JSON, or the detail view (`detail`) or a one-row table.
-    pub fn one<T: View + DeserializeOwned>(&mut self, reply: &Reply, detail: bool) -> Result<(), CliError> {
+    pub fn one<T: View + DeserializeOwned>(
+        &mut self,
+        reply: &Reply,
+        detail: bool,
+    ) -> Result<(), CliError> {
         if self.format == Format::Json {
             return self.json(&reply.value()?);
         }
@@ -163,7 +190,10 @@ impl<'a> Output<'a> {
     ) -> Result<(), CliError> {
         let mut value = reply.value()?;
         let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) else {
-            return Err(CliError::BadResponse { url: reply.url.clone(), why: "no \"items\" list".into() });
+            return Err(CliError::BadResponse {
+                url: reply.url.clone(),
+                why: "no \"items\" list".into(),
+            });
         };
         items.retain(|item| keep(item));
         if self.format == Format::Json {
@@ -171,10 +201,11 @@ impl<'a> Output<'a> {
         }
         let mut table = Table::new(T::headers());
         for item in items.iter() {
-            let item: T = serde_json::from_value(item.clone()).map_err(|e| CliError::BadResponse {
-                url: reply.url.clone(),
-                why: format!("an item does not match the API: {e}"),
-            })?;
+            let item: T =
+                serde_json::from_value(item.clone()).map_err(|e| CliError::BadResponse {
+                    url: reply.url.clone(),
+                    why: format!("an item does not match the API: {e}"),
+                })?;
             table.row(item.row());
         }
         self.text(&table.render())
@@ -186,7 +217,8 @@ impl<'a> Output<'a> {
         match (&value, self.format) {
             (_, Format::Json) => self.json(&value),
             (Value::Object(map), Format::Table) => {
-                let pairs: Vec<(&str, String)> = map.iter().map(|(k, v)| (k.as_str(), scalar(v))).collect();
+                let pairs: Vec<(&str, String)> =
+                    map.iter().map(|(k, v)| (k.as_str(), scalar(v))).collect();
                 self.text(&details(&pairs))
             }
             (Value::Null, Format::Table) => Ok(()),
@@ -210,7 +242,10 @@ pub fn all(_: &Value) -> bool {
 
 /// Keeps the items of `tenant` (all items when `None`).
 pub fn of_tenant(tenant: Option<&str>) -> impl Fn(&Value) -> bool + '_ {
-    move |item| tenant.map_or(true, |t| item.get("tenant").and_then(Value::as_str) == Some(t))
+    move |item| match tenant {
+        None => true,
+        Some(t) => item.get("tenant").and_then(Value::as_str) == Some(t),
+    }
 }
 
 #[cfg(test)]
@@ -220,7 +255,11 @@ mod tests {
     #[test]
     fn table_aligns_columns() {
         let mut t = Table::new(&["NAME", "VCPUS", "DESCRIPTION"]);
-        t.row(vec!["finance".into(), "16".into(), "money\nand more".into()]);
+        t.row(vec![
+            "finance".into(),
+            "16".into(),
+            "money\nand more".into(),
+        ]);
         t.row(vec!["hr".into(), "4".into(), String::new()]);
         assert_eq!(
             t.render(),

@@ -237,9 +237,8 @@ impl Cluster {
                 cmd.arg("--snapshot-every").arg(n.to_string());
             }
             cmd.args(&opts.extra_args);
-            if std::env::var_os("RUST_LOG").is_none() {
-                cmd.env("RUST_LOG", "info");
-            }
+            // Plain text logs: they are read in files, not on a terminal.
+            cmd.env("NO_COLOR", "1");
             let _ = writeln!(log, "==== harness: start #{} of member {id}: {:?}", m.starts, cmd);
             let out = log.try_clone().expect("clone log handle");
             cmd.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(log));

@@ -25,8 +25,10 @@ pub enum DrMode {
 pub enum DrCmd {
     /// Fail a protection group over to this site (or run a drill)
     Failover {
+        /// The protection group
         #[arg(long)]
         group: String,
+        /// What kind of failover
         #[arg(long, value_enum)]
         mode: DrMode,
         /// Recover from this recovery point (default: the latest)
@@ -35,11 +37,15 @@ pub enum DrCmd {
     },
     /// End a test failover and remove what it created
     Cleanup {
+        /// The protection group whose test failover ends
         #[arg(long)]
         group: String,
     },
     /// Show a drill's or failover's report: per-VM recovery point, RPO, RTO, checks, outcome
-    Report { id: String },
+    Report {
+        /// The id `dr failover` answered with
+        id: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -57,8 +63,16 @@ struct Cleanup<'a> {
 
 pub fn run(cmd: DrCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     let reply = match &cmd {
-        DrCmd::Failover { group, mode, recovery_point } => {
-            let body = Failover { group, mode: *mode, recovery_point: recovery_point.as_deref() };
+        DrCmd::Failover {
+            group,
+            mode,
+            recovery_point,
+        } => {
+            let body = Failover {
+                group,
+                mode: *mode,
+                recovery_point: recovery_point.as_deref(),
+            };
             client.post(&["v1", "dr", "failover"], &body)?
         }
         DrCmd::Cleanup { group } => client.post(&["v1", "dr", "cleanup"], &Cleanup { group })?,

@@ -14,6 +14,7 @@ pub enum HostCmd {
     List,
     /// Show one host (-o json shows its whole inventory)
     Show {
+        /// The host's id or name
         #[arg(value_name = "ID|NAME")]
         id: String,
     },

@@ -14,29 +14,42 @@ use crate::output::{all, Output};
 pub enum TenantCmd {
     /// Create a tenant with its quota
     Create {
+        /// The tenant's name (lowercase letters, digits and '-')
         name: String,
+        /// Quota: vCPUs
         #[arg(long)]
         vcpus: u32,
+        /// Quota: memory in MiB
         #[arg(long)]
         memory_mib: u64,
+        /// Quota: disk in GiB
         #[arg(long)]
         disk_gib: u64,
+        /// Free text, e.g. the department's full name
         #[arg(long, default_value = "")]
         description: String,
     },
     /// List tenants with usage against quota
     List,
     /// Show one tenant
-    Show { name: String },
+    Show {
+        /// The tenant's name
+        name: String,
+    },
     /// Change the description and/or quota; quota fields not given keep their current value
     Update {
+        /// The tenant's name
         name: String,
+        /// New description
         #[arg(long)]
         description: Option<String>,
+        /// New quota: vCPUs
         #[arg(long)]
         vcpus: Option<u32>,
+        /// New quota: memory in MiB
         #[arg(long)]
         memory_mib: Option<u64>,
+        /// New quota: disk in GiB
         #[arg(long)]
         disk_gib: Option<u64>,
         /// Only update if the tenant's ETag is still this (default for a partial quota: the ETag
@@ -46,6 +59,7 @@ pub enum TenantCmd {
     },
     /// Delete a tenant (it must own nothing)
     Delete {
+        /// The tenant's name
         name: String,
         /// Only delete if the tenant's ETag is still this
         #[arg(long, value_name = "ETAG")]
@@ -55,17 +69,44 @@ pub enum TenantCmd {
 
 pub fn run(cmd: TenantCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        TenantCmd::Create { name, vcpus, memory_mib, disk_gib, description } => {
-            let body = TenantCreate { name, description, quota: Quota { vcpus, memory_mib, disk_gib } };
+        TenantCmd::Create {
+            name,
+            vcpus,
+            memory_mib,
+            disk_gib,
+            description,
+        } => {
+            let body = TenantCreate {
+                name,
+                description,
+                quota: Quota {
+                    vcpus,
+                    memory_mib,
+                    disk_gib,
+                },
+            };
             out.one::<Tenant>(&client.post(&["v1", "tenants"], &body)?, false)
         }
         TenantCmd::List => out.list::<Tenant>(&client.get(&["v1", "tenants"])?, &all),
-        TenantCmd::Show { name } => out.one::<Tenant>(&client.get(&["v1", "tenants", &name])?, true),
-        TenantCmd::Update { name, description, vcpus, memory_mib, disk_gib, if_match } => {
+        TenantCmd::Show { name } => {
+            out.one::<Tenant>(&client.get(&["v1", "tenants", &name])?, true)
+        }
+        TenantCmd::Update {
+            name,
+            description,
+            vcpus,
+            memory_mib,
+            disk_gib,
+            if_match,
+        } => {
             let mut if_match = etag_arg(if_match);
             let quota = match (vcpus, memory_mib, disk_gib) {
                 (None, None, None) => None,
-                (Some(vcpus), Some(memory_mib), Some(disk_gib)) => Some(Quota { vcpus, memory_mib, disk_gib }),
+                (Some(vcpus), Some(memory_mib), Some(disk_gib)) => Some(Quota {
+                    vcpus,
+                    memory_mib,
+                    disk_gib,
+                }),
                 _ => {
                     // The API replaces the whole quota: fill the missing fields from what is there
                     // now, and make the update conditional on it still being there.
@@ -81,7 +122,8 @@ pub fn run(cmd: TenantCmd, client: &Client, out: &mut Output) -> Result<(), CliE
             };
             if description.is_none() && quota.is_none() {
                 return Err(CliError::Usage(
-                    "nothing to update: give --description, --vcpus, --memory-mib or --disk-gib".into(),
+                    "nothing to update: give --description, --vcpus, --memory-mib or --disk-gib"
+                        .into(),
                 ));
             }
             let call = Call::new(Method::PUT, &["v1", "tenants", &name])

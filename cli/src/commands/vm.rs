@@ -15,11 +15,15 @@ use crate::resolve::{resolve, HOST, VM, VOLUME};
 pub enum VmCmd {
     /// Create a VM
     Create {
+        /// The VM's name (unique within the tenant)
         name: String,
+        /// The tenant that owns the VM
         #[arg(long)]
         tenant: String,
+        /// Number of virtual CPUs
         #[arg(long)]
         vcpus: u32,
+        /// Memory in MiB
         #[arg(long)]
         memory_mib: u64,
         /// CPU architecture: x86_64, ppc64le or aarch64
@@ -91,16 +95,38 @@ fn id_of(client: &Client, target: &Target) -> Result<String, CliError> {
 
 pub fn run(cmd: VmCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        VmCmd::Create { name, tenant, vcpus, memory_mib, arch, firmware, volumes, nics, anti_affinity_group } => {
+        VmCmd::Create {
+            name,
+            tenant,
+            vcpus,
+            memory_mib,
+            arch,
+            firmware,
+            volumes,
+            nics,
+            anti_affinity_group,
+        } => {
             let volumes = volumes
                 .iter()
                 .map(|v| resolve(client, VOLUME, v, Some(&tenant)))
                 .collect::<Result<Vec<_>, _>>()?;
             let nics = nics.into_iter().map(|zone| NicRequest { zone }).collect();
-            let body = VmCreate { name, tenant, vcpus, memory_mib, arch, firmware, volumes, nics, anti_affinity_group };
+            let body = VmCreate {
+                name,
+                tenant,
+                vcpus,
+                memory_mib,
+                arch,
+                firmware,
+                volumes,
+                nics,
+                anti_affinity_group,
+            };
             out.one::<Vm>(&client.post(&["v1", "vms"], &body)?, false)
         }
-        VmCmd::List { tenant } => out.list::<Vm>(&client.get(&["v1", "vms"])?, &of_tenant(tenant.as_deref())),
+        VmCmd::List { tenant } => {
+            out.list::<Vm>(&client.get(&["v1", "vms"])?, &of_tenant(tenant.as_deref()))
+        }
         VmCmd::Show { target } => {
             let id = id_of(client, &target)?;
             out.one::<Vm>(&client.get(&["v1", "vms", &id])?, true)
@@ -116,7 +142,10 @@ pub fn run(cmd: VmCmd, client: &Client, out: &mut Output) -> Result<(), CliError
         VmCmd::Migrate { target, host, live } => {
             let id = id_of(client, &target)?;
             let host = host.map(|h| resolve(client, HOST, &h, None)).transpose()?;
-            out.one::<Vm>(&client.post(&["v1", "vms", &id, "migrate"], &VmMigrate { host, live })?, false)
+            out.one::<Vm>(
+                &client.post(&["v1", "vms", &id, "migrate"], &VmMigrate { host, live })?,
+                false,
+            )
         }
     }
 }

@@ -3,8 +3,9 @@
 use clap::Subcommand;
 use hci_shared::api::{VolumeClone, VolumeCreate, VolumeResize, VolumeSnapshotCreate};
 use hci_shared::resources::Volume;
+use reqwest::Method;
 
-use crate::client::{Client, Reply};
+use crate::client::{Call, Client, Reply};
 use crate::commands::{etag_arg, label, Target};
 use crate::error::CliError;
 use crate::output::{of_tenant, Format, Output};
@@ -14,9 +15,12 @@ use crate::resolve::{resolve, VOLUME};
 pub enum VolumeCmd {
     /// Create a volume (with --image: a bootable copy of that image, grown to --size-gib)
     Create {
+        /// The volume's name (unique within the tenant)
         name: String,
+        /// The tenant that owns the volume
         #[arg(long)]
         tenant: String,
+        /// Size in GiB
         #[arg(long)]
         size_gib: u64,
         /// Storage pool
@@ -52,6 +56,9 @@ pub enum VolumeCmd {
         /// The new size
         #[arg(long)]
         size_gib: u64,
+        /// Only resize if the volume's ETag is still this
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
     },
     /// Take a point-in-time snapshot
     Snapshot {
@@ -77,13 +84,26 @@ fn id_of(client: &Client, target: &Target) -> Result<String, CliError> {
 
 pub fn run(cmd: VolumeCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        VolumeCmd::Create { name, tenant, size_gib, pool, image } => {
-            let body = VolumeCreate { name, tenant, size_gib, pool, image };
+        VolumeCmd::Create {
+            name,
+            tenant,
+            size_gib,
+            pool,
+            image,
+        } => {
+            let body = VolumeCreate {
+                name,
+                tenant,
+                size_gib,
+                pool,
+                image,
+            };
             out.one::<Volume>(&client.post(&["v1", "volumes"], &body)?, false)
         }
-        VolumeCmd::List { tenant } => {
-            out.list::<Volume>(&client.get(&["v1", "volumes"])?, &of_tenant(tenant.as_deref()))
-        }
+        VolumeCmd::List { tenant } => out.list::<Volume>(
+            &client.get(&["v1", "volumes"])?,
+            &of_tenant(tenant.as_deref()),
+        ),
         VolumeCmd::Show { target } => {
             let id = id_of(client, &target)?;
             out.one::<Volume>(&client.get(&["v1", "volumes", &id])?, true)
@@ -93,18 +113,31 @@ pub fn run(cmd: VolumeCmd, client: &Client, out: &mut Output) -> Result<(), CliE
             client.delete(&["v1", "volumes", &id], etag_arg(if_match))?;
             out.done(&format!("deleted volume {}", label(&target.id, &id)))
         }
-        VolumeCmd::Resize { target, size_gib } => {
+        VolumeCmd::Resize {
+            target,
+            size_gib,
+            if_match,
+        } => {
             let id = id_of(client, &target)?;
-            volume_or_any(out, &client.post(&["v1", "volumes", &id, "resize"], &VolumeResize { size_gib })?)
+            let call = Call::new(Method::POST, &["v1", "volumes", &id, "resize"])
+                .json(&VolumeResize { size_gib })?
+                .if_match(etag_arg(if_match));
+            volume_or_any(out, &client.send(call)?)
         }
         VolumeCmd::Snapshot { target, name } => {
             let id = id_of(client, &target)?;
-            let reply = client.post(&["v1", "volumes", &id, "snapshot"], &VolumeSnapshotCreate { name })?;
+            let reply = client.post(
+                &["v1", "volumes", &id, "snapshot"],
+                &VolumeSnapshotCreate { name },
+            )?;
             volume_or_any(out, &reply)
         }
         VolumeCmd::Clone { target, name } => {
             let id = id_of(client, &target)?;
-            out.one::<Volume>(&client.post(&["v1", "volumes", &id, "clone"], &VolumeClone { name })?, false)
+            out.one::<Volume>(
+                &client.post(&["v1", "volumes", &id, "clone"], &VolumeClone { name })?,
+                false,
+            )
         }
     }
 }

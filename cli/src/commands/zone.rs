@@ -30,12 +30,15 @@ impl From<KindArg> for ZoneKind {
 pub enum ZoneCmd {
     /// Create a zone
     Create {
+        /// The zone's name (unique in the site)
         name: String,
+        /// The tenant that owns the zone
         #[arg(long)]
         tenant: String,
         /// IPv4 network, e.g. 10.10.0.0/24
         #[arg(long)]
         cidr: String,
+        /// What may enter or leave the zone
         #[arg(long, value_enum, default_value_t = KindArg::Normal)]
         kind: KindArg,
         /// VXLAN network identifier or VLAN id
@@ -49,9 +52,13 @@ pub enum ZoneCmd {
         tenant: Option<String>,
     },
     /// Show one zone
-    Show { name: String },
+    Show {
+        /// The zone's name
+        name: String,
+    },
     /// Delete a zone (no NIC may use it)
     Delete {
+        /// The zone's name
         name: String,
         /// Only delete if the zone's ETag is still this
         #[arg(long, value_name = "ETAG")]
@@ -61,11 +68,26 @@ pub enum ZoneCmd {
 
 pub fn run(cmd: ZoneCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        ZoneCmd::Create { name, tenant, cidr, kind, vni } => {
-            let body = ZoneCreate { name, tenant, kind: kind.into(), cidr, vni };
+        ZoneCmd::Create {
+            name,
+            tenant,
+            cidr,
+            kind,
+            vni,
+        } => {
+            let body = ZoneCreate {
+                name,
+                tenant,
+                kind: kind.into(),
+                cidr,
+                vni,
+            };
             out.one::<Zone>(&client.post(&["v1", "zones"], &body)?, false)
         }
-        ZoneCmd::List { tenant } => out.list::<Zone>(&client.get(&["v1", "zones"])?, &of_tenant(tenant.as_deref())),
+        ZoneCmd::List { tenant } => out.list::<Zone>(
+            &client.get(&["v1", "zones"])?,
+            &of_tenant(tenant.as_deref()),
+        ),
         ZoneCmd::Show { name } => out.one::<Zone>(&client.get(&["v1", "zones", &name])?, true),
         ZoneCmd::Delete { name, if_match } => {
             client.delete(&["v1", "zones", &name], etag_arg(if_match))?;

@@ -36,10 +36,13 @@ pub enum ZonePolicyCmd {
         /// A name for the policy (default: assigned by the controller)
         #[arg(long)]
         name: Option<String>,
+        /// The zone traffic comes from
         #[arg(long = "from", value_name = "ZONE")]
         from_zone: String,
+        /// The zone traffic goes to
         #[arg(long = "to", value_name = "ZONE")]
         to_zone: String,
+        /// The protocol allowed
         #[arg(long, value_enum)]
         protocol: ProtocolArg,
         /// Ports and ranges, e.g. 22,80,8000-8100 (tcp/udp only)
@@ -50,11 +53,13 @@ pub enum ZonePolicyCmd {
     List,
     /// Show one zone policy
     Show {
+        /// The policy's id or name
         #[arg(value_name = "ID|NAME")]
         id: String,
     },
     /// Delete a zone policy
     Delete {
+        /// The policy's id or name
         #[arg(value_name = "ID|NAME")]
         id: String,
         /// Only delete if the policy's ETag is still this
@@ -65,8 +70,21 @@ pub enum ZonePolicyCmd {
 
 pub fn run(cmd: ZonePolicyCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        ZonePolicyCmd::Create { name, from_zone, to_zone, protocol, ports } => {
-            let body = ZonePolicyCreate { name, from_zone, to_zone, protocol: protocol.into(), ports, action: PolicyAction::Allow };
+        ZonePolicyCmd::Create {
+            name,
+            from_zone,
+            to_zone,
+            protocol,
+            ports,
+        } => {
+            let body = ZonePolicyCreate {
+                name,
+                from_zone,
+                to_zone,
+                protocol: protocol.into(),
+                ports,
+                action: PolicyAction::Allow,
+            };
             out.one::<ZonePolicy>(&client.post(&["v1", "zone-policies"], &body)?, false)
         }
         ZonePolicyCmd::List => out.list::<ZonePolicy>(&client.get(&["v1", "zone-policies"])?, &all),

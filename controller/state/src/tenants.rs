@@ -56,6 +56,9 @@ pub(crate) fn update(
         quota::check_lowered(current, new_quota)?;
         tenant.quota = new_quota;
     }
+    if tenant == *current {
+        return Ok(Outcome::new(Applied::Tenant(tenant), Vec::new()));
+    }
     tenant.revision = ctx.index;
     Ok(Outcome::new(Applied::Tenant(tenant.clone()), vec![Change::PutTenant(tenant)]))
 }

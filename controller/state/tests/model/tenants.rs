@@ -62,6 +62,15 @@ fn update_changes_description_and_quota() {
 }
 
 #[test]
+fn update_that_changes_nothing_keeps_the_revision() {
+    let mut h = Harness::new();
+    h.with_tenant("finance", 8, 4096, 100);
+    let t = as_tenant(h.ok(update("finance", Some(""), Some(quota(8, 4096, 100)), None)));
+    assert_eq!(t.revision, 1);
+    assert_eq!(h.record_writes(), 0);
+}
+
+#[test]
 fn stale_if_match_is_precondition_failed() {
     let mut h = Harness::new();
     h.with_tenant("finance", 8, 4096, 100);
