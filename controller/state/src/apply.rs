@@ -96,9 +96,7 @@ impl Model {
             Command::DeleteZonePolicy { id, if_match } => policies::delete(self, id, *if_match),
             Command::CreateVolume { id, spec } => volumes::create(self, ctx, id, spec),
             Command::DeleteVolume { id, if_match } => volumes::delete(self, ctx, id, *if_match),
-            Command::ResizeVolume { id, size_gib, if_match } => {
-                volumes::resize(self, ctx, id, *size_gib, *if_match)
-            }
+            Command::ResizeVolume { id, size_gib, if_match } => volumes::resize(self, ctx, id, *size_gib, *if_match),
             Command::SnapshotVolume { id, name } => volumes::snapshot(self, ctx, id, name),
             Command::CloneVolume { id, new_id, name } => volumes::clone(self, ctx, id, new_id, name),
             Command::CreateVm { id, spec } => vms::create(self, ctx, id, spec),

@@ -49,9 +49,6 @@ pub(crate) fn bootstrap(model: &Model, site: &str, admin_token_sha256: &str) -> 
     let record = TokenRecord { name: ADMIN_CALLER.to_string(), role: Role::Admin };
     Ok(Outcome::new(
         Applied::Bootstrapped,
-        vec![
-            Change::Site(site.to_string()),
-            Change::Token { sha256_hex: admin_token_sha256.to_string(), record },
-        ],
+        vec![Change::Site(site.to_string()), Change::Token { sha256_hex: admin_token_sha256.to_string(), record }],
     ))
 }

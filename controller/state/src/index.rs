@@ -28,9 +28,7 @@ pub(crate) struct Indexes {
 }
 
 fn parse_ip(vm: &Vm, nic: usize, ip: &str) -> Result<u32, StateError> {
-    ip.parse::<Ipv4Addr>()
-        .map(u32::from)
-        .map_err(|_| StateError::BadIp { vm: vm.id.clone(), nic, ip: ip.to_string() })
+    ip.parse::<Ipv4Addr>().map(u32::from).map_err(|_| StateError::BadIp { vm: vm.id.clone(), nic, ip: ip.to_string() })
 }
 
 impl Indexes {
@@ -142,13 +140,7 @@ impl Indexes {
     }
 }
 
-fn owned_by<'a>(
-    names: &'a BTreeMap<(String, String), String>,
-    tenant: &str,
-) -> impl Iterator<Item = &'a str> + 'a {
+fn owned_by<'a>(names: &'a BTreeMap<(String, String), String>, tenant: &str) -> impl Iterator<Item = &'a str> + 'a {
     let owner = tenant.to_string();
-    names
-        .range((owner.clone(), String::new())..)
-        .take_while(move |((t, _), _)| *t == owner)
-        .map(|(_, id)| id.as_str())
+    names.range((owner.clone(), String::new())..).take_while(move |((t, _), _)| *t == owner).map(|(_, id)| id.as_str())
 }

@@ -14,10 +14,8 @@ use crate::model::Model;
 
 /// A zone a policy may name: it exists and is not isolated.
 fn check_zone(model: &Model, field: &str, name: &str) -> Result<(), ApiError> {
-    let zone = model
-        .zones
-        .get(name)
-        .ok_or_else(|| ApiError::invalid(field, format!("zone '{name}' does not exist")))?;
+    let zone =
+        model.zones.get(name).ok_or_else(|| ApiError::invalid(field, format!("zone '{name}' does not exist")))?;
     if zone.kind == ZoneKind::Isolated {
         return Err(ApiError::invalid(field, format!("zone {name} is isolated; no policy may name it")));
     }

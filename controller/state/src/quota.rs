@@ -25,9 +25,8 @@ pub(crate) fn charge(tenant: &Tenant, demand: Usage, ctx: &Ctx<'_>) -> Result<Te
     let vcpus = add_within(name, "vcpus", used.vcpus.into(), demand.vcpus.into(), quota.vcpus.into())?;
     let memory_mib = add_within(name, "memory_mib", used.memory_mib, demand.memory_mib, quota.memory_mib)?;
     let disk_gib = add_within(name, "disk_gib", used.disk_gib, demand.disk_gib, quota.disk_gib)?;
-    let vcpus = u32::try_from(vcpus).map_err(|_| {
-        ApiError::no_capacity(format!("tenant '{name}' quota vcpus exceeded: {vcpus} does not fit"))
-    })?;
+    let vcpus = u32::try_from(vcpus)
+        .map_err(|_| ApiError::no_capacity(format!("tenant '{name}' quota vcpus exceeded: {vcpus} does not fit")))?;
     let mut charged = tenant.clone();
     charged.usage = Usage { vcpus, memory_mib, disk_gib };
     charged.revision = ctx.index;

@@ -59,7 +59,10 @@ fn chosen_host<'m>(vm: &Vm, host: &'m Host, current: &str) -> Result<&'m Host, A
         return Err(ApiError::conflict(format!("vm '{}' is already on host '{}'", vm.name, host.id)));
     }
     if host.arch != vm.arch {
-        return Err(ApiError::invalid("host", format!("host '{}' is {}; vm '{}' is {}", host.id, host.arch, vm.name, vm.arch)));
+        return Err(ApiError::invalid(
+            "host",
+            format!("host '{}' is {}; vm '{}' is {}", host.id, host.arch, vm.name, vm.arch),
+        ));
     }
     if host.state != HostState::Ready {
         return Err(ApiError::conflict(format!("host '{}' is {}", host.id, host_state(host.state))));
@@ -73,9 +76,7 @@ fn any_other_host<'m>(model: &'m Model, vm: &Vm, current: &str) -> Result<&'m Ho
         .hosts
         .values()
         .find(|h| h.id != current && h.arch == vm.arch && h.state == HostState::Ready)
-        .ok_or_else(|| {
-            ApiError::no_capacity(format!("no other ready {} host can take vm '{}'", vm.arch, vm.name))
-        })
+        .ok_or_else(|| ApiError::no_capacity(format!("no other ready {} host can take vm '{}'", vm.arch, vm.name)))
 }
 
 pub(crate) fn migrate(model: &Model, ctx: &Ctx<'_>, id: &str, request: &VmMigrate) -> Decision {

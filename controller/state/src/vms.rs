@@ -24,10 +24,8 @@ fn volumes_to_attach<'m>(model: &'m Model, tenant: &str, ids: &[String]) -> Resu
     let mut volumes = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         let field = format!("volumes[{i}]");
-        let volume = model
-            .volumes
-            .get(id)
-            .ok_or_else(|| ApiError::invalid(&field, format!("volume '{id}' does not exist")))?;
+        let volume =
+            model.volumes.get(id).ok_or_else(|| ApiError::invalid(&field, format!("volume '{id}' does not exist")))?;
         if volume.tenant != tenant {
             return Err(ApiError::invalid(
                 &field,
@@ -36,9 +34,7 @@ fn volumes_to_attach<'m>(model: &'m Model, tenant: &str, ids: &[String]) -> Resu
         }
         if let Some(vm_id) = &volume.attached_to {
             let vm_name = model.vms.get(vm_id).map(|vm| vm.name.as_str()).unwrap_or("?");
-            return Err(ApiError::conflict(format!(
-                "volume '{id}' is already attached to vm '{vm_name}' ({vm_id})"
-            )));
+            return Err(ApiError::conflict(format!("volume '{id}' is already attached to vm '{vm_name}' ({vm_id})")));
         }
         if volumes.iter().any(|v: &&Volume| v.id == *id) {
             return Err(ApiError::invalid(&field, format!("'{id}' is listed twice")));
@@ -129,9 +125,10 @@ pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &VmCreate) ->
 pub(crate) fn delete(model: &Model, ctx: &Ctx<'_>, id: &str, if_match: Option<u64>) -> Decision {
     let vm = model.vms.get(id).ok_or_else(|| ApiError::not_found("vm", id))?;
     check_if_match(if_match, vm.revision)?;
-    let tenant = model.tenants.get(&vm.tenant).ok_or_else(|| {
-        ApiError::internal(format!("vm '{id}' belongs to missing tenant '{}'", vm.tenant))
-    })?;
+    let tenant = model
+        .tenants
+        .get(&vm.tenant)
+        .ok_or_else(|| ApiError::internal(format!("vm '{id}' belongs to missing tenant '{}'", vm.tenant)))?;
     let mut changes = vec![Change::PutTenant(quota::release(tenant, compute(vm.vcpus, vm.memory_mib), ctx))];
     for volume_id in &vm.volumes {
         if let Some(volume) = model.volumes.get(volume_id).filter(|v| v.attached_to.as_deref() == Some(id)) {

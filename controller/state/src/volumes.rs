@@ -35,9 +35,7 @@ fn check_new(model: &Model, id: &str, tenant: &str, name: &str) -> Result<(), Ap
         return Err(ApiError::conflict(format!("volume id '{id}' already exists")));
     }
     if let Some(other) = model.volume_id_by_name(tenant, name) {
-        return Err(ApiError::conflict(format!(
-            "volume '{name}' already exists in tenant '{tenant}' (id {other})"
-        )));
+        return Err(ApiError::conflict(format!("volume '{name}' already exists in tenant '{tenant}' (id {other})")));
     }
     Ok(())
 }
@@ -67,10 +65,7 @@ pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &VolumeCreate
         created_at: ctx.at.to_string(),
         revision: ctx.index,
     };
-    Ok(Outcome::new(
-        Applied::Volume(volume.clone()),
-        vec![Change::PutTenant(charged), Change::PutVolume(volume)],
-    ))
+    Ok(Outcome::new(Applied::Volume(volume.clone()), vec![Change::PutTenant(charged), Change::PutVolume(volume)]))
 }
 
 pub(crate) fn delete(model: &Model, ctx: &Ctx<'_>, id: &str, if_match: Option<u64>) -> Decision {
@@ -84,10 +79,7 @@ pub(crate) fn delete(model: &Model, ctx: &Ctx<'_>, id: &str, if_match: Option<u6
         )));
     }
     let released = quota::release(owner(model, volume)?, disk(volume.size_gib), ctx);
-    Ok(Outcome::new(
-        Applied::Deleted,
-        vec![Change::PutTenant(released), Change::DeleteVolume(id.to_string())],
-    ))
+    Ok(Outcome::new(Applied::Deleted, vec![Change::PutTenant(released), Change::DeleteVolume(id.to_string())]))
 }
 
 pub(crate) fn resize(model: &Model, ctx: &Ctx<'_>, id: &str, size_gib: u64, if_match: Option<u64>) -> Decision {
@@ -97,7 +89,10 @@ pub(crate) fn resize(model: &Model, ctx: &Ctx<'_>, id: &str, size_gib: u64, if_m
     if size_gib < volume.size_gib {
         return Err(ApiError::invalid(
             "size_gib",
-            format!("shrinking volume '{}' from {} to {size_gib} GiB is refused; volumes only grow", volume.name, volume.size_gib),
+            format!(
+                "shrinking volume '{}' from {} to {size_gib} GiB is refused; volumes only grow",
+                volume.name, volume.size_gib
+            ),
         ));
     }
     if size_gib == volume.size_gib {
@@ -107,10 +102,7 @@ pub(crate) fn resize(model: &Model, ctx: &Ctx<'_>, id: &str, size_gib: u64, if_m
     let mut grown = volume.clone();
     grown.size_gib = size_gib;
     grown.revision = ctx.index;
-    Ok(Outcome::new(
-        Applied::Volume(grown.clone()),
-        vec![Change::PutTenant(charged), Change::PutVolume(grown)],
-    ))
+    Ok(Outcome::new(Applied::Volume(grown.clone()), vec![Change::PutTenant(charged), Change::PutVolume(grown)]))
 }
 
 pub(crate) fn snapshot(model: &Model, ctx: &Ctx<'_>, id: &str, name: &str) -> Decision {
@@ -144,8 +136,5 @@ pub(crate) fn clone(model: &Model, ctx: &Ctx<'_>, id: &str, new_id: &str, name: 
         created_at: ctx.at.to_string(),
         revision: ctx.index,
     };
-    Ok(Outcome::new(
-        Applied::Volume(copy.clone()),
-        vec![Change::PutTenant(charged), Change::PutVolume(copy)],
-    ))
+    Ok(Outcome::new(Applied::Volume(copy.clone()), vec![Change::PutTenant(charged), Change::PutVolume(copy)]))
 }

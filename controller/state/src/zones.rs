@@ -33,10 +33,7 @@ pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &ZoneCreate) 
             Err(_) => false,
         };
         if overlaps {
-            return Err(ApiError::conflict(format!(
-                "cidr {cidr} overlaps zone '{}' ({})",
-                other.name, other.cidr
-            )));
+            return Err(ApiError::conflict(format!("cidr {cidr} overlaps zone '{}' ({})", other.name, other.cidr)));
         }
     }
     if let Some(vni) = spec.vni {

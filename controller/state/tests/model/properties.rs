@@ -67,9 +67,10 @@ fn prelude() -> impl Strategy<Value = Vec<Command>> {
     let quotas = prop::collection::vec((1u32..14, 64u64..4000, 1u64..120), 3);
     let zones = prop::collection::vec(create_zone_command(), 2..6);
     (quotas, zones).prop_map(|(quotas, zones)| {
-        let tenants = quotas.into_iter().zip(["t0", "t1", "t2"]).map(|((vcpus, memory_mib, disk_gib), name)| {
-            create_tenant(name, vcpus, memory_mib, disk_gib)
-        });
+        let tenants = quotas
+            .into_iter()
+            .zip(["t0", "t1", "t2"])
+            .map(|((vcpus, memory_mib, disk_gib), name)| create_tenant(name, vcpus, memory_mib, disk_gib));
         tenants.chain(zones).collect()
     })
 }
@@ -210,7 +211,11 @@ fn check_invariants(model: &Model) {
         let expected = sums.get(tenant.name.as_str()).copied().unwrap_or_default();
         assert_eq!(tenant.usage, expected, "usage of {}", tenant.name);
         let (u, q) = (tenant.usage, tenant.quota);
-        assert!(u.vcpus <= q.vcpus && u.memory_mib <= q.memory_mib && u.disk_gib <= q.disk_gib, "{} over quota", tenant.name);
+        assert!(
+            u.vcpus <= q.vcpus && u.memory_mib <= q.memory_mib && u.disk_gib <= q.disk_gib,
+            "{} over quota",
+            tenant.name
+        );
     }
     for zone in model.zones() {
         assert!(model.tenant(&zone.tenant).is_some(), "zone {} has no tenant", zone.name);

@@ -215,7 +215,15 @@ pub fn vm_spec(tenant: &str, name: &str, vcpus: u32, memory_mib: u64, volumes: &
     }
 }
 
-pub fn create_vm(id: &str, tenant: &str, name: &str, vcpus: u32, memory_mib: u64, volumes: &[&str], zones: &[&str]) -> Command {
+pub fn create_vm(
+    id: &str,
+    tenant: &str,
+    name: &str,
+    vcpus: u32,
+    memory_mib: u64,
+    volumes: &[&str],
+    zones: &[&str],
+) -> Command {
     Command::CreateVm { id: id.to_string(), spec: vm_spec(tenant, name, vcpus, memory_mib, volumes, zones) }
 }
 

@@ -7,7 +7,12 @@ use hci_shared::ErrorCode;
 
 use crate::support::*;
 
-fn update(name: &str, description: Option<&str>, q: Option<hci_shared::resources::Quota>, if_match: Option<u64>) -> Command {
+fn update(
+    name: &str,
+    description: Option<&str>,
+    q: Option<hci_shared::resources::Quota>,
+    if_match: Option<u64>,
+) -> Command {
     Command::UpdateTenant {
         name: name.to_string(),
         update: TenantUpdate { description: description.map(str::to_string), quota: q },
