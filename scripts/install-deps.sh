@@ -8,7 +8,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential pkg-config librocksdb-dev libclang-dev clang # build (rocksdb-sys links the system lib)
-  curl jq ca-certificates procps iproute2                     # demo and scripts
+  curl jq ca-certificates procps iproute2 python3             # demo and scripts (python3: free ports)
   prometheus                                                  # promtool, to check /metrics
   etcd-server etcd-client wrk                                 # bench/raft-writes
 )

@@ -19,9 +19,9 @@ build_s=$((SECONDS - t0))
 echo "== build took ${build_s} s"
 
 t0=$SECONDS
-echo "== test: cargo test --workspace ${locked[*]}"
+echo "== test: cargo test --workspace --no-fail-fast ${locked[*]}"
 rc=0
-cargo test --workspace "${locked[@]}" || rc=$?
+cargo test --workspace --no-fail-fast "${locked[@]}" || rc=$?
 test_s=$((SECONDS - t0))
 
 echo "== build took ${build_s} s, tests took ${test_s} s; cargo test exit status ${rc}"

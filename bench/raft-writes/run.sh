@@ -24,6 +24,9 @@ BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-"1 16 64"}
 BENCH_THREADS=${BENCH_THREADS:-2}
 BENCH_SYSTEMS=${BENCH_SYSTEMS:-"etcd hci"}
 LUA=$PWD/bench/raft-writes/write.lua
+for system in $BENCH_SYSTEMS; do
+  [[ $system == etcd || $system == hci ]] || die "BENCH_SYSTEMS: unknown system '$system' (etcd, hci)"
+done
 
 WORK=""
 cleanup() {
@@ -93,9 +96,10 @@ etcd_leader_port() { # prints the client port of the member that is the leader
 }
 
 bench_etcd() {
-  local -a client peer
-  read -r -a client < <(free_ports 3)
-  read -r -a peer < <(free_ports 3)
+  local -a ports client peer
+  read -r -a ports < <(free_ports 6) # one call, so all six differ
+  client=("${ports[@]:0:3}")
+  peer=("${ports[@]:3:3}")
   local initial="" i
   for i in 0 1 2; do initial+="${initial:+,}m$((i + 1))=http://127.0.0.1:${peer[$i]}"; done
   local -a pids=()
@@ -115,6 +119,7 @@ bench_etcd() {
   leader=$(etcd_leader_port "${client[@]}")
   log "etcd $ETCD_VERSION: 3 members up, leader on client port $leader"
   measure etcd "http://127.0.0.1:$leader/v3/kv/put" ""
+  log "etcd: key 'bench' now at version $(curl -sf -X POST -d '{"key":"YmVuY2g="}' "http://127.0.0.1:$leader/v3/kv/range" | jq -r '.kvs[0].version')"
   stop_pids TERM "${pids[@]}"
   HCI_PIDS=()
 }
@@ -136,7 +141,7 @@ bench_hci() {
   for i in 2 3; do
     start_member "$bin/hci-controller" "$i" "${port[$((i - 1))]}" "$WORK/hci-$i" "$WORK/hci-$i.log" --site bench
     HCI_URL="http://127.0.0.1:${port[0]}" HCI_TOKEN=$token \
-      "$bin/hcictl" cluster members add --id "$i" --addr "127.0.0.1:${port[$((i - 1))]}" >&2
+      "$bin/hcictl" cluster members add --id "$i" --addr "127.0.0.1:${port[$((i - 1))]}" >>"$WORK/hci-setup.log"
   done
   wait_until 60 "3 voters" voters_are "${port[0]}" "$token" 3
   local leader_id leader_port=""
@@ -147,6 +152,7 @@ bench_hci() {
     "http://127.0.0.1:$leader_port/v1/tenants" >/dev/null || die "could not create the tenant 'bench'"
   log "hci: 3 members up, leader is member $leader_id on port $leader_port"
   measure hci "http://127.0.0.1:$leader_port/v1/tenants/bench" "$token"
+  log "hci: tenant 'bench' now at revision $(curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$leader_port/v1/tenants/bench" | jq -r .revision)"
   stop_all TERM
 }
 
@@ -154,7 +160,6 @@ for system in $BENCH_SYSTEMS; do
   case $system in
     etcd) bench_etcd ;;
     hci) bench_hci ;;
-    *) die "BENCH_SYSTEMS: unknown system '$system' (etcd, hci)" ;;
   esac
 done
 
@@ -162,7 +167,7 @@ done
 report() {
   echo "## raft-writes: $(date -u +%Y-%m-%d) on $(nproc) cores, $(uname -r), data on $fs"
   echo
-  echo "wrk: ${BENCH_SECONDS}s per row, up to $BENCH_THREADS threads; etcd $ETCD_VERSION; hci $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "wrk: ${BENCH_SECONDS}s per row, up to $BENCH_THREADS threads; etcd $ETCD_VERSION; hci $(git describe --always --dirty 2>/dev/null || echo '?')"
   echo
   echo "| system | connections | writes/s | p50 ms | p99 ms | errors |"
   echo "|---|---:|---:|---:|---:|---:|"

@@ -24,6 +24,10 @@ pub enum ErrorCode {
     Conflict,
     /// 409: no capacity or quota left.
     NoCapacity,
+    /// 405: the endpoint exists but not with this method.
+    MethodNotAllowed,
+    /// 413: the body is larger than the API accepts.
+    PayloadTooLarge,
     /// 412: `If-Match` did not match the resource's current ETag.
     PreconditionFailed,
     /// 503: no leader or no quorum right now; retry.
@@ -40,6 +44,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict | ErrorCode::NoCapacity => 409,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::PayloadTooLarge => 413,
             ErrorCode::PreconditionFailed => 412,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
@@ -54,6 +60,8 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::NoCapacity => "no_capacity",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
@@ -99,6 +107,22 @@ impl ApiError {
             format!("If-Match does not match the current ETag {current_etag}; re-read the resource and retry"),
         )
     }
+    /// The code that goes with an HTTP status produced outside our handlers (framework rejections).
+    pub fn code_for_status(status: u16) -> ErrorCode {
+        match status {
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            409 => ErrorCode::Conflict,
+            412 => ErrorCode::PreconditionFailed,
+            413 => ErrorCode::PayloadTooLarge,
+            503 => ErrorCode::Unavailable,
+            400..=499 => ErrorCode::InvalidInput,
+            _ => ErrorCode::Internal,
+        }
+    }
+
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail { code: self.code.as_str().to_string(), message: self.message.clone() },

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 /// A department's resource ceiling.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Quota {
     pub vcpus: u32,
     pub memory_mib: u64,

@@ -30,6 +30,8 @@ pub enum Body {
     Json(Value),
     /// Sent verbatim with `Content-Type: application/json` (for malformed JSON).
     Raw(String),
+    /// Sent verbatim with this content type.
+    Typed { content_type: String, body: String },
 }
 
 /// What came back.
@@ -164,6 +166,7 @@ impl Api {
         match body {
             Some(Body::Json(v)) => req = req.json(&v),
             Some(Body::Raw(s)) => req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(s),
+            Some(Body::Typed { content_type, body }) => req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(body),
             None => {}
         }
         let resp = req.send().map_err(|e| format!("{method} {url}: {}", error_chain(&e)))?;

@@ -8,7 +8,7 @@
 //! which is usually all one needs to see why.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -124,13 +124,16 @@ impl Cluster {
         for m in &members {
             std::fs::create_dir_all(&m.data_dir).expect("create data dir");
         }
-        let urls = members.iter().map(|m| format!("http://127.0.0.1:{}", m.port)).collect::<Vec<_>>();
         let mut cluster =
             Cluster { opts, members: Mutex::new(members), api: None, token: String::new(), dir: Some(dir) };
 
-        // Member 1 bootstraps a one-member cluster and writes the admin token.
-        cluster.spawn(1);
-        cluster.wait_healthy(1);
+        // Member 1 bootstraps a one-member cluster and writes the admin token; the others start
+        // empty and wait to be added. All are started before the API client is made, because a
+        // port clash at first start moves a member to another port.
+        let n = cluster.opts.n;
+        for id in 1..=n {
+            cluster.first_start(id);
+        }
         let token_path = cluster.data_dir(1).join("admin.token");
         let token = poll(&format!("{} to be written", token_path.display()), START_TIMEOUT, || {
             cluster.check_alive(1);
@@ -141,6 +144,7 @@ impl Cluster {
             }
         });
         cluster.token = token.clone();
+        let urls = cluster.ids().iter().map(|id| cluster.url(*id)).collect::<Vec<_>>();
         cluster.api = Some(Api::new(urls, token));
         poll("member 1 to report itself leader", START_TIMEOUT, || {
             cluster.check_alive(1);
@@ -152,14 +156,6 @@ impl Cluster {
             }
         });
 
-        // The others start empty and wait to be added.
-        let n = cluster.opts.n;
-        for id in 2..=n {
-            cluster.spawn(id);
-        }
-        for id in 2..=n {
-            cluster.wait_healthy(id);
-        }
         let slow = cluster.api().with_timeout(Duration::from_secs(60));
         for id in 2..=n {
             let addr = cluster.addr(id);
@@ -269,19 +265,61 @@ impl Cluster {
 
     /// Polls `GET /healthz` on member `id` until 200.
     pub fn wait_healthy(&self, id: u64) {
+        if let Err(e) = self.try_wait_healthy(id) {
+            panic!("{e}");
+        }
+    }
+
+    /// Like [`Cluster::wait_healthy`], but says why instead of panicking (exit, or timeout).
+    fn try_wait_healthy(&self, id: u64) -> Result<(), String> {
         let url = format!("{}/healthz", self.url(id));
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
             .expect("client");
-        poll(&format!("member {id} GET /healthz → 200"), START_TIMEOUT, || {
-            self.check_alive(id);
-            match client.get(&url).send() {
-                Ok(r) if r.status().as_u16() == 200 => Ok(()),
-                Ok(r) => Err(format!("HTTP {}", r.status())),
-                Err(e) => Err(e.to_string()),
+        let start = Instant::now();
+        loop {
+            let exited = self.with_member(id, |m| match m.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => {
+                    m.child = None;
+                    Some(status)
+                }
+                _ => None,
+            });
+            if let Some(status) = exited {
+                return Err(format!(
+                    "member {id} exited while starting ({status}); its log {}:\n{}",
+                    self.log_path(id).display(),
+                    tail(&self.log_path(id), 40)
+                ));
             }
-        })
+            let last = match client.get(&url).send() {
+                Ok(r) if r.status().as_u16() == 200 => return Ok(()),
+                Ok(r) => format!("HTTP {}", r.status()),
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() > START_TIMEOUT {
+                return Err(format!("member {id} GET /healthz not 200 within {START_TIMEOUT:?}; last: {last}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// First start of a member: if another process took its port in the moment between picking
+    /// and binding it, pick another (it is in no membership yet, so its address may still change).
+    fn first_start(&self, id: u64) {
+        for attempt in 1..=3 {
+            self.spawn(id);
+            match self.try_wait_healthy(id) {
+                Ok(()) => return,
+                Err(e) if attempt < 3 && e.contains("Address already in use") => {
+                    let port = free_port();
+                    eprintln!("member {id}: port taken at start, retrying on {port}");
+                    self.with_member(id, |m| m.port = port);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
     /// The API client, with the admin token and 10 s timeouts.
@@ -511,13 +549,4 @@ impl Drop for Cluster {
             }
         }
     }
-}
-
-/// Opens `path` for reading, for tests that inspect member logs.
-pub fn read_log(path: &Path) -> String {
-    let mut s = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = std::io::Read::read_to_string(&mut f, &mut s);
-    }
-    s
 }

@@ -98,6 +98,10 @@ fn bad_requests_are_refused_cleanly_and_change_nothing() {
         "vm vm1",
     );
     let vm1 = vm["id"].as_str().expect("vm id").to_string();
+    // t2's own zone and volume, for cross-tenant references.
+    created(api.post_json(1, "/v1/zones", &json!({"name": "zt2", "tenant": "t2", "cidr": "10.5.0.0/24"})), "zone zt2");
+    let vt2 = created(api.post_json(1, "/v1/volumes", &json!({"name": "vt2", "tenant": "t2", "size_gib": 1})), "volume vt2");
+    let vt2 = vt2["id"].as_str().expect("volume id").to_string();
 
     let q = |v: i64| json!({"vcpus": v, "memory_mib": 1024, "disk_gib": 10});
     let long = "x".repeat(64);
@@ -127,8 +131,12 @@ fn bad_requests_are_refused_cleanly_and_change_nothing() {
     cs.post_raw("tenant body an array", t, "[]", 400, None);
     cs.post_raw("tenant body null", t, "null", 400, None);
     cs.post_raw("tenant empty body", t, "", 400, None);
+    cs.post("tenant name with non-ASCII", t, tenant("café", 1, 1, 1), 400, Some("name"));
+    cs.post("tenant description with control characters", t, json!({"name": "okname", "description": "a\u{7}b", "quota": q(1)}), 400, Some("description"));
+    cs.add("tenant body 3 MB", Method::POST, t, Some(Body::Json(json!({"name": "okname", "description": "d".repeat(3 << 20), "quota": q(1)}))), &[400, 413], None);
     cs.post("tenant duplicate name", t, tenant("t1", 1, 1, 1), 409, None);
     cs.put("tenant PUT unknown field", "/v1/tenants/t1", json!({"colour": "red"}), 400, Some("colour"));
+    cs.put("tenant PUT unknown quota field", "/v1/tenants/t1", json!({"quota": {"vcpus": 8, "memory_mib": 8192, "disk_gib": 100, "gpus": 1}}), 400, Some("gpus"));
     cs.put("tenant PUT quota.vcpus huge", "/v1/tenants/t1", json!({"quota": q(2_000_000)}), 400, Some("vcpus"));
     cs.put("tenant PUT description too long", "/v1/tenants/t1", json!({"description": "d".repeat(1025)}), 400, Some("description"));
     cs.put("tenant PUT description a number", "/v1/tenants/t1", json!({"description": 7}), 400, Some("description"));
@@ -140,6 +148,10 @@ fn bad_requests_are_refused_cleanly_and_change_nothing() {
     cs.delete("tenant DELETE still owning zones, volumes, vms", "/v1/tenants/t1", 409);
     cs.get("tenant GET unknown", "/v1/tenants/nope", &[404]);
     cs.get("tenant GET invalid name", "/v1/tenants/Bad_Name", &[400, 404]);
+    cs.get("tenant GET percent-encoded junk", "/v1/tenants/%ff%00", &[400, 404]);
+    cs.add("tenant PATCH (no such method)", Method::PATCH, "/v1/tenants/t1", Some(Body::Json(json!({"description": "x"}))), &[405], None);
+    let plain = Body::Typed { content_type: "text/plain".into(), body: tenant("okname", 1, 1, 1).to_string() };
+    cs.add("tenant POST as text/plain", Method::POST, t, Some(plain), &[400, 415], None);
 
     // ---- zones
     let z = "/v1/zones";
@@ -251,6 +263,8 @@ fn bad_requests_are_refused_cleanly_and_change_nothing() {
     cs.post("vm bad anti-affinity group", m, json!({"name": "vmn", "tenant": "t1", "vcpus": 1, "memory_mib": 512, "anti_affinity_group": "Bad_G"}), 400, Some("anti_affinity_group"));
     cs.post("vm read-only host", m, json!({"name": "vmn", "tenant": "t1", "vcpus": 1, "memory_mib": 512, "host": "h1"}), 400, Some("host"));
     cs.post("vm volumes not a list", m, json!({"name": "vmn", "tenant": "t1", "vcpus": 1, "memory_mib": 512, "volumes": "v2"}), 400, Some("volumes"));
+    cs.add("vm NIC in another tenant's zone", Method::POST, m, Some(Body::Json(json!({"name": "vmn", "tenant": "t1", "vcpus": 1, "memory_mib": 512, "nics": [{"zone": "zt2"}]}))), &[400, 409], Some("nics"));
+    cs.add("vm with another tenant's volume", Method::POST, m, Some(Body::Json(json!({"name": "vmn", "tenant": "t1", "vcpus": 1, "memory_mib": 512, "volumes": [vt2]}))), &[400, 409], Some("volumes"));
     cs.post("vm duplicate name", m, json!({"name": "vm1", "tenant": "t1", "vcpus": 1, "memory_mib": 512}), 409, None);
     cs.get("vm GET unknown", "/v1/vms/nope", &[404]);
     cs.delete("vm DELETE unknown", "/v1/vms/nope", 404);

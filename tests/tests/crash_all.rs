@@ -81,15 +81,34 @@ fn restart_and_verify(c: &Cluster, api: &Api, round: usize, rec: &Record) {
         c.restart(id);
     }
     let leader = c.wait_for_leader(Duration::from_secs(30));
+    let list_on = |leader: u64| {
+        poll(&format!("round {round}: a linearizable volume list after the restart"), Duration::from_secs(20), || {
+            let r = api.try_get(leader, "/v1/volumes")?;
+            if r.status == 200 {
+                Ok(r)
+            } else {
+                Err(r.to_string())
+            }
+        })
+    };
+    let early: BTreeSet<String> = list_on(leader).names().into_iter().collect();
 
-    let list = poll(&format!("round {round}: a linearizable volume list after the restart"), Duration::from_secs(20), || {
-        let r = api.try_get(leader, "/v1/volumes")?;
-        if r.status == 200 {
-            Ok(r)
-        } else {
-            Err(r.to_string())
+    // Unacknowledged entries still in the leader's log but not yet on a majority commit only with the
+    // next entry of the leader (a restarted leader may keep its term and skip the no-op): a barrier
+    // write makes the state final before it is judged.
+    poll(&format!("round {round}: a barrier write after the restart"), Duration::from_secs(20), || {
+        let r = api.try_post_json(leader, "/v1/tenants", &hci_tests::tenant_body(&format!("barrier-{round}")))?;
+        match r.status {
+            201 => Ok(r),
+            503 => Err(r.to_string()),
+            _ => panic!("round {round}: barrier write: {r}"),
         }
     });
+    let list = list_on(leader);
+    let late: Vec<String> = list.names().into_iter().filter(|n| !early.contains(n)).collect();
+    if !late.is_empty() {
+        eprintln!("round {round}: unacknowledged creates committed only after the restart: {late:?}");
+    }
     let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for v in list.items() {
         let name = v["name"].as_str().unwrap_or_else(|| panic!("volume without a name: {v}")).to_string();
@@ -122,22 +141,40 @@ fn restart_and_verify(c: &Cluster, api: &Api, round: usize, rec: &Record) {
         by_name.len()
     );
 
-    // Every member converges on the same set.
-    let want: BTreeSet<String> = by_name.keys().cloned().collect();
-    for id in c.ids() {
-        poll(&format!("round {round}: member {id}'s stale volume list to match the leader's"), Duration::from_secs(20), || {
+    // Every member converges on the leader's set: poll until each stale list equals a fresh
+    // linearizable one; on timeout, say exactly which names differ where.
+    let names_of = |r: &hci_tests::Resp| -> BTreeSet<String> { r.names().into_iter().collect() };
+    let converged = hci_tests::wait::try_poll(Duration::from_secs(20), || {
+        let leader = c.leader().ok_or("no agreed leader")?;
+        let r = api.try_get(leader, "/v1/volumes")?;
+        if r.status != 200 {
+            return Err(format!("linearizable list on leader {leader}: {r}"));
+        }
+        let want = names_of(&r);
+        let mut diffs = Vec::new();
+        for id in c.ids() {
             let r = api.try_get(id, "/v1/volumes?stale=true")?;
             if r.status != 200 {
-                return Err(r.to_string());
+                return Err(format!("stale list on member {id}: {r}"));
             }
-            let have: BTreeSet<String> = r.names().into_iter().collect();
-            if have == want {
-                Ok(())
-            } else {
-                Err(format!("{} vs {} names", have.len(), want.len()))
+            let have = names_of(&r);
+            if have != want {
+                let status = c.status(id).map(|s| format!("term {} last_log_index {:?} last_applied {:?}", s.term, s.last_log_index, s.last_applied)).unwrap_or_else(|e| e);
+                diffs.push(format!(
+                    "member {id} ({status}): extra {:?}, missing {:?}",
+                    have.difference(&want).collect::<Vec<_>>(),
+                    want.difference(&have).collect::<Vec<_>>()
+                ));
             }
-        });
-    }
+        }
+        if diffs.is_empty() {
+            Ok(want)
+        } else {
+            let ls = c.status(leader).map(|s| format!("term {} last_log_index {:?} last_applied {:?}", s.term, s.last_log_index, s.last_applied)).unwrap_or_else(|e| e);
+            Err(format!("leader {leader} ({ls}) lists {} volumes; {}", want.len(), diffs.join("; ")))
+        }
+    });
+    let want = converged.unwrap_or_else(|e| panic!("round {round}: members did not converge on the leader's volume set within 20 s: {e}"));
     eprintln!(
         "round {round}: {} attempted, {} acknowledged, {} exist; outcomes {:?}",
         rec.attempted.len(),

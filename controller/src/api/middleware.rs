@@ -36,6 +36,35 @@ pub async fn track(req: Request, next: Next) -> Response {
     response
 }
 
+/// Gives framework-generated refusals (bad path encoding, wrong method, oversized body) the
+/// contract's `{"error": {...}}` body, so that no client ever has to parse plain text.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10).await.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let mut message = text.unwrap_or_default().trim().to_string();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("request refused").to_string();
+    }
+    let error = ApiError::new(ApiError::code_for_status(status.as_u16()), message);
+    let mut fixed = (status, axum::Json(error.body())).into_response();
+    for name in ["allow", "retry-after", "www-authenticate"] {
+        if let Some(v) = parts.headers.get(name) {
+            fixed.headers_mut().insert(name, v.clone());
+        }
+    }
+    fixed
+}
+
 fn is_stale_read(req: &Request) -> bool {
     req.method() == Method::GET
         && req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "stale=true" || kv == "stale=1"))

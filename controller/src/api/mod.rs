@@ -67,6 +67,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(v1)
         .merge(raft)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(axum::middleware::from_fn(middleware::track))
         .layer(Extension(app.clone()))
         .with_state(app)
