@@ -2,9 +2,8 @@
 //! append (one fsync) and one replication round serve many requests.
 //!
 //! openraft 0.9 appends each proposal separately on the leader and waits for its fsync, so without
-//! this the leader's fsync latency would bound writes per second. A few batches may be in flight at
-//! once so the leader's fsync of one overlaps the replication of the previous. Batching never changes
-//! what a command does: entries are applied in order, each command gets its own response.
+//! this the leader's fsync latency would bound writes per second. Batching never changes what a
+//! command does: entries are applied in order, each command gets its own response.
 
 use std::sync::Arc;
 
@@ -18,8 +17,10 @@ use crate::raft::{NodeId, Raft};
 
 /// Most commands in one log entry.
 pub const MAX_BATCH: usize = 512;
-/// Batches proposed but not yet answered.
-pub const MAX_IN_FLIGHT: usize = 4;
+/// Batches proposed but not yet answered. One is best here: while it is in flight the next batch
+/// grows, and fewer, larger entries cost less per write than overlapping smaller ones. Measured with
+/// `bench/raft-writes` at 64 connections: 1 → 12.9k writes/s (p99 8 ms), 2 → 10.9k, 4 → 10.0k, 8 → 9.2k.
+pub const MAX_IN_FLIGHT: usize = 1;
 
 type Reply = oneshot::Sender<Result<CommandResponse, ApiError>>;
 
