@@ -132,8 +132,3 @@ pub fn with_etag<T: Serialize>(status: StatusCode, revision: u64, body: &T) -> R
     }
     response
 }
-
-/// The applied command was not of the kind the handler expected: a bug, reported as 500.
-pub fn unexpected(what: &str) -> HttpError {
-    HttpError(ApiError::internal(format!("state machine answered an unexpected result for {what}")))
-}

@@ -3,21 +3,20 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use hci_shared::api::List;
 use hci_shared::resources::{AuditRecord, Host};
 use hci_shared::{ApiError, ErrorBody};
 
-use super::error::{with_etag, ApiQuery, ApiResult, ReadParams};
+use super::error::{ApiQuery, ApiResult, ReadParams};
+use super::resource;
 use crate::node::App;
 
 #[utoipa::path(get, path = "/v1/hosts", params(ReadParams), tag = "hosts",
     responses((status = 200, body = List<Host>), (status = "4XX", body = ErrorBody)))]
 pub async fn list_hosts(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ReadParams>) -> ApiResult<Json<List<Host>>> {
-    let items = app.read(q.stale, |m| m.hosts().cloned().collect()).await?;
-    Ok(Json(List { items }))
+    resource::list(&app, q.stale, |m| m.hosts().cloned().collect()).await
 }
 
 #[utoipa::path(get, path = "/v1/hosts/{id}", params(("id" = String, Path), ReadParams), tag = "hosts",
@@ -27,9 +26,7 @@ pub async fn get_host(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Response> {
-    let host = app.read(q.stale, |m| m.host(&id).cloned()).await?;
-    let host = host.ok_or_else(|| ApiError::not_found("host", &id))?;
-    Ok(with_etag(StatusCode::OK, host.revision, &host))
+    resource::get(&app, q.stale, &id, |m| m.host(&id).cloned()).await
 }
 
 /// `GET /v1/audit?after=SEQ&limit=N`.

@@ -9,6 +9,7 @@ pub mod middleware;
 pub mod misc;
 pub mod openapi;
 pub mod raft_rpc;
+pub mod resource;
 pub mod tenants;
 pub mod vms;
 pub mod volumes;

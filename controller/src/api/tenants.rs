@@ -5,13 +5,14 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Extension;
+use axum::{Extension, Json};
 use hci_shared::api::{List, TenantCreate, TenantUpdate};
-use hci_shared::command::{Applied, Command};
+use hci_shared::command::Command;
 use hci_shared::resources::Tenant;
-use hci_shared::{validate, ApiError, ErrorBody};
+use hci_shared::{validate, ErrorBody};
 
-use super::error::{unexpected, with_etag, ApiJson, ApiQuery, ApiResult, IfMatch, ReadParams};
+use super::error::{ApiJson, ApiQuery, ApiResult, IfMatch, ReadParams};
+use super::resource;
 use crate::node::{new_id, App, Caller};
 
 #[utoipa::path(post, path = "/v1/tenants", request_body = TenantCreate, tag = "tenants",
@@ -22,17 +23,14 @@ pub async fn create(
     ApiJson(spec): ApiJson<TenantCreate>,
 ) -> ApiResult<Response> {
     validate::tenant_create(&spec)?;
-    match app.write(&caller, Command::CreateTenant { id: new_id("ten"), spec }).await? {
-        Applied::Tenant(t) => Ok(with_etag(StatusCode::CREATED, t.revision, &t)),
-        _ => Err(unexpected("tenant create")),
-    }
+    let command = Command::CreateTenant { id: new_id("ten"), spec };
+    resource::write::<Tenant>(&app, &caller, command, StatusCode::CREATED).await
 }
 
 #[utoipa::path(get, path = "/v1/tenants", params(ReadParams), tag = "tenants",
     responses((status = 200, body = List<Tenant>), (status = "4XX", body = ErrorBody)))]
-pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ReadParams>) -> ApiResult<axum::Json<List<Tenant>>> {
-    let items = app.read(q.stale, |m| m.tenants().cloned().collect()).await?;
-    Ok(axum::Json(List { items }))
+pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ReadParams>) -> ApiResult<Json<List<Tenant>>> {
+    resource::list(&app, q.stale, |m| m.tenants().cloned().collect()).await
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{name}", params(("name" = String, Path), ReadParams), tag = "tenants",
@@ -42,9 +40,7 @@ pub async fn get(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Response> {
-    let tenant = app.read(q.stale, |m| m.tenant(&name).cloned()).await?;
-    let tenant = tenant.ok_or_else(|| ApiError::not_found("tenant", &name))?;
-    Ok(with_etag(StatusCode::OK, tenant.revision, &tenant))
+    resource::get(&app, q.stale, &name, |m| m.tenant(&name).cloned()).await
 }
 
 #[utoipa::path(put, path = "/v1/tenants/{name}", params(("name" = String, Path)), request_body = TenantUpdate,
@@ -57,10 +53,8 @@ pub async fn update(
     ApiJson(update): ApiJson<TenantUpdate>,
 ) -> ApiResult<Response> {
     validate::tenant_update(&update)?;
-    match app.write(&caller, Command::UpdateTenant { name, update, if_match }).await? {
-        Applied::Tenant(t) => Ok(with_etag(StatusCode::OK, t.revision, &t)),
-        _ => Err(unexpected("tenant update")),
-    }
+    let command = Command::UpdateTenant { name, update, if_match };
+    resource::write::<Tenant>(&app, &caller, command, StatusCode::OK).await
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{name}", params(("name" = String, Path)), tag = "tenants",
@@ -71,6 +65,5 @@ pub async fn delete(
     Path(name): Path<String>,
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<StatusCode> {
-    app.write(&caller, Command::DeleteTenant { name, if_match }).await?;
-    Ok(StatusCode::NO_CONTENT)
+    resource::delete(&app, &caller, Command::DeleteTenant { name, if_match }).await
 }

@@ -7,19 +7,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
 use hci_shared::api::{List, VmCreate, VmMigrate};
-use hci_shared::command::{Applied, Command, PowerAction};
+use hci_shared::command::{Command, PowerAction};
 use hci_shared::resources::Vm;
 use hci_shared::{validate, ApiError, ErrorBody};
 
-use super::error::{unexpected, with_etag, ApiJson, ApiQuery, ApiResult, IfMatch, ReadParams};
+use super::error::{ApiJson, ApiQuery, ApiResult, IfMatch, ReadParams};
+use super::resource;
 use crate::node::{new_id, App, Caller};
-
-async fn vm_write(app: &App, caller: &Caller, command: Command, status: StatusCode) -> ApiResult<Response> {
-    match app.write(caller, command).await? {
-        Applied::Vm(vm) => Ok(with_etag(status, vm.revision, &vm)),
-        _ => Err(unexpected("vm command")),
-    }
-}
 
 #[utoipa::path(post, path = "/v1/vms", request_body = VmCreate, tag = "vms",
     responses((status = 201, body = Vm), (status = "4XX", body = ErrorBody)))]
@@ -29,14 +23,13 @@ pub async fn create(
     ApiJson(spec): ApiJson<VmCreate>,
 ) -> ApiResult<Response> {
     validate::vm_create(&spec)?;
-    vm_write(&app, &caller, Command::CreateVm { id: new_id("vm"), spec }, StatusCode::CREATED).await
+    resource::write::<Vm>(&app, &caller, Command::CreateVm { id: new_id("vm"), spec }, StatusCode::CREATED).await
 }
 
 #[utoipa::path(get, path = "/v1/vms", params(ReadParams), tag = "vms",
     responses((status = 200, body = List<Vm>), (status = "4XX", body = ErrorBody)))]
 pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ReadParams>) -> ApiResult<axum::Json<List<Vm>>> {
-    let items = app.read(q.stale, |m| m.vms().cloned().collect()).await?;
-    Ok(axum::Json(List { items }))
+    resource::list(&app, q.stale, |m| m.vms().cloned().collect()).await
 }
 
 #[utoipa::path(get, path = "/v1/vms/{id}", params(("id" = String, Path), ReadParams), tag = "vms",
@@ -46,9 +39,7 @@ pub async fn get(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Response> {
-    let vm = app.read(q.stale, |m| m.vm(&id).cloned()).await?;
-    let vm = vm.ok_or_else(|| ApiError::not_found("vm", &id))?;
-    Ok(with_etag(StatusCode::OK, vm.revision, &vm))
+    resource::get(&app, q.stale, &id, |m| m.vm(&id).cloned()).await
 }
 
 #[utoipa::path(delete, path = "/v1/vms/{id}", params(("id" = String, Path)), tag = "vms",
@@ -59,8 +50,7 @@ pub async fn delete(
     Path(id): Path<String>,
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<StatusCode> {
-    app.write(&caller, Command::DeleteVm { id, if_match }).await?;
-    Ok(StatusCode::NO_CONTENT)
+    resource::delete(&app, &caller, Command::DeleteVm { id, if_match }).await
 }
 
 /// `POST /v1/vms/{id}/{action}` for start, stop and reboot.
@@ -78,7 +68,7 @@ pub async fn power(
         "reboot" => PowerAction::Reboot,
         other => return Err(ApiError::not_found("vm action", other).into()),
     };
-    vm_write(&app, &caller, Command::SetVmPower { id, action }, StatusCode::OK).await
+    resource::write::<Vm>(&app, &caller, Command::SetVmPower { id, action }, StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/v1/vms/{id}/migrate", params(("id" = String, Path)), request_body = VmMigrate,
@@ -94,5 +84,5 @@ pub async fn migrate(
             return Err(ApiError::invalid("host", "is not a host id").into());
         }
     }
-    vm_write(&app, &caller, Command::MigrateVm { id, request }, StatusCode::OK).await
+    resource::write::<Vm>(&app, &caller, Command::MigrateVm { id, request }, StatusCode::OK).await
 }

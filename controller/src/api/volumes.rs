@@ -8,20 +8,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
 use hci_shared::api::{List, VolumeClone, VolumeCreate, VolumeResize, VolumeSnapshotCreate};
-use hci_shared::command::{Applied, Command};
+use hci_shared::command::Command;
 use hci_shared::resources::Volume;
-use hci_shared::{validate, ApiError, ErrorBody};
+use hci_shared::{validate, ErrorBody};
 
-use super::error::{unexpected, with_etag, ApiJson, ApiQuery, ApiResult, IfMatch, ReadParams};
+use super::error::{ApiJson, ApiQuery, ApiResult, IfMatch, ReadParams};
+use super::resource;
 use crate::node::{new_id, App, Caller};
-
-/// Runs a volume command and answers the resulting volume with `status`.
-async fn volume_write(app: &App, caller: &Caller, command: Command, status: StatusCode) -> ApiResult<Response> {
-    match app.write(caller, command).await? {
-        Applied::Volume(v) => Ok(with_etag(status, v.revision, &v)),
-        _ => Err(unexpected("volume command")),
-    }
-}
 
 #[utoipa::path(post, path = "/v1/volumes", request_body = VolumeCreate, tag = "volumes",
     responses((status = 201, body = Volume), (status = "4XX", body = ErrorBody)))]
@@ -31,14 +24,13 @@ pub async fn create(
     ApiJson(spec): ApiJson<VolumeCreate>,
 ) -> ApiResult<Response> {
     validate::volume_create(&spec)?;
-    volume_write(&app, &caller, Command::CreateVolume { id: new_id("vol"), spec }, StatusCode::CREATED).await
+    resource::write::<Volume>(&app, &caller, Command::CreateVolume { id: new_id("vol"), spec }, StatusCode::CREATED).await
 }
 
 #[utoipa::path(get, path = "/v1/volumes", params(ReadParams), tag = "volumes",
     responses((status = 200, body = List<Volume>), (status = "4XX", body = ErrorBody)))]
 pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ReadParams>) -> ApiResult<axum::Json<List<Volume>>> {
-    let items = app.read(q.stale, |m| m.volumes().cloned().collect()).await?;
-    Ok(axum::Json(List { items }))
+    resource::list(&app, q.stale, |m| m.volumes().cloned().collect()).await
 }
 
 #[utoipa::path(get, path = "/v1/volumes/{id}", params(("id" = String, Path), ReadParams), tag = "volumes",
@@ -48,9 +40,7 @@ pub async fn get(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Response> {
-    let volume = app.read(q.stale, |m| m.volume(&id).cloned()).await?;
-    let volume = volume.ok_or_else(|| ApiError::not_found("volume", &id))?;
-    Ok(with_etag(StatusCode::OK, volume.revision, &volume))
+    resource::get(&app, q.stale, &id, |m| m.volume(&id).cloned()).await
 }
 
 #[utoipa::path(delete, path = "/v1/volumes/{id}", params(("id" = String, Path)), tag = "volumes",
@@ -61,8 +51,7 @@ pub async fn delete(
     Path(id): Path<String>,
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<StatusCode> {
-    app.write(&caller, Command::DeleteVolume { id, if_match }).await?;
-    Ok(StatusCode::NO_CONTENT)
+    resource::delete(&app, &caller, Command::DeleteVolume { id, if_match }).await
 }
 
 #[utoipa::path(post, path = "/v1/volumes/{id}/resize", params(("id" = String, Path)), request_body = VolumeResize,
@@ -75,7 +64,7 @@ pub async fn resize(
     ApiJson(body): ApiJson<VolumeResize>,
 ) -> ApiResult<Response> {
     validate::volume_resize(&body)?;
-    volume_write(&app, &caller, Command::ResizeVolume { id, size_gib: body.size_gib, if_match }, StatusCode::OK).await
+    resource::write::<Volume>(&app, &caller, Command::ResizeVolume { id, size_gib: body.size_gib, if_match }, StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/v1/volumes/{id}/snapshot", params(("id" = String, Path)),
@@ -88,7 +77,7 @@ pub async fn snapshot(
     ApiJson(body): ApiJson<VolumeSnapshotCreate>,
 ) -> ApiResult<Response> {
     validate::volume_snapshot(&body)?;
-    volume_write(&app, &caller, Command::SnapshotVolume { id, name: body.name }, StatusCode::OK).await
+    resource::write::<Volume>(&app, &caller, Command::SnapshotVolume { id, name: body.name }, StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/v1/volumes/{id}/clone", params(("id" = String, Path)), request_body = VolumeClone,
@@ -101,5 +90,5 @@ pub async fn clone(
 ) -> ApiResult<Response> {
     validate::volume_clone(&body)?;
     let command = Command::CloneVolume { id, new_id: new_id("vol"), name: body.name };
-    volume_write(&app, &caller, command, StatusCode::CREATED).await
+    resource::write::<Volume>(&app, &caller, command, StatusCode::CREATED).await
 }

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Extension;
+use axum::{Extension, Json};
 use hci_shared::api::{List, ZoneCreate, ZonePolicyCreate};
-use hci_shared::command::{Applied, Command};
+use hci_shared::command::Command;
 use hci_shared::resources::{Zone, ZonePolicy};
-use hci_shared::{validate, ApiError, ErrorBody};
+use hci_shared::{validate, ErrorBody};
 
-use super::error::{unexpected, with_etag, ApiJson, ApiQuery, ApiResult, IfMatch, ReadParams};
+use super::error::{ApiJson, ApiQuery, ApiResult, IfMatch, ReadParams};
+use super::resource;
 use crate::node::{new_id, App, Caller};
 
 #[utoipa::path(post, path = "/v1/zones", request_body = ZoneCreate, tag = "zones",
@@ -22,17 +23,14 @@ pub async fn create(
     ApiJson(spec): ApiJson<ZoneCreate>,
 ) -> ApiResult<Response> {
     validate::zone_create(&spec)?;
-    match app.write(&caller, Command::CreateZone { id: new_id("zone"), spec }).await? {
-        Applied::Zone(z) => Ok(with_etag(StatusCode::CREATED, z.revision, &z)),
-        _ => Err(unexpected("zone create")),
-    }
+    let command = Command::CreateZone { id: new_id("zone"), spec };
+    resource::write::<Zone>(&app, &caller, command, StatusCode::CREATED).await
 }
 
 #[utoipa::path(get, path = "/v1/zones", params(ReadParams), tag = "zones",
     responses((status = 200, body = List<Zone>), (status = "4XX", body = ErrorBody)))]
-pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ReadParams>) -> ApiResult<axum::Json<List<Zone>>> {
-    let items = app.read(q.stale, |m| m.zones().cloned().collect()).await?;
-    Ok(axum::Json(List { items }))
+pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ReadParams>) -> ApiResult<Json<List<Zone>>> {
+    resource::list(&app, q.stale, |m| m.zones().cloned().collect()).await
 }
 
 #[utoipa::path(get, path = "/v1/zones/{name}", params(("name" = String, Path), ReadParams), tag = "zones",
@@ -42,9 +40,7 @@ pub async fn get(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Response> {
-    let zone = app.read(q.stale, |m| m.zone(&name).cloned()).await?;
-    let zone = zone.ok_or_else(|| ApiError::not_found("zone", &name))?;
-    Ok(with_etag(StatusCode::OK, zone.revision, &zone))
+    resource::get(&app, q.stale, &name, |m| m.zone(&name).cloned()).await
 }
 
 #[utoipa::path(delete, path = "/v1/zones/{name}", params(("name" = String, Path)), tag = "zones",
@@ -55,8 +51,7 @@ pub async fn delete(
     Path(name): Path<String>,
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<StatusCode> {
-    app.write(&caller, Command::DeleteZone { name, if_match }).await?;
-    Ok(StatusCode::NO_CONTENT)
+    resource::delete(&app, &caller, Command::DeleteZone { name, if_match }).await
 }
 
 #[utoipa::path(post, path = "/v1/zone-policies", request_body = ZonePolicyCreate, tag = "zones",
@@ -67,10 +62,8 @@ pub async fn create_policy(
     ApiJson(mut spec): ApiJson<ZonePolicyCreate>,
 ) -> ApiResult<Response> {
     spec.ports = validate::zone_policy_create(&spec)?;
-    match app.write(&caller, Command::CreateZonePolicy { id: new_id("pol"), spec }).await? {
-        Applied::ZonePolicy(p) => Ok(with_etag(StatusCode::CREATED, p.revision, &p)),
-        _ => Err(unexpected("zone policy create")),
-    }
+    let command = Command::CreateZonePolicy { id: new_id("pol"), spec };
+    resource::write::<ZonePolicy>(&app, &caller, command, StatusCode::CREATED).await
 }
 
 #[utoipa::path(get, path = "/v1/zone-policies", params(ReadParams), tag = "zones",
@@ -78,9 +71,8 @@ pub async fn create_policy(
 pub async fn list_policies(
     State(app): State<Arc<App>>,
     ApiQuery(q): ApiQuery<ReadParams>,
-) -> ApiResult<axum::Json<List<ZonePolicy>>> {
-    let items = app.read(q.stale, |m| m.zone_policies().cloned().collect()).await?;
-    Ok(axum::Json(List { items }))
+) -> ApiResult<Json<List<ZonePolicy>>> {
+    resource::list(&app, q.stale, |m| m.zone_policies().cloned().collect()).await
 }
 
 #[utoipa::path(get, path = "/v1/zone-policies/{id}", params(("id" = String, Path), ReadParams), tag = "zones",
@@ -90,9 +82,7 @@ pub async fn get_policy(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Response> {
-    let policy = app.read(q.stale, |m| m.zone_policy(&id).cloned()).await?;
-    let policy = policy.ok_or_else(|| ApiError::not_found("zone policy", &id))?;
-    Ok(with_etag(StatusCode::OK, policy.revision, &policy))
+    resource::get(&app, q.stale, &id, |m| m.zone_policy(&id).cloned()).await
 }
 
 #[utoipa::path(delete, path = "/v1/zone-policies/{id}", params(("id" = String, Path)), tag = "zones",
@@ -103,6 +93,5 @@ pub async fn delete_policy(
     Path(id): Path<String>,
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<StatusCode> {
-    app.write(&caller, Command::DeleteZonePolicy { id, if_match }).await?;
-    Ok(StatusCode::NO_CONTENT)
+    resource::delete(&app, &caller, Command::DeleteZonePolicy { id, if_match }).await
 }
