@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# build.sh: builds the hci test guest, a tiny real Linux guest for the agent's tests.
+#
+#   scripts/guest/build.sh OUT_DIR
+#
+# Outputs (OUT_DIR is created):
+#   vmlinuz       Debian 12's cloud kernel (the image package that linux-image-cloud-amd64 depends on)
+#   initrd.img    busybox-static + the virtio/ACPI modules + scripts/guest/init (cpio newc, gzip)
+#   disk.qcow2    a 64 MiB bootable disk: MBR, one active FAT partition (type EF) holding the kernel,
+#                 the initrd and two boot paths:
+#                   BIOS (SeaBIOS): syslinux MBR code -> ldlinux (syslinux.cfg)
+#                   UEFI (OVMF, with or without Secure Boot): \EFI\BOOT\BOOTX64.EFI = Debian's signed
+#                   shim -> Debian's signed GRUB (\EFI\debian\grub.cfg) -> Debian's signed kernel
+#   inputs.txt    what the outputs were built from (package versions, hashes of the scripts)
+# A second run with unchanged inputs returns at once. The outputs are reproducible: the same inputs
+# give the same bytes (fixed timestamps, volume ids, sorted cpio).
+#
+# Inputs: Debian packages at their exact candidate versions, downloaded once (apt-get download) into
+# $HCI_GUEST_CACHE (default /var/cache/hci-guest) and unpacked with dpkg-deb -x, never installed:
+# the kernel, busybox-static, syslinux, syslinux-common, shim-signed, grub-efi-amd64-signed. The host
+# tools it runs come from installed packages (installed when missing): mtools, dosfstools, fdisk,
+# qemu-utils, cpio, kmod. No root loop devices, no mounts.
+#
+# How the guest behaves (console lines, settings through the kernel command line or SMBIOS OEM
+# strings): see scripts/guest/init and docs/LIBVIRT.md.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${HCI_GUEST_CACHE:-/var/cache/hci-guest}
+EPOCH=1700000000             # every timestamp inside the outputs
+VOLID=48434931               # FAT volume id ("HCI1")
+DISK_ID=0x48434931           # MBR disk signature
+DISK_MIB=64
+PART_START=2048              # sectors: the partition starts at 1 MiB
+# Kernel command line of both boot paths. hci.* settings for one VM go into SMBIOS OEM strings.
+CMDLINE_COMMON="console=tty0 console=ttyS0,115200n8 panic=5 loglevel=4"
+MODULES=(virtio_pci virtio_blk virtio_net virtio_scsi sd_mod virtio_console virtio_balloon virtio_rng
+  button evdev efivarfs)
+
+log() { echo "guest-build: $*"; }
+die() { echo "guest-build: error: $*" >&2; exit 1; }
+
+[[ $# -eq 1 ]] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
+OUT=$1
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C TZ=UTC SOURCE_DATE_EPOCH=$EPOCH
+
+# ---------------------------------------------------------------------------------------------------
+# host tools
+
+ensure_tools() {
+  local -a need=() ; local t pkg
+  for t in mcopy:mtools mkfs.fat:dosfstools sfdisk:fdisk qemu-img:qemu-utils cpio:cpio depmod:kmod \
+    apt-get:apt dpkg-deb:dpkg gzip:gzip; do
+    command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
+  done
+  [[ ${#need[@]} -eq 0 ]] && return 0
+  [[ $EUID -eq 0 ]] || die "missing tools (${need[*]}); run as root or install them"
+  log "installing ${need[*]}"
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------------
+# inputs
+
+candidate() { apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }'; }
+
+resolve_packages() {
+  local kpkg
+  kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
+  if [[ -z $kpkg ]]; then
+    log "apt-get update (no package lists)"
+    apt-get update -q >/dev/null
+    kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
+  fi
+  [[ -n $kpkg ]] || die "cannot resolve linux-image-cloud-amd64"
+  local p v
+  for p in "$kpkg" busybox-static syslinux syslinux-common shim-signed grub-efi-amd64-signed; do
+    v=$(candidate "$p")
+    [[ -n $v && $v != "(none)" ]] || die "no candidate version for $p"
+    echo "$p=$v"
+  done
+}
+
+# fetch PKG=VERSION: prints the path of its .deb in the cache, downloading it when absent.
+fetch() {
+  local spec=$1 p v f
+  p=${spec%%=*} v=${spec#*=}
+  f="$CACHE/${p}_${v//:/%3a}_$(dpkg --print-architecture).deb" # apt-get download's file name
+  [[ -f $f ]] || f="$CACHE/${p}_${v//:/%3a}_all.deb"
+  if [[ ! -f $f ]]; then
+    mkdir -p "$CACHE"
+    (cd "$CACHE" && apt-get -q -o APT::Sandbox::User=root download "$spec" >/dev/null) ||
+      die "apt-get download $spec failed"
+    f=$(ls "$CACHE/${p}_${v//:/%3a}_"*.deb 2>/dev/null | head -n 1)
+    [[ -n $f ]] || die "downloaded $spec but cannot find its .deb in $CACHE"
+  fi
+  echo "$f"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# build steps
+
+build_initrd() { # build_initrd KERNEL_ROOT KVER BUSYBOX_ROOT OUTFILE
+  local kroot=$1 kver=$2 bbroot=$3 outfile=$4
+  local root=$WORK/initrd
+  mkdir -p "$root/bin" "$root/etc/hci" "$root/lib/modules/$kver"
+  cp "$bbroot/bin/busybox" "$root/bin/busybox"
+  install -m 755 "$HERE/init" "$root/init"
+
+  # Module order: modprobe --show-depends on a depmod of the unpacked tree, first occurrence wins.
+  depmod -b "$kroot" "$kver"
+  local m line ko
+  : >"$root/etc/hci/modules"
+  for m in "${MODULES[@]}"; do
+    if grep -Eq "/${m//_/[_-]}\.ko$" "$kroot/lib/modules/$kver/modules.builtin"; then continue; fi
+    modprobe -d "$kroot" -S "$kver" --show-depends "$m" >"$WORK/deps" 2>/dev/null ||
+      die "module $m is neither built in nor a module of $kver"
+    while read -r line; do
+      case $line in builtin*) continue ;; esac
+      ko=${line#insmod }; ko=${ko%% *}; ko=${ko#"$kroot/lib/modules/$kver/"}
+      grep -qxF "$ko" "$root/etc/hci/modules" && continue
+      echo "$ko" >>"$root/etc/hci/modules"
+      mkdir -p "$root/lib/modules/$kver/$(dirname "$ko")"
+      cp "$kroot/lib/modules/$kver/$ko" "$root/lib/modules/$kver/$ko"
+    done <"$WORK/deps"
+  done
+
+  find "$root" -exec touch -h -d "@$EPOCH" {} +
+  (cd "$root" && find . -mindepth 1 | sort | cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -9 -n >"$outfile"
+}
+
+build_disk() { # build_disk VMLINUZ INITRD SYSLINUX_ROOT SYSLINUX_COMMON_ROOT SHIM GRUB OUTFILE
+  local vmlinuz=$1 initrd=$2 sysroot=$3 syscommon=$4 shim=$5 grub=$6 outfile=$7
+  local files=$WORK/esp part=$WORK/part.img raw=$WORK/disk.raw
+  local part_sectors=$(((DISK_MIB * 1024 * 1024 / 512) - PART_START))
+  mkdir -p "$files/EFI/BOOT" "$files/EFI/debian" "$files/syslinux"
+  cp "$vmlinuz" "$files/vmlinuz"
+  cp "$initrd" "$files/initrd.img"
+  cp "$shim" "$files/EFI/BOOT/BOOTX64.EFI"   # shim loads grubx64.efi from its own directory
+  cp "$grub" "$files/EFI/BOOT/grubx64.efi"
+  cat >"$files/EFI/debian/grub.cfg" <<EOF
+# hci test guest: the UEFI path (shim -> signed GRUB, whose built-in prefix is /EFI/debian)
+set timeout=0
+set default=0
+menuentry "hci test guest" {
+  linux /vmlinuz $CMDLINE_COMMON hci.boot=uefi
+  initrd /initrd.img
+}
+EOF
+  cat >"$files/syslinux/syslinux.cfg" <<EOF
+# hci test guest: the BIOS path (syslinux MBR -> ldlinux)
+SERIAL 0 115200
+DEFAULT hci
+PROMPT 0
+TIMEOUT 0
+LABEL hci
+  LINUX /vmlinuz
+  INITRD /initrd.img
+  APPEND $CMDLINE_COMMON hci.boot=bios
+EOF
+  cp "$syscommon/usr/lib/syslinux/modules/bios/ldlinux.c32" "$files/syslinux/"
+  find "$files" -exec touch -h -d "@$EPOCH" {} +
+
+  # FAT16 file system in its own image; -h: the partition's start, which the boot sector needs.
+  rm -f "$part"
+  mkfs.fat -C -F 16 -n HCIBOOT -i "$VOLID" -h "$PART_START" --invariant "$part" $((part_sectors / 2)) >/dev/null
+  export MTOOLS_SKIP_CHECK=1
+  local d f
+  while read -r d; do mmd -i "$part" "::/$d"; done < <(cd "$files" && find . -mindepth 1 -type d | sed 's|^\./||' | sort)
+  while read -r f; do mcopy -m -i "$part" "$files/$f" "::/$f"; done < <(cd "$files" && find . -type f | sed 's|^\./||' | sort)
+  "$sysroot/usr/bin/syslinux" --install --directory /syslinux "$part"
+
+  rm -f "$raw"
+  truncate -s "${DISK_MIB}M" "$raw"
+  sfdisk --quiet "$raw" <<EOF
+label: dos
+label-id: $DISK_ID
+unit: sectors
+
+start=$PART_START, size=$part_sectors, type=ef, bootable
+EOF
+  dd if="$sysroot/usr/lib/SYSLINUX/mbr.bin" of="$raw" bs=440 count=1 conv=notrunc status=none
+  dd if="$part" of="$raw" bs=512 seek="$PART_START" conv=notrunc status=none
+  qemu-img convert -f raw -O qcow2 "$raw" "$outfile"
+}
+
+# ---------------------------------------------------------------------------------------------------
+
+main() {
+  ensure_tools
+  mapfile -t pkgs < <(resolve_packages)
+  local inputs
+  inputs=$(
+    printf '%s\n' "${pkgs[@]}"
+    echo "build.sh $(sha256sum <"$HERE/build.sh" | cut -d' ' -f1)"
+    echo "init $(sha256sum <"$HERE/init" | cut -d' ' -f1)"
+    echo "tools mtools=$(dpkg-query -W -f='${Version}' mtools 2>/dev/null) dosfstools=$(dpkg-query -W -f='${Version}' dosfstools 2>/dev/null) fdisk=$(dpkg-query -W -f='${Version}' fdisk 2>/dev/null) qemu-utils=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null) cpio=$(dpkg-query -W -f='${Version}' cpio 2>/dev/null)"
+  )
+  if [[ -f $OUT/vmlinuz && -f $OUT/initrd.img && -f $OUT/disk.qcow2 && -f $OUT/inputs.txt ]] &&
+    [[ $(cat "$OUT/inputs.txt") == "$inputs" ]]; then
+    log "up to date: $OUT"
+    return 0
+  fi
+
+  WORK=$(mktemp -d /tmp/hci-guest-build.XXXXXX)
+  trap 'rm -rf "$WORK"' EXIT
+
+  local spec deb name
+  declare -A root=()
+  for spec in "${pkgs[@]}"; do
+    deb=$(fetch "$spec")
+    name=${spec%%=*}
+    mkdir -p "$WORK/pkg/$name"
+    dpkg-deb -x "$deb" "$WORK/pkg/$name"
+  done
+  local kpkg=${pkgs[0]%%=*}
+  local kroot=$WORK/pkg/$kpkg kver
+  kver=$(ls "$kroot/lib/modules")
+  [[ -f $kroot/boot/vmlinuz-$kver ]] || die "no /boot/vmlinuz-$kver in $kpkg"
+
+  mkdir -p "$OUT"
+  rm -f "$OUT/inputs.txt"
+  cp "$kroot/boot/vmlinuz-$kver" "$WORK/vmlinuz"
+  build_initrd "$kroot" "$kver" "$WORK/pkg/busybox-static" "$WORK/initrd.img"
+  build_disk "$WORK/vmlinuz" "$WORK/initrd.img" "$WORK/pkg/syslinux" "$WORK/pkg/syslinux-common" \
+    "$WORK/pkg/shim-signed/usr/lib/shim/shimx64.efi.signed" \
+    "$WORK/pkg/grub-efi-amd64-signed/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" "$WORK/disk.qcow2"
+  mv -f "$WORK/vmlinuz" "$WORK/initrd.img" "$WORK/disk.qcow2" "$OUT/"
+  echo "$inputs" >"$OUT/inputs.txt"
+  log "built $OUT: kernel $kver, $(stat -c %s "$OUT/initrd.img") byte initrd, disk.qcow2 ($DISK_MIB MiB, BIOS + UEFI)"
+}
+
+main "$@"
