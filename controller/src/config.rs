@@ -160,3 +160,51 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("controller.toml");
+        std::fs::write(
+            &file,
+            "id = 3\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/var/lib/hci\"\nsite = \"dr\"\nheartbeat_ms = 100\n",
+        )
+        .expect("write config");
+        let flags = Flags::parse_from(["hci-controller", "--config", file.to_str().expect("utf-8"), "--listen", "127.0.0.1:7100"]);
+        let config = Config::resolve(&flags).expect("valid");
+        assert_eq!(config.id, 3);
+        assert_eq!(config.listen.port(), 7100, "the flag wins over the file");
+        assert_eq!(config.advertise, config.listen);
+        assert_eq!(config.site, "dr");
+        assert_eq!(config.heartbeat_ms, 100);
+        assert_eq!(config.election_timeout_ms, 1000, "default");
+    }
+
+    #[test]
+    fn refuses_bad_settings_naming_them() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["hci-controller", "--listen", "127.0.0.1:1", "--data-dir", "/d"], "--id"),
+            (&["hci-controller", "--id", "0", "--listen", "127.0.0.1:1", "--data-dir", "/d"], "--id"),
+            (&["hci-controller", "--id", "1", "--listen", "0.0.0.0:1", "--data-dir", "/d"], "--advertise"),
+            (&["hci-controller", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "/d", "--site", "DR"], "--site"),
+            (
+                &["hci-controller", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "/d", "--election-timeout-ms", "100"],
+                "--election-timeout-ms",
+            ),
+        ];
+        for (args, field) in cases {
+            let err = Config::resolve(&Flags::parse_from(*args)).expect_err("invalid").to_string();
+            assert!(err.contains(field), "{err} should name {field}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "id = 1\nlisten_addr = \"x\"\n").expect("write");
+        let flags = Flags::parse_from(["hci-controller", "--config", file.to_str().expect("utf-8")]);
+        let err = Config::resolve(&flags).expect_err("unknown key").to_string();
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+}
