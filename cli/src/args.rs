@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::{value_parser, Args, Parser, Subcommand};
 
 use crate::commands::{
-    audit::AuditArgs, cluster::ClusterCmd, dr::DrCmd, host::HostCmd, tenant::TenantCmd, vm::VmCmd,
-    volume::VolumeCmd, zone::ZoneCmd, zone_policy::ZonePolicyCmd,
+    audit::AuditArgs, cluster::ClusterCmd, dr::DrCmd, host::HostCmd, tenant::TenantCmd, vm::VmCmd, volume::VolumeCmd,
+    zone::ZoneCmd, zone_policy::ZonePolicyCmd,
 };
 use crate::output::Format;
 
@@ -34,12 +34,7 @@ pub struct Global {
     #[arg(long, env = "HCI_URL", global = true, value_name = "URL[,URL...]")]
     pub url: Option<String>,
     /// Bearer token [default: $HCI_TOKEN]. Visible in `ps`; prefer HCI_TOKEN or --token-file
-    #[arg(
-        long,
-        global = true,
-        value_name = "TOKEN",
-        conflicts_with = "token_file"
-    )]
+    #[arg(long, global = true, value_name = "TOKEN", conflicts_with = "token_file")]
     pub token: Option<String>,
     /// Read the bearer token from FILE (e.g. a controller's DIR/admin.token); overrides HCI_TOKEN
     #[arg(long, global = true, value_name = "FILE")]

@@ -77,8 +77,7 @@ impl Call {
     }
 
     pub fn json<T: Serialize>(mut self, body: &T) -> Result<Self, CliError> {
-        let bytes = serde_json::to_vec(body)
-            .map_err(|e| CliError::Usage(format!("cannot encode request: {e}")))?;
+        let bytes = serde_json::to_vec(body).map_err(|e| CliError::Usage(format!("cannot encode request: {e}")))?;
         self.body = Some(bytes);
         Ok(self)
     }
@@ -114,15 +113,11 @@ impl Reply {
 
     /// The body decoded into one of the shared API types.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CliError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| self.bad(format!("body does not match the API: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| self.bad(format!("body does not match the API: {e}")))
     }
 
     fn bad(&self, why: String) -> CliError {
-        CliError::BadResponse {
-            url: self.url.clone(),
-            why,
-        }
+        CliError::BadResponse { url: self.url.clone(), why }
     }
 }
 
@@ -145,15 +140,8 @@ pub struct Client {
 }
 
 enum Attempt {
-    Status {
-        status: u16,
-        etag: Option<String>,
-        body: Vec<u8>,
-    },
-    Failed {
-        kind: Transport,
-        why: String,
-    },
+    Status { status: u16, etag: Option<String>, body: Vec<u8> },
+    Failed { kind: Transport, why: String },
 }
 
 impl Client {
@@ -165,13 +153,7 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| CliError::Usage(format!("cannot set up the HTTP client: {e}")))?;
-        Ok(Client {
-            http,
-            urls: config.urls,
-            token: config.token,
-            stale: config.stale,
-            preferred: Cell::new(0),
-        })
+        Ok(Client { http, urls: config.urls, token: config.token, stale: config.stale, preferred: Cell::new(0) })
     }
 
     pub fn get(&self, segments: &[&str]) -> Result<Reply, CliError> {
@@ -189,9 +171,7 @@ impl Client {
     /// Sends `call` to each URL in turn until one gives a definite answer.
     pub fn send(&self, mut call: Call) -> Result<Reply, CliError> {
         if call.segments.first().map(String::as_str) == Some("v1") && self.token.is_none() {
-            return Err(CliError::Usage(
-                "no token: set HCI_TOKEN, --token or --token-file".into(),
-            ));
+            return Err(CliError::Usage("no token: set HCI_TOKEN, --token or --token-file".into()));
         }
         if self.stale && call.method == Method::GET {
             call.query.push(("stale".into(), "true".into()));
@@ -216,11 +196,7 @@ impl Client {
             match (classify(outcome, idempotent), attempt) {
                 (Verdict::Accept, Attempt::Status { etag, body, .. }) => {
                     self.preferred.set(index);
-                    return Ok(Reply {
-                        etag,
-                        body,
-                        url: label,
-                    });
+                    return Ok(Reply { etag, body, url: label });
                 }
                 (Verdict::Refuse, Attempt::Status { status, body, .. }) => {
                     self.preferred.set(index);
@@ -231,12 +207,8 @@ impl Client {
                     tried.push(format!("{label} ({status})"));
                     unavailable = Some(message);
                 }
-                (Verdict::TryNext, Attempt::Failed { why, .. }) => {
-                    tried.push(format!("{label} ({why})"))
-                }
-                (_, Attempt::Failed { why, .. }) => {
-                    return Err(CliError::NoAnswer { url: label, why })
-                }
+                (Verdict::TryNext, Attempt::Failed { why, .. }) => tried.push(format!("{label} ({why})")),
+                (_, Attempt::Failed { why, .. }) => return Err(CliError::NoAnswer { url: label, why }),
                 (_, Attempt::Status { status, body, .. }) => return Err(refusal(status, &body)),
             }
         }
@@ -259,26 +231,16 @@ impl Client {
             req = req.header(IF_MATCH, etag.as_str());
         }
         if let Some(body) = &call.body {
-            req = req
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone());
+            req = req.header(CONTENT_TYPE, "application/json").body(body.clone());
         }
         let resp = match req.send() {
             Ok(resp) => resp,
             Err(e) => return failed(&e),
         };
         let status = resp.status().as_u16();
-        let etag = resp
-            .headers()
-            .get(ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let etag = resp.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
         match resp.bytes() {
-            Ok(body) => Attempt::Status {
-                status,
-                etag,
-                body: body.to_vec(),
-            },
+            Ok(body) => Attempt::Status { status, etag, body: body.to_vec() },
             Err(e) => failed(&e),
         }
     }
@@ -292,10 +254,7 @@ fn failed(e: &reqwest::Error) -> Attempt {
     } else {
         Transport::Other
     };
-    Attempt::Failed {
-        kind,
-        why: root_cause(e),
-    }
+    Attempt::Failed { kind, why: root_cause(e) }
 }
 
 /// The innermost cause of a transport error ("Connection refused (os error 111)"), which says more
@@ -315,14 +274,8 @@ fn root_cause(e: &reqwest::Error) -> String {
 
 /// The request URL: base path + percent-encoded segments + query.
 pub fn build_url(base: &Url, call: &Call) -> Result<Url, CliError> {
-    if let Some(bad) = call
-        .segments
-        .iter()
-        .find(|s| s.is_empty() || *s == "." || *s == "..")
-    {
-        return Err(CliError::Usage(format!(
-            "'{bad}' is not a valid name or id"
-        )));
+    if let Some(bad) = call.segments.iter().find(|s| s.is_empty() || *s == "." || *s == "..") {
+        return Err(CliError::Usage(format!("'{bad}' is not a valid name or id")));
     }
     let mut url = base.clone();
     url.path_segments_mut()
@@ -339,23 +292,11 @@ pub fn build_url(base: &Url, call: &Call) -> Result<Url, CliError> {
 /// else `http_<status>` with the body's first line.
 pub fn refusal(status: u16, body: &[u8]) -> CliError {
     if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
-        return CliError::Refused {
-            status,
-            code: parsed.error.code,
-            message: parsed.error.message,
-        };
+        return CliError::Refused { status, code: parsed.error.code, message: parsed.error.message };
     }
     let text = String::from_utf8_lossy(body);
-    let first = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    let mut message: String = first
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let mut message: String = first.chars().filter(|c| !c.is_control()).take(200).collect();
     if message.is_empty() {
         message = reqwest::StatusCode::from_u16(status)
             .ok()
@@ -363,11 +304,7 @@ pub fn refusal(status: u16, body: &[u8]) -> CliError {
             .unwrap_or("no message")
             .to_string();
     }
-    CliError::Refused {
-        status,
-        code: format!("http_{status}"),
-        message,
-    }
+    CliError::Refused { status, code: format!("http_{status}"), message }
 }
 
 #[cfg(test)]

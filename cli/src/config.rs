@@ -20,28 +20,18 @@ pub fn parse_urls(spec: &str) -> Result<Vec<Url>, CliError> {
         }
     }
     if urls.is_empty() {
-        return Err(CliError::Usage(
-            "no controller URL: set HCI_URL or --url (comma separated)".into(),
-        ));
+        return Err(CliError::Usage("no controller URL: set HCI_URL or --url (comma separated)".into()));
     }
     Ok(urls)
 }
 
 fn parse_one(part: &str) -> Result<Url, CliError> {
     let bad = |why: &str| CliError::Usage(format!("controller URL '{part}': {why}"));
-    let text = if part.contains("://") {
-        part.to_string()
-    } else {
-        format!("http://{part}")
-    };
+    let text = if part.contains("://") { part.to_string() } else { format!("http://{part}") };
     let url = Url::parse(&text).map_err(|e| bad(&e.to_string()))?;
     match url.scheme() {
         "http" => {}
-        "https" => {
-            return Err(bad(
-                "https is not supported by this build of hcictl; use http://",
-            ))
-        }
+        "https" => return Err(bad("https is not supported by this build of hcictl; use http://")),
         other => return Err(bad(&format!("scheme '{other}' is not http"))),
     }
     if !matches!(url.host_str(), Some(host) if !host.is_empty()) {
@@ -79,9 +69,7 @@ pub fn resolve_token(
         return Err(CliError::Usage(format!("{source}: the token is empty")));
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(CliError::Usage(format!(
-            "{source}: the token may contain only printable ASCII without spaces"
-        )));
+        return Err(CliError::Usage(format!("{source}: the token may contain only printable ASCII without spaces")));
     }
     Ok(Some(token))
 }
@@ -100,16 +88,9 @@ mod tests {
         let text: Vec<_> = urls.iter().map(Url::as_str).collect();
         assert_eq!(text, ["http://10.0.0.1:7001/", "http://ctl.example/api"]);
 
-        for bad in [
-            "",
-            " , ",
-            "https://h:1",
-            "ftp://h",
-            "http://",
-            "http://u:p@h:1",
-            "http://h:1/?a=b",
-            "http://h:99999",
-        ] {
+        for bad in
+            ["", " , ", "https://h:1", "ftp://h", "http://", "http://u:p@h:1", "http://h:1/?a=b", "http://h:99999"]
+        {
             let err = parse_urls(bad).expect_err(bad);
             assert_eq!(err.exit_code(), 2, "{bad}");
         }
@@ -118,36 +99,16 @@ mod tests {
     #[test]
     fn token_sources() {
         assert_eq!(resolve_token(None, None, None).expect("ok"), None);
-        assert_eq!(
-            resolve_token(None, None, Some("env".into()))
-                .expect("ok")
-                .as_deref(),
-            Some("env")
-        );
-        assert_eq!(
-            resolve_token(Some("flag".into()), None, Some("env".into()))
-                .expect("ok")
-                .as_deref(),
-            Some("flag")
-        );
+        assert_eq!(resolve_token(None, None, Some("env".into())).expect("ok").as_deref(), Some("env"));
+        assert_eq!(resolve_token(Some("flag".into()), None, Some("env".into())).expect("ok").as_deref(), Some("flag"));
 
         let dir = std::env::temp_dir().join(format!("hcictl-token-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let file = dir.join("admin.token");
         std::fs::write(&file, "secret-token\n").expect("write");
-        assert_eq!(
-            resolve_token(None, Some(&file), Some("env".into()))
-                .expect("ok")
-                .as_deref(),
-            Some("secret-token")
-        );
+        assert_eq!(resolve_token(None, Some(&file), Some("env".into())).expect("ok").as_deref(), Some("secret-token"));
         let missing = dir.join("missing");
-        assert_eq!(
-            resolve_token(None, Some(&missing), None)
-                .expect_err("missing")
-                .exit_code(),
-            2
-        );
+        assert_eq!(resolve_token(None, Some(&missing), None).expect_err("missing").exit_code(), 2);
         std::fs::remove_dir_all(&dir).ok();
 
         assert!(resolve_token(Some("  ".into()), None, None).is_err());

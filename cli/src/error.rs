@@ -21,11 +21,7 @@ pub enum CliError {
     /// The controller refused the request (or the CLI refused it on the controller's behalf, e.g. an
     /// unknown or ambiguous name).
     #[error("{code}: {message}")]
-    Refused {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Refused { status: u16, code: String, message: String },
     /// Every URL failed at the transport level without a single 503.
     #[error("cluster unreachable: tried {}", tried.join(", "))]
     Unreachable { tried: Vec<String> },
@@ -49,12 +45,8 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => EXIT_USAGE,
-            CliError::Refused { .. } | CliError::BadResponse { .. } | CliError::Output(_) => {
-                EXIT_REFUSED
-            }
-            CliError::Unreachable { .. }
-            | CliError::Unavailable { .. }
-            | CliError::NoAnswer { .. } => EXIT_UNREACHABLE,
+            CliError::Refused { .. } | CliError::BadResponse { .. } | CliError::Output(_) => EXIT_REFUSED,
+            CliError::Unreachable { .. } | CliError::Unavailable { .. } | CliError::NoAnswer { .. } => EXIT_UNREACHABLE,
         }
     }
 
@@ -65,11 +57,7 @@ impl CliError {
 
     /// A refusal decided by the CLI itself, worded like the controller's own.
     pub fn refused(code: &str, message: impl Into<String>) -> Self {
-        CliError::Refused {
-            status: 0,
-            code: code.to_string(),
-            message: message.into(),
-        }
+        CliError::Refused { status: 0, code: code.to_string(), message: message.into() }
     }
 }
 
@@ -80,43 +68,17 @@ mod tests {
     #[test]
     fn exit_codes() {
         assert_eq!(CliError::Usage("x".into()).exit_code(), 2);
-        let refused = CliError::Refused {
-            status: 409,
-            code: "conflict".into(),
-            message: "taken".into(),
-        };
+        let refused = CliError::Refused { status: 409, code: "conflict".into(), message: "taken".into() };
         assert_eq!(refused.exit_code(), 1);
         assert_eq!(refused.to_string(), "conflict: taken");
-        let down = CliError::Unreachable {
-            tried: vec!["http://a (refused)".into(), "http://b (refused)".into()],
-        };
+        let down = CliError::Unreachable { tried: vec!["http://a (refused)".into(), "http://b (refused)".into()] };
         assert_eq!(down.exit_code(), 3);
-        assert_eq!(
-            down.to_string(),
-            "cluster unreachable: tried http://a (refused), http://b (refused)"
-        );
-        let busy = CliError::Unavailable {
-            message: "no leader".into(),
-            tried: vec!["http://a".into()],
-        };
+        assert_eq!(down.to_string(), "cluster unreachable: tried http://a (refused), http://b (refused)");
+        let busy = CliError::Unavailable { message: "no leader".into(), tried: vec!["http://a".into()] };
         assert_eq!(busy.exit_code(), 3);
         assert!(busy.to_string().contains("no leader"));
-        assert_eq!(
-            CliError::NoAnswer {
-                url: "u".into(),
-                why: "w".into()
-            }
-            .exit_code(),
-            3
-        );
-        assert_eq!(
-            CliError::BadResponse {
-                url: "u".into(),
-                why: "w".into()
-            }
-            .exit_code(),
-            1
-        );
+        assert_eq!(CliError::NoAnswer { url: "u".into(), why: "w".into() }.exit_code(), 3);
+        assert_eq!(CliError::BadResponse { url: "u".into(), why: "w".into() }.exit_code(), 1);
         let pipe = CliError::Output(io::Error::from(io::ErrorKind::BrokenPipe));
         assert!(pipe.is_broken_pipe());
         assert!(!CliError::Usage("x".into()).is_broken_pipe());

@@ -39,10 +39,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[&str]) -> Self {
-        Table {
-            headers: headers.iter().map(|h| (*h).to_string()).collect(),
-            rows: Vec::new(),
-        }
+        Table { headers: headers.iter().map(|h| (*h).to_string()).collect(), rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -50,13 +47,7 @@ impl Table {
     }
 
     pub fn render(&self) -> String {
-        let columns = self
-            .rows
-            .iter()
-            .map(Vec::len)
-            .chain([self.headers.len()])
-            .max()
-            .unwrap_or(0);
+        let columns = self.rows.iter().map(Vec::len).chain([self.headers.len()]).max().unwrap_or(0);
         let mut widths = vec![0usize; columns];
         for line in std::iter::once(&self.headers).chain(&self.rows) {
             for (i, cell) in line.iter().enumerate() {
@@ -74,11 +65,7 @@ impl Table {
                 }
                 text.push_str(cell);
                 if i + 1 < line.len() {
-                    let pad = widths
-                        .get(i)
-                        .copied()
-                        .unwrap_or(0)
-                        .saturating_sub(cell.chars().count());
+                    let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.chars().count());
                     text.push_str(&" ".repeat(pad));
                 }
             }
@@ -91,11 +78,7 @@ impl Table {
 
 /// `key: value` lines with the values aligned.
 pub fn details(pairs: &[(&str, String)]) -> String {
-    let width = pairs
-        .iter()
-        .map(|(k, _)| k.chars().count() + 1)
-        .max()
-        .unwrap_or(0);
+    let width = pairs.iter().map(|(k, _)| k.chars().count() + 1).max().unwrap_or(0);
     let mut out = String::new();
     for (key, value) in pairs {
         let label = format!("{}:", key.to_ascii_lowercase());
@@ -111,15 +94,7 @@ pub fn clean(text: &str) -> String {
     if text.is_empty() {
         return "-".to_string();
     }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// `-` for nothing.
@@ -164,11 +139,7 @@ impl<'a> Output<'a> {
     }
 
     /// One resource: the raw JSON, or the detail view (`detail`) or a one-row table.
-    pub fn one<T: View + DeserializeOwned>(
-        &mut self,
-        reply: &Reply,
-        detail: bool,
-    ) -> Result<(), CliError> {
+    pub fn one<T: View + DeserializeOwned>(&mut self, reply: &Reply, detail: bool) -> Result<(), CliError> {
         if self.format == Format::Json {
             return self.json(&reply.value()?);
         }
@@ -190,10 +161,7 @@ impl<'a> Output<'a> {
     ) -> Result<(), CliError> {
         let mut value = reply.value()?;
         let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) else {
-            return Err(CliError::BadResponse {
-                url: reply.url.clone(),
-                why: "no \"items\" list".into(),
-            });
+            return Err(CliError::BadResponse { url: reply.url.clone(), why: "no \"items\" list".into() });
         };
         items.retain(|item| keep(item));
         if self.format == Format::Json {
@@ -201,11 +169,10 @@ impl<'a> Output<'a> {
         }
         let mut table = Table::new(T::headers());
         for item in items.iter() {
-            let item: T =
-                serde_json::from_value(item.clone()).map_err(|e| CliError::BadResponse {
-                    url: reply.url.clone(),
-                    why: format!("an item does not match the API: {e}"),
-                })?;
+            let item: T = serde_json::from_value(item.clone()).map_err(|e| CliError::BadResponse {
+                url: reply.url.clone(),
+                why: format!("an item does not match the API: {e}"),
+            })?;
             table.row(item.row());
         }
         self.text(&table.render())
@@ -217,8 +184,7 @@ impl<'a> Output<'a> {
         match (&value, self.format) {
             (_, Format::Json) => self.json(&value),
             (Value::Object(map), Format::Table) => {
-                let pairs: Vec<(&str, String)> =
-                    map.iter().map(|(k, v)| (k.as_str(), scalar(v))).collect();
+                let pairs: Vec<(&str, String)> = map.iter().map(|(k, v)| (k.as_str(), scalar(v))).collect();
                 self.text(&details(&pairs))
             }
             (Value::Null, Format::Table) => Ok(()),
@@ -255,11 +221,7 @@ mod tests {
     #[test]
     fn table_aligns_columns() {
         let mut t = Table::new(&["NAME", "VCPUS", "DESCRIPTION"]);
-        t.row(vec![
-            "finance".into(),
-            "16".into(),
-            "money\nand more".into(),
-        ]);
+        t.row(vec!["finance".into(), "16".into(), "money\nand more".into()]);
         t.row(vec!["hr".into(), "4".into(), String::new()]);
         assert_eq!(
             t.render(),

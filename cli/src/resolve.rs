@@ -18,39 +18,19 @@ pub struct Kind {
     pub collection: &'static str,
 }
 
-pub const VOLUME: Kind = Kind {
-    noun: "volume",
-    collection: "volumes",
-};
-pub const VM: Kind = Kind {
-    noun: "vm",
-    collection: "vms",
-};
-pub const HOST: Kind = Kind {
-    noun: "host",
-    collection: "hosts",
-};
-pub const ZONE_POLICY: Kind = Kind {
-    noun: "zone policy",
-    collection: "zone-policies",
-};
+pub const VOLUME: Kind = Kind { noun: "volume", collection: "volumes" };
+pub const VM: Kind = Kind { noun: "vm", collection: "vms" };
+pub const HOST: Kind = Kind { noun: "host", collection: "hosts" };
+pub const ZONE_POLICY: Kind = Kind { noun: "zone policy", collection: "zone-policies" };
 
 /// The id of the `kind` whose id or name is `key` (within `tenant` when given).
-pub fn resolve(
-    client: &Client,
-    kind: Kind,
-    key: &str,
-    tenant: Option<&str>,
-) -> Result<String, CliError> {
+pub fn resolve(client: &Client, kind: Kind, key: &str, tenant: Option<&str>) -> Result<String, CliError> {
     let reply = client.get(&["v1", kind.collection])?;
     let value = reply.value()?;
     let items = value
         .get("items")
         .and_then(Value::as_array)
-        .ok_or_else(|| CliError::BadResponse {
-            url: reply.url.clone(),
-            why: "no \"items\" list".into(),
-        })?;
+        .ok_or_else(|| CliError::BadResponse { url: reply.url.clone(), why: "no \"items\" list".into() })?;
     pick(items, kind, key, tenant)
 }
 
@@ -59,59 +39,30 @@ fn field<'v>(item: &'v Value, name: &str) -> Option<&'v str> {
 }
 
 /// The resolution rule, on an already fetched list: an exact id wins, then a unique name.
-pub fn pick(
-    items: &[Value],
-    kind: Kind,
-    key: &str,
-    tenant: Option<&str>,
-) -> Result<String, CliError> {
+pub fn pick(items: &[Value], kind: Kind, key: &str, tenant: Option<&str>) -> Result<String, CliError> {
     let in_tenant = |item: &&Value| match tenant {
         None => true,
         Some(t) => field(item, "tenant") == Some(t),
     };
-    let candidates: Vec<&Value> = items
-        .iter()
-        .filter(in_tenant)
-        .filter(|i| field(i, "id").is_some())
-        .collect();
-    if let Some(id) = candidates
-        .iter()
-        .filter_map(|i| field(i, "id"))
-        .find(|id| *id == key)
-    {
+    let candidates: Vec<&Value> = items.iter().filter(in_tenant).filter(|i| field(i, "id").is_some()).collect();
+    if let Some(id) = candidates.iter().filter_map(|i| field(i, "id")).find(|id| *id == key) {
         return Ok(id.to_string());
     }
-    let named: Vec<&Value> = candidates
-        .into_iter()
-        .filter(|i| field(i, "name") == Some(key))
-        .collect();
+    let named: Vec<&Value> = candidates.into_iter().filter(|i| field(i, "name") == Some(key)).collect();
     let ids: Vec<&str> = named.iter().filter_map(|i| field(i, "id")).collect();
     match ids.as_slice() {
         [id] => Ok((*id).to_string()),
         [] => {
-            let scope = tenant
-                .map(|t| format!(" in tenant '{t}'"))
-                .unwrap_or_default();
-            Err(CliError::refused(
-                "not_found",
-                format!("{} '{key}' does not exist{scope}", kind.noun),
-            ))
+            let scope = tenant.map(|t| format!(" in tenant '{t}'")).unwrap_or_default();
+            Err(CliError::refused("not_found", format!("{} '{key}' does not exist{scope}", kind.noun)))
         }
         _ => {
             let tenants: BTreeSet<&str> = named.iter().filter_map(|i| field(i, "tenant")).collect();
             let message = if tenants.len() > 1 {
                 let list: Vec<&str> = tenants.into_iter().collect();
-                format!(
-                    "{} name '{key}' exists in tenants {}: give --tenant or the id",
-                    kind.noun,
-                    list.join(", ")
-                )
+                format!("{} name '{key}' exists in tenants {}: give --tenant or the id", kind.noun, list.join(", "))
             } else {
-                format!(
-                    "{} name '{key}' matches ids {}: give the id",
-                    kind.noun,
-                    ids.join(", ")
-                )
+                format!("{} name '{key}' matches ids {}: give the id", kind.noun, ids.join(", "))
             };
             Err(CliError::refused("ambiguous", message))
         }
@@ -136,10 +87,7 @@ mod tests {
     fn ids_and_unique_names_resolve() {
         assert_eq!(pick(&items(), VOLUME, "v-2", None).expect("id"), "v-2");
         assert_eq!(pick(&items(), VOLUME, "logs", None).expect("name"), "v-3");
-        assert_eq!(
-            pick(&items(), VOLUME, "data", Some("health")).expect("scoped"),
-            "v-2"
-        );
+        assert_eq!(pick(&items(), VOLUME, "data", Some("health")).expect("scoped"), "v-2");
     }
 
     #[test]
@@ -151,21 +99,12 @@ mod tests {
             "ambiguous: volume name 'data' exists in tenants finance, health: give --tenant or the id"
         );
         let err = pick(&items(), VM, "nope", Some("health")).expect_err("missing");
-        assert_eq!(
-            err.to_string(),
-            "not_found: vm 'nope' does not exist in tenant 'health'"
-        );
+        assert_eq!(err.to_string(), "not_found: vm 'nope' does not exist in tenant 'health'");
         assert!(pick(&items(), VOLUME, "logs", Some("finance")).is_err());
         assert!(pick(&items(), VOLUME, "broken", None).is_err());
 
-        let twins = vec![
-            json!({"id": "a", "name": "x"}),
-            json!({"id": "b", "name": "x"}),
-        ];
+        let twins = vec![json!({"id": "a", "name": "x"}), json!({"id": "b", "name": "x"})];
         let err = pick(&twins, HOST, "x", None).expect_err("twins");
-        assert_eq!(
-            err.to_string(),
-            "ambiguous: host name 'x' matches ids a, b: give the id"
-        );
+        assert_eq!(err.to_string(), "ambiguous: host name 'x' matches ids a, b: give the id");
     }
 }

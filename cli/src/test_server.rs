@@ -15,11 +15,7 @@ use std::thread;
 #[derive(Debug, Clone)]
 pub enum Canned {
     /// Status, extra headers, JSON body.
-    Json {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: String,
-    },
+    Json { status: u16, headers: Vec<(String, String)>, body: String },
     /// Status with no body (204).
     Empty(u16),
     /// Read the request, then close the connection without answering.
@@ -28,35 +24,19 @@ pub enum Canned {
 
 impl Canned {
     pub fn json(status: u16, body: &str) -> Self {
-        Canned::Json {
-            status,
-            headers: Vec::new(),
-            body: body.to_string(),
-        }
+        Canned::Json { status, headers: Vec::new(), body: body.to_string() }
     }
 
     pub fn error(status: u16, code: &str, message: &str) -> Self {
         let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-        Canned::Json {
-            status,
-            headers: Vec::new(),
-            body,
-        }
+        Canned::Json { status, headers: Vec::new(), body }
     }
 
     pub fn with_etag(self, etag: &str) -> Self {
         match self {
-            Canned::Json {
-                status,
-                mut headers,
-                body,
-            } => {
+            Canned::Json { status, mut headers, body } => {
                 headers.push(("ETag".to_string(), etag.to_string()));
-                Canned::Json {
-                    status,
-                    headers,
-                    body,
-                }
+                Canned::Json { status, headers, body }
             }
             other => other,
         }
@@ -74,10 +54,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
     }
 }
 
@@ -97,9 +74,7 @@ impl TestServer {
             let mut answers = answers.into_iter();
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let answer = answers
-                    .next()
-                    .unwrap_or_else(|| Canned::error(500, "internal", "no canned answer left"));
+                let answer = answers.next().unwrap_or_else(|| Canned::error(500, "internal", "no canned answer left"));
                 serve(stream, &answer, &log);
             }
         });
@@ -157,15 +132,8 @@ fn serve(stream: TcpStream, answer: &Canned, log: &Mutex<Vec<Recorded>>) {
         Canned::Empty(status) => {
             format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         }
-        Canned::Json {
-            status,
-            headers,
-            body,
-        } => {
-            let extra: String = headers
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}\r\n"))
-                .collect();
+        Canned::Json { status, headers, body } => {
+            let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
             format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()

@@ -40,18 +40,9 @@ impl View for Tenant {
             ("id", self.id.clone()),
             ("name", self.name.clone()),
             ("description", self.description.clone()),
-            (
-                "vcpus (used/quota)",
-                used_of(self.usage.vcpus, self.quota.vcpus),
-            ),
-            (
-                "memory_mib (used/quota)",
-                used_of(self.usage.memory_mib, self.quota.memory_mib),
-            ),
-            (
-                "disk_gib (used/quota)",
-                used_of(self.usage.disk_gib, self.quota.disk_gib),
-            ),
+            ("vcpus (used/quota)", used_of(self.usage.vcpus, self.quota.vcpus)),
+            ("memory_mib (used/quota)", used_of(self.usage.memory_mib, self.quota.memory_mib)),
+            ("disk_gib (used/quota)", used_of(self.usage.disk_gib, self.quota.disk_gib)),
             ("created_at", self.created_at.clone()),
             ("etag", etag(self.revision)),
         ]
@@ -63,13 +54,7 @@ impl View for Zone {
         &["NAME", "TENANT", "KIND", "CIDR", "VNI"]
     }
     fn row(&self) -> Vec<String> {
-        vec![
-            self.name.clone(),
-            self.tenant.clone(),
-            wire(&self.kind),
-            self.cidr.clone(),
-            opt(self.vni),
-        ]
+        vec![self.name.clone(), self.tenant.clone(), wire(&self.kind), self.cidr.clone(), opt(self.vni)]
     }
     fn details(&self) -> Vec<(&'static str, String)> {
         let mut pairs: Vec<_> = Self::headers().iter().copied().zip(self.row()).collect();
@@ -105,15 +90,7 @@ impl View for ZonePolicy {
 
 impl View for Volume {
     fn headers() -> &'static [&'static str] {
-        &[
-            "ID",
-            "NAME",
-            "TENANT",
-            "SIZE_GIB",
-            "POOL",
-            "IMAGE",
-            "ATTACHED_TO",
-        ]
+        &["ID", "NAME", "TENANT", "SIZE_GIB", "POOL", "IMAGE", "ATTACHED_TO"]
     }
     fn row(&self) -> Vec<String> {
         vec![
@@ -128,11 +105,7 @@ impl View for Volume {
     }
     fn details(&self) -> Vec<(&'static str, String)> {
         let mut pairs: Vec<_> = Self::headers().iter().copied().zip(self.row()).collect();
-        let snapshots: Vec<_> = self
-            .snapshots
-            .iter()
-            .map(|s| format!("{} ({})", s.name, s.created_at))
-            .collect();
+        let snapshots: Vec<_> = self.snapshots.iter().map(|s| format!("{} ({})", s.name, s.created_at)).collect();
         pairs.push(("cloned_from", opt(self.cloned_from.as_deref())));
         pairs.push(("snapshots", snapshots.join(", ")));
         pairs.push(("created_at", self.created_at.clone()));
@@ -143,16 +116,7 @@ impl View for Volume {
 
 impl View for Vm {
     fn headers() -> &'static [&'static str] {
-        &[
-            "ID",
-            "NAME",
-            "TENANT",
-            "VCPUS",
-            "MEMORY_MIB",
-            "ARCH",
-            "POWER",
-            "HOST",
-        ]
+        &["ID", "NAME", "TENANT", "VCPUS", "MEMORY_MIB", "ARCH", "POWER", "HOST"]
     }
     fn row(&self) -> Vec<String> {
         vec![
@@ -168,18 +132,11 @@ impl View for Vm {
     }
     fn details(&self) -> Vec<(&'static str, String)> {
         let mut pairs: Vec<_> = Self::headers().iter().copied().zip(self.row()).collect();
-        let nics: Vec<_> = self
-            .nics
-            .iter()
-            .map(|n| format!("{} {} {}", n.zone, n.mac, n.ip))
-            .collect();
+        let nics: Vec<_> = self.nics.iter().map(|n| format!("{} {} {}", n.zone, n.mac, n.ip)).collect();
         pairs.push(("firmware", self.firmware.clone()));
         pairs.push(("volumes", self.volumes.join(", ")));
         pairs.push(("nics", nics.join("; ")));
-        pairs.push((
-            "anti_affinity_group",
-            opt(self.anti_affinity_group.as_deref()),
-        ));
+        pairs.push(("anti_affinity_group", opt(self.anti_affinity_group.as_deref())));
         pairs.push(("reboot_count", self.reboot_count.to_string()));
         pairs.push(("created_at", self.created_at.clone()));
         pairs.push(("etag", etag(self.revision)));
@@ -192,13 +149,7 @@ impl View for Host {
         &["ID", "NAME", "SITE", "ARCH", "STATE"]
     }
     fn row(&self) -> Vec<String> {
-        vec![
-            self.id.clone(),
-            self.name.clone(),
-            self.site.clone(),
-            self.arch.clone(),
-            wire(&self.state),
-        ]
+        vec![self.id.clone(), self.name.clone(), self.site.clone(), self.arch.clone(), wire(&self.state)]
     }
 }
 
@@ -229,14 +180,7 @@ impl View for Member {
 
 impl View for ClusterStatus {
     fn headers() -> &'static [&'static str] {
-        &[
-            "SITE",
-            "LEADER",
-            "TERM",
-            "THIS",
-            "LAST_LOG_INDEX",
-            "LAST_APPLIED",
-        ]
+        &["SITE", "LEADER", "TERM", "THIS", "LAST_LOG_INDEX", "LAST_APPLIED"]
     }
     fn row(&self) -> Vec<String> {
         vec![
@@ -252,11 +196,7 @@ impl View for ClusterStatus {
 
 /// `cluster status`: the summary, a blank line, then the members.
 pub fn cluster_text(status: &ClusterStatus) -> String {
-    let summary: Vec<_> = ClusterStatus::headers()
-        .iter()
-        .copied()
-        .zip(status.row())
-        .collect();
+    let summary: Vec<_> = ClusterStatus::headers().iter().copied().zip(status.row()).collect();
     let mut members = Table::new(Member::headers());
     for m in &status.members {
         members.row(m.row());
@@ -275,16 +215,8 @@ mod tests {
             id: "t-1".into(),
             name: "finance".into(),
             description: "Finance dept".into(),
-            quota: Quota {
-                vcpus: 16,
-                memory_mib: 32768,
-                disk_gib: 500,
-            },
-            usage: Usage {
-                vcpus: 2,
-                memory_mib: 2048,
-                disk_gib: 20,
-            },
+            quota: Quota { vcpus: 16, memory_mib: 32768, disk_gib: 500 },
+            usage: Usage { vcpus: 2, memory_mib: 2048, disk_gib: 20 },
             created_at: "2024-01-01T00:00:00Z".into(),
             revision: 7,
         };
@@ -309,11 +241,7 @@ mod tests {
             arch: "x86_64".into(),
             firmware: "x86_64-bios".into(),
             volumes: vec!["vol-1".into()],
-            nics: vec![Nic {
-                zone: "dmz".into(),
-                mac: "52:54:00:00:00:01".into(),
-                ip: "10.0.0.2".into(),
-            }],
+            nics: vec![Nic { zone: "dmz".into(), mac: "52:54:00:00:00:01".into(), ip: "10.0.0.2".into() }],
             anti_affinity_group: None,
             host: None,
             power: PowerState::Running,
@@ -323,10 +251,7 @@ mod tests {
         };
         assert_eq!(vm.row()[6], "running");
         let text = crate::output::details(&vm.details());
-        assert!(
-            text.contains("nics:                 dmz 52:54:00:00:00:01 10.0.0.2\n"),
-            "{text}"
-        );
+        assert!(text.contains("nics:                 dmz 52:54:00:00:00:01 10.0.0.2\n"), "{text}");
         assert!(text.contains("host:                 -\n"), "{text}");
     }
 
@@ -337,26 +262,18 @@ mod tests {
             leader_id: Some(1),
             term: 4,
             members: vec![
-                Member {
-                    id: 1,
-                    addr: "127.0.0.1:7001".into(),
-                    role: "leader".into(),
-                },
-                Member {
-                    id: 2,
-                    addr: "127.0.0.1:7002".into(),
-                    role: "follower".into(),
-                },
+                Member { id: 1, addr: "127.0.0.1:7001".into(), role: "leader".into() },
+                Member { id: 2, addr: "127.0.0.1:7002".into(), role: "follower".into() },
             ],
             this_id: 2,
             last_log_index: Some(10),
             last_applied: None,
         };
         let text = cluster_text(&status);
+        assert!(text.starts_with("site:            north\nleader:          1\n"), "{text}");
         assert!(
-            text.starts_with("site:            north\nleader:          1\n"),
+            text.ends_with("ID  ADDR            ROLE\n1   127.0.0.1:7001  leader\n2   127.0.0.1:7002  follower\n"),
             "{text}"
         );
-        assert!(text.ends_with("ID  ADDR            ROLE\n1   127.0.0.1:7001  leader\n2   127.0.0.1:7002  follower\n"), "{text}");
     }
 }

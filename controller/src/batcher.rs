@@ -39,10 +39,7 @@ impl Batcher {
     /// Proposes `envelope` in the next batch and waits for its response.
     pub async fn submit(&self, envelope: Envelope) -> Result<CommandResponse, ApiError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((envelope, reply))
-            .await
-            .map_err(|_| ApiError::unavailable("this member is shutting down"))?;
+        self.tx.send((envelope, reply)).await.map_err(|_| ApiError::unavailable("this member is shutting down"))?;
         answer.await.map_err(|_| ApiError::unavailable("this member is shutting down"))?
     }
 }
@@ -92,10 +89,9 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Envelope, Reply)>) {
 
 pub fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ApiError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::unavailable(format!(
-            "this member is not the leader (leader: {:?}); retry",
-            f.leader_id
-        )),
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ApiError::unavailable(format!("this member is not the leader (leader: {:?}); retry", f.leader_id))
+        }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ApiError::conflict(c.to_string()),
         RaftError::Fatal(f) => ApiError::unavailable(format!("raft stopped: {f}")),
     }

@@ -137,7 +137,10 @@ impl Config {
         }
         let log_format = flags.log_format.clone().or(file.log_format).unwrap_or_else(|| "text".into());
         if log_format != "text" && log_format != "json" {
-            return Err(ConfigError::Invalid { field: "log-format", why: format!("'{log_format}' is not text or json") });
+            return Err(ConfigError::Invalid {
+                field: "log-format",
+                why: format!("'{log_format}' is not text or json"),
+            });
         }
         let site = flags.site.clone().or(file.site).unwrap_or_else(|| "primary".into());
         hci_shared::names::check_name(&site).map_err(|why| ConfigError::Invalid { field: "site", why })?;
@@ -174,7 +177,13 @@ mod tests {
             "id = 3\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/var/lib/hci\"\nsite = \"dr\"\nheartbeat_ms = 100\n",
         )
         .expect("write config");
-        let flags = Flags::parse_from(["hci-controller", "--config", file.to_str().expect("utf-8"), "--listen", "127.0.0.1:7100"]);
+        let flags = Flags::parse_from([
+            "hci-controller",
+            "--config",
+            file.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:7100",
+        ]);
         let config = Config::resolve(&flags).expect("valid");
         assert_eq!(config.id, 3);
         assert_eq!(config.listen.port(), 7100, "the flag wins over the file");
@@ -192,7 +201,17 @@ mod tests {
             (&["hci-controller", "--id", "1", "--listen", "0.0.0.0:1", "--data-dir", "/d"], "--advertise"),
             (&["hci-controller", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "/d", "--site", "DR"], "--site"),
             (
-                &["hci-controller", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "/d", "--election-timeout-ms", "100"],
+                &[
+                    "hci-controller",
+                    "--id",
+                    "1",
+                    "--listen",
+                    "127.0.0.1:1",
+                    "--data-dir",
+                    "/d",
+                    "--election-timeout-ms",
+                    "100",
+                ],
                 "--election-timeout-ms",
             ),
         ];

@@ -3,7 +3,9 @@
 //! It exists so operators can alert on leadership churn, lagging members and slow or failing API
 //! calls. It only counts; it must never change behaviour.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -44,8 +46,9 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
         register(&registry, Box::new(apply_seconds.clone()));
-        let applied_entries = IntCounter::new("hci_raft_applied_entries_total", "Log entries applied to the state machine")
-            .unwrap_or_else(|e| unreachable!("{e}"));
+        let applied_entries =
+            IntCounter::new("hci_raft_applied_entries_total", "Log entries applied to the state machine")
+                .unwrap_or_else(|e| unreachable!("{e}"));
         register(&registry, Box::new(applied_entries.clone()));
         let api_requests = IntCounterVec::new(
             Opts::new("hci_api_requests_total", "API requests by route, method and status"),

@@ -34,7 +34,7 @@ pub enum NodeError {
     #[error(transparent)]
     Db(#[from] crate::raft::db::DbError),
     #[error("opening the state machine: {0}")]
-    Storage(#[from] crate::raft::StorageError),
+    Storage(#[from] Box<crate::raft::StorageError>),
     #[error("raft configuration: {0}")]
     RaftConfig(String),
     #[error("starting raft: {0}")]
@@ -116,7 +116,9 @@ impl App {
         match tokio::time::timeout(self.write_timeout(), self.raft.ensure_linearizable()).await {
             Err(_) => Err(ApiError::unavailable("no quorum: could not confirm leadership for a linearizable read")),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(ApiError::unavailable(format!("linearizable read refused: {e}; retry or use ?stale=true"))),
+            Ok(Err(e)) => {
+                Err(ApiError::unavailable(format!("linearizable read refused: {e}; retry or use ?stale=true")))
+            }
         }
     }
 
@@ -129,7 +131,6 @@ impl App {
     }
 }
 
-
 /// Writes `DIR/admin.token` (mode 0600) atomically and returns the token.
 fn write_admin_token(config: &Config) -> Result<String, NodeError> {
     let path = config.data_dir.join("admin.token");
@@ -138,7 +139,8 @@ fn write_admin_token(config: &Config) -> Result<String, NodeError> {
     let err = |source| NodeError::Token { path: path.display().to_string(), source };
     {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
         f.write_all(token.as_bytes()).map_err(err)?;
         f.write_all(b"\n").map_err(err)?;
         f.sync_all().map_err(err)?;
@@ -183,7 +185,7 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Arc<App>, NodeErr
     let db = crate::raft::db::open(&config.data_dir.join("db"))?;
     let log_store = LogStore::new(db.clone());
     let committed = log_store.committed_index();
-    let (state_machine, state) = StateMachine::open(db, metrics.clone())?;
+    let (state_machine, state) = StateMachine::open(db, metrics.clone()).map_err(Box::new)?;
     let raft_config = openraft::Config {
         cluster_name: "hci".into(),
         heartbeat_interval: config.heartbeat_ms,
@@ -227,10 +229,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let app = start(config, Metrics::new()).await?;
     tracing::info!(id = app.id, listen = %app.config.listen, "controller member serving");
     let router = crate::api::router(app.clone());
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(NodeError::Serve)?;
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.map_err(NodeError::Serve)?;
     tracing::info!("stopping raft");
     if let Err(e) = app.raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");

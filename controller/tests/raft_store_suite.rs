@@ -18,6 +18,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // openraft's StorageError
 fn rocksdb_store_passes_openraft_suite() -> Result<(), StorageError> {
     Suite::test_all(RocksBuilder)
 }

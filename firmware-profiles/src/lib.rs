@@ -44,7 +44,8 @@ impl Profiles {
     /// point at a distribution's different firmware path).
     pub fn builtin_and_dir(dir: &Path) -> Result<Self, ProfileError> {
         let mut profiles = Self::builtin()?;
-        let entries = std::fs::read_dir(dir).map_err(|e| ProfileError::Io { path: dir.display().to_string(), error: e.to_string() })?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| ProfileError::Io { path: dir.display().to_string(), error: e.to_string() })?;
         let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
         for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {

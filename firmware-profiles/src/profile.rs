@@ -79,7 +79,11 @@ impl Profile {
     pub fn parse(file: &str, text: &str) -> Result<Self, ProfileError> {
         let profile: Profile =
             toml::from_str(text).map_err(|e| ProfileError::Parse { file: file.to_string(), error: e.to_string() })?;
-        profile.validate().map_err(|why| ProfileError::Invalid { file: file.to_string(), name: profile.name.clone(), why })?;
+        profile.validate().map_err(|why| ProfileError::Invalid {
+            file: file.to_string(),
+            name: profile.name.clone(),
+            why,
+        })?;
         Ok(profile)
     }
 
@@ -110,7 +114,12 @@ impl Profile {
                 return Err(format!("tpm version '{}' is not supported (2.0)", tpm.version));
             }
         }
-        let paths = self.loader.iter().map(|l| &l.path).chain(self.nvram.iter().map(|n| &n.template)).chain(&self.requires_files);
+        let paths = self
+            .loader
+            .iter()
+            .map(|l| &l.path)
+            .chain(self.nvram.iter().map(|n| &n.template))
+            .chain(&self.requires_files);
         for path in paths {
             if !path.is_absolute() {
                 return Err(format!("{} is not an absolute path", path.display()));

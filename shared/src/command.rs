@@ -29,24 +29,78 @@ pub enum PowerAction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// First write of a new cluster: the site name and the administrator token's SHA-256.
-    Bootstrap { site: String, admin_token_sha256: String },
-    CreateTenant { id: String, spec: TenantCreate },
-    UpdateTenant { name: String, update: TenantUpdate, if_match: Option<u64> },
-    DeleteTenant { name: String, if_match: Option<u64> },
-    CreateZone { id: String, spec: ZoneCreate },
-    DeleteZone { name: String, if_match: Option<u64> },
+    Bootstrap {
+        site: String,
+        admin_token_sha256: String,
+    },
+    CreateTenant {
+        id: String,
+        spec: TenantCreate,
+    },
+    UpdateTenant {
+        name: String,
+        update: TenantUpdate,
+        if_match: Option<u64>,
+    },
+    DeleteTenant {
+        name: String,
+        if_match: Option<u64>,
+    },
+    CreateZone {
+        id: String,
+        spec: ZoneCreate,
+    },
+    DeleteZone {
+        name: String,
+        if_match: Option<u64>,
+    },
     /// `spec.ports` is already canonical.
-    CreateZonePolicy { id: String, spec: ZonePolicyCreate },
-    DeleteZonePolicy { id: String, if_match: Option<u64> },
-    CreateVolume { id: String, spec: VolumeCreate },
-    DeleteVolume { id: String, if_match: Option<u64> },
-    ResizeVolume { id: String, size_gib: u64, if_match: Option<u64> },
-    SnapshotVolume { id: String, name: String },
-    CloneVolume { id: String, new_id: String, name: String },
-    CreateVm { id: String, spec: VmCreate },
-    DeleteVm { id: String, if_match: Option<u64> },
-    SetVmPower { id: String, action: PowerAction },
-    MigrateVm { id: String, request: VmMigrate },
+    CreateZonePolicy {
+        id: String,
+        spec: ZonePolicyCreate,
+    },
+    DeleteZonePolicy {
+        id: String,
+        if_match: Option<u64>,
+    },
+    CreateVolume {
+        id: String,
+        spec: VolumeCreate,
+    },
+    DeleteVolume {
+        id: String,
+        if_match: Option<u64>,
+    },
+    ResizeVolume {
+        id: String,
+        size_gib: u64,
+        if_match: Option<u64>,
+    },
+    SnapshotVolume {
+        id: String,
+        name: String,
+    },
+    CloneVolume {
+        id: String,
+        new_id: String,
+        name: String,
+    },
+    CreateVm {
+        id: String,
+        spec: VmCreate,
+    },
+    DeleteVm {
+        id: String,
+        if_match: Option<u64>,
+    },
+    SetVmPower {
+        id: String,
+        action: PowerAction,
+    },
+    MigrateVm {
+        id: String,
+        request: VmMigrate,
+    },
 }
 
 impl Command {

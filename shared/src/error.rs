@@ -124,9 +124,7 @@ impl ApiError {
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            error: ErrorDetail { code: self.code.as_str().to_string(), message: self.message.clone() },
-        }
+        ErrorBody { error: ErrorDetail { code: self.code.as_str().to_string(), message: self.message.clone() } }
     }
 }
 

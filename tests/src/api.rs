@@ -31,7 +31,10 @@ pub enum Body {
     /// Sent verbatim with `Content-Type: application/json` (for malformed JSON).
     Raw(String),
     /// Sent verbatim with this content type.
-    Typed { content_type: String, body: String },
+    Typed {
+        content_type: String,
+        body: String,
+    },
 }
 
 /// What came back.
@@ -166,7 +169,9 @@ impl Api {
         match body {
             Some(Body::Json(v)) => req = req.json(&v),
             Some(Body::Raw(s)) => req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(s),
-            Some(Body::Typed { content_type, body }) => req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(body),
+            Some(Body::Typed { content_type, body }) => {
+                req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(body)
+            }
             None => {}
         }
         let resp = req.send().map_err(|e| format!("{method} {url}: {}", error_chain(&e)))?;
@@ -230,7 +235,8 @@ impl Api {
         if r.status != 200 {
             return Err(format!("member {member} GET /v1/cluster?stale=true: {r}"));
         }
-        serde_json::from_value(r.json.clone())
-            .map_err(|e| format!("member {member} GET /v1/cluster?stale=true: body does not match ClusterStatus ({e}): {r}"))
+        serde_json::from_value(r.json.clone()).map_err(|e| {
+            format!("member {member} GET /v1/cluster?stale=true: body does not match ClusterStatus ({e}): {r}")
+        })
     }
 }

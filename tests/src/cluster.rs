@@ -273,10 +273,7 @@ impl Cluster {
     /// Like [`Cluster::wait_healthy`], but says why instead of panicking (exit, or timeout).
     fn try_wait_healthy(&self, id: u64) -> Result<(), String> {
         let url = format!("{}/healthz", self.url(id));
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .expect("client");
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
         let start = Instant::now();
         loop {
             let exited = self.with_member(id, |m| match m.child.as_mut().map(|c| c.try_wait()) {

@@ -33,7 +33,8 @@ pub fn tenant_body(name: &str) -> serde_json::Value {
 /// Creates tenant `name` through `member`, asserting 201.
 #[track_caller]
 pub fn create_tenant(api: &Api, member: u64, name: &str) -> Resp {
-    api.post_json(member, "/v1/tenants", &tenant_body(name)).expect(201, &format!("create tenant {name} via member {member}"))
+    api.post_json(member, "/v1/tenants", &tenant_body(name))
+        .expect(201, &format!("create tenant {name} via member {member}"))
 }
 
 /// The tenant names member `member` lists in its own (stale) view.

@@ -29,8 +29,10 @@ fn leader_kill9_loses_no_acknowledged_write() {
 
     for survivor in c.running() {
         for name in &names {
-            api.get(survivor, &format!("/v1/tenants/{name}"))
-                .expect(200, &format!("acknowledged tenant {name}, linearizable read via member {survivor} after failover"));
+            api.get(survivor, &format!("/v1/tenants/{name}")).expect(
+                200,
+                &format!("acknowledged tenant {name}, linearizable read via member {survivor} after failover"),
+            );
         }
     }
 
@@ -43,15 +45,19 @@ fn leader_kill9_loses_no_acknowledged_write() {
 
     c.restart(old_leader);
     let want: BTreeSet<String> = names.iter().cloned().collect();
-    poll(&format!("restarted member {old_leader} to list all 50 tenants in its stale view"), Duration::from_secs(30), || {
-        let have = stale_tenant_names(api, old_leader)?;
-        let missing: Vec<_> = want.difference(&have).collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("missing {} of 50: {missing:?}", missing.len()))
-        }
-    });
+    poll(
+        &format!("restarted member {old_leader} to list all 50 tenants in its stale view"),
+        Duration::from_secs(30),
+        || {
+            let have = stale_tenant_names(api, old_leader)?;
+            let missing: Vec<_> = want.difference(&have).collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("missing {} of 50: {missing:?}", missing.len()))
+            }
+        },
+    );
     c.wait_all_voters(Duration::from_secs(15));
 }
 
@@ -74,23 +80,24 @@ fn lagging_follower_catches_up_by_snapshot() {
             });
         }
     });
-    let leader_applied = c
-        .status(leader)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .last_applied
-        .expect("the leader has applied entries");
+    let leader_applied =
+        c.status(leader).unwrap_or_else(|e| panic!("{e}")).last_applied.expect("the leader has applied entries");
 
     c.restart(victim);
     let want: BTreeSet<String> = (0..200).map(|i| format!("snap-{i:03}")).collect();
-    poll(&format!("restarted member {victim} to list all 200 tenants in its stale view"), Duration::from_secs(60), || {
-        let have = stale_tenant_names(api, victim)?;
-        let missing: Vec<_> = want.difference(&have).collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("missing {} of 200, e.g. {:?}", missing.len(), missing.iter().take(5).collect::<Vec<_>>()))
-        }
-    });
+    poll(
+        &format!("restarted member {victim} to list all 200 tenants in its stale view"),
+        Duration::from_secs(60),
+        || {
+            let have = stale_tenant_names(api, victim)?;
+            let missing: Vec<_> = want.difference(&have).collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("missing {} of 200, e.g. {:?}", missing.len(), missing.iter().take(5).collect::<Vec<_>>()))
+            }
+        },
+    );
     c.wait_caught_up(victim, leader_applied);
     c.wait_all_voters(Duration::from_secs(15));
     // The contract has no observable for "caught up by snapshot"; the victim's request counters
@@ -128,7 +135,8 @@ fn five_members_survive_two_failures() {
         create_tenant(api, *id, &format!("five-after-{i}"));
     }
     for id in &survivors {
-        api.get(*id, "/v1/tenants/five-before").expect(200, &format!("tenant written before the failures, via member {id}"));
+        api.get(*id, "/v1/tenants/five-before")
+            .expect(200, &format!("tenant written before the failures, via member {id}"));
     }
     c.restart(leader);
     c.restart(follower);

@@ -44,7 +44,11 @@ fn commit_time_constraints_hold_under_races() {
     // One name, eight creators: one 201, seven 409.
     let rs = race(api, 8, |api, m, _| api.post_json(m, "/v1/tenants", &hci_tests::tenant_body("same-name")));
     let st = statuses(&rs);
-    assert_eq!((st.get(&201), st.get(&409)), (Some(&1), Some(&7)), "same tenant name created 8 times at once: {st:?}; {rs:?}");
+    assert_eq!(
+        (st.get(&201), st.get(&409)),
+        (Some(&1), Some(&7)),
+        "same tenant name created 8 times at once: {st:?}; {rs:?}"
+    );
 
     // Overlapping CIDRs: a /16 and seven /24s inside it; exactly one zone may exist.
     let rs = race(api, 8, |api, m, i| {
@@ -53,7 +57,8 @@ fn commit_time_constraints_hold_under_races() {
     });
     let st = statuses(&rs);
     let zones = api.get(leader, "/v1/zones").expect(200, "zones");
-    let made: Vec<&Value> = zones.items().iter().filter(|z| z["name"].as_str().is_some_and(|n| n.starts_with("ov-"))).collect();
+    let made: Vec<&Value> =
+        zones.items().iter().filter(|z| z["name"].as_str().is_some_and(|n| n.starts_with("ov-"))).collect();
     let with_16 = made.iter().any(|z| z["cidr"] == "10.50.0.0/16");
     assert!(!(with_16 && made.len() > 1), "overlapping zones both created: {made:?} ({st:?})");
     assert!(st.keys().all(|s| *s == 201 || *s == 409), "overlapping zone race: {st:?}; {rs:?}");
@@ -84,7 +89,8 @@ fn commit_time_constraints_hold_under_races() {
     // Addresses: twenty VMs at once in one /27 zone: distinct MACs and assignable IPs.
     let big = json!({"name": "ipam", "quota": {"vcpus": 100, "memory_mib": 100_000, "disk_gib": 100}});
     api.post_json(leader, "/v1/tenants", &big).expect(201, "tenant ipam");
-    api.post_json(leader, "/v1/zones", &json!({"name": "ipz", "tenant": "ipam", "cidr": "10.60.0.0/27"})).expect(201, "zone ipz");
+    api.post_json(leader, "/v1/zones", &json!({"name": "ipz", "tenant": "ipam", "cidr": "10.60.0.0/27"}))
+        .expect(201, "zone ipz");
     let rs = race(api, 20, |api, m, i| {
         api.post_json(m, "/v1/vms", &json!({"name": format!("ip-{i}"), "tenant": "ipam", "vcpus": 1, "memory_mib": 128, "nics": [{"zone": "ipz"}, {"zone": "ipz"}]}))
     });
@@ -97,9 +103,15 @@ fn commit_time_constraints_hold_under_races() {
     for vm in vms.items() {
         for nic in vm["nics"].as_array().into_iter().flatten() {
             nics += 1;
-            let ip: Ipv4Addr = nic["ip"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("NIC without an IPv4 ip: {vm}"));
+            let ip: Ipv4Addr = nic["ip"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("NIC without an IPv4 ip: {vm}"));
             let last = ip.octets()[3];
-            assert!(ip.octets()[..3] == [10, 60, 0] && (2..=30).contains(&last), "NIC ip {ip} outside 10.60.0.2-30: {vm}");
+            assert!(
+                ip.octets()[..3] == [10, 60, 0] && (2..=30).contains(&last),
+                "NIC ip {ip} outside 10.60.0.2-30: {vm}"
+            );
             assert!(ips.insert(ip), "ip {ip} given twice");
             assert!(macs.insert(nic["mac"].as_str().unwrap_or("").to_string()), "mac given twice: {vm}");
         }

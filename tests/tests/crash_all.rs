@@ -60,14 +60,18 @@ fn write_and_crash(c: &Cluster, api: &Api, round: usize, min_acks: usize, rec: &
                 }
             });
         }
-        poll(&format!("round {round}: {min_acks} acknowledged writes before the crash"), Duration::from_secs(30), || {
-            let n = acks.load(Ordering::SeqCst);
-            if n >= min_acks {
-                Ok(())
-            } else {
-                Err(format!("{n} so far"))
-            }
-        });
+        poll(
+            &format!("round {round}: {min_acks} acknowledged writes before the crash"),
+            Duration::from_secs(30),
+            || {
+                let n = acks.load(Ordering::SeqCst);
+                if n >= min_acks {
+                    Ok(())
+                } else {
+                    Err(format!("{n} so far"))
+                }
+            },
+        );
         for id in c.ids() {
             c.kill9(id);
         }
@@ -159,7 +163,15 @@ fn restart_and_verify(c: &Cluster, api: &Api, round: usize, rec: &Record) {
             }
             let have = names_of(&r);
             if have != want {
-                let status = c.status(id).map(|s| format!("term {} last_log_index {:?} last_applied {:?}", s.term, s.last_log_index, s.last_applied)).unwrap_or_else(|e| e);
+                let status = c
+                    .status(id)
+                    .map(|s| {
+                        format!(
+                            "term {} last_log_index {:?} last_applied {:?}",
+                            s.term, s.last_log_index, s.last_applied
+                        )
+                    })
+                    .unwrap_or_else(|e| e);
                 diffs.push(format!(
                     "member {id} ({status}): extra {:?}, missing {:?}",
                     have.difference(&want).collect::<Vec<_>>(),
@@ -170,11 +182,18 @@ fn restart_and_verify(c: &Cluster, api: &Api, round: usize, rec: &Record) {
         if diffs.is_empty() {
             Ok(want)
         } else {
-            let ls = c.status(leader).map(|s| format!("term {} last_log_index {:?} last_applied {:?}", s.term, s.last_log_index, s.last_applied)).unwrap_or_else(|e| e);
+            let ls = c
+                .status(leader)
+                .map(|s| {
+                    format!("term {} last_log_index {:?} last_applied {:?}", s.term, s.last_log_index, s.last_applied)
+                })
+                .unwrap_or_else(|e| e);
             Err(format!("leader {leader} ({ls}) lists {} volumes; {}", want.len(), diffs.join("; ")))
         }
     });
-    let want = converged.unwrap_or_else(|e| panic!("round {round}: members did not converge on the leader's volume set within 20 s: {e}"));
+    let want = converged.unwrap_or_else(|e| {
+        panic!("round {round}: members did not converge on the leader's volume set within 20 s: {e}")
+    });
     eprintln!(
         "round {round}: {} attempted, {} acknowledged, {} exist; outcomes {:?}",
         rec.attempted.len(),

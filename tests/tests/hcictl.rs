@@ -16,7 +16,11 @@ struct Run {
 
 impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {:?} after {:?}\n--- stdout:\n{}\n--- stderr:\n{}", self.code, self.took, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {:?} after {:?}\n--- stdout:\n{}\n--- stderr:\n{}",
+            self.code, self.took, self.stdout, self.stderr
+        )
     }
 }
 
@@ -69,7 +73,11 @@ fn hcictl_exit_codes_json_and_url_failover() {
     let urls = format!("{dead},{}", c.urls());
     let token = c.token().to_string();
 
-    let r = hcictl(&urls, &token, &["tenant", "create", "cli-one", "--vcpus", "4", "--memory-mib", "4096", "--disk-gib", "100"]);
+    let r = hcictl(
+        &urls,
+        &token,
+        &["tenant", "create", "cli-one", "--vcpus", "4", "--memory-mib", "4096", "--disk-gib", "100"],
+    );
     expect_code(&r, 0, "tenant create with a dead URL first");
     c.api().get(1, "/v1/tenants/cli-one").expect(200, "the tenant hcictl created");
 
@@ -82,7 +90,11 @@ fn hcictl_exit_codes_json_and_url_failover() {
     let r = hcictl(&urls, &token, &["-o", "json", "tenant", "list"]);
     expect_code(&r, 0, "-o json tenant list");
     let v = json_of(&r, "tenant list");
-    let items = v.get("items").unwrap_or(&v).as_array().unwrap_or_else(|| panic!("tenant list JSON is neither a list nor {{items}}: {v}"));
+    let items = v
+        .get("items")
+        .unwrap_or(&v)
+        .as_array()
+        .unwrap_or_else(|| panic!("tenant list JSON is neither a list nor {{items}}: {v}"));
     assert!(items.iter().any(|t| t["name"] == "cli-one"), "tenant list JSON lacks cli-one: {v}");
 
     let r = hcictl(&urls, &token, &["-o", "json", "cluster", "status"]);
@@ -95,20 +107,35 @@ fn hcictl_exit_codes_json_and_url_failover() {
     assert!(!r.stdout.trim().is_empty(), "cluster status printed nothing: {r}");
 
     // Refusals: exit 1.
-    let r = hcictl(&urls, &token, &["tenant", "create", "cli-one", "--vcpus", "4", "--memory-mib", "4096", "--disk-gib", "100"]);
+    let r = hcictl(
+        &urls,
+        &token,
+        &["tenant", "create", "cli-one", "--vcpus", "4", "--memory-mib", "4096", "--disk-gib", "100"],
+    );
     expect_code(&r, 1, "duplicate tenant create (409)");
     assert!(!r.stderr.trim().is_empty(), "a refusal says why on stderr: {r}");
     let r = hcictl(&urls, &token, &["tenant", "show", "nope"]);
     expect_code(&r, 1, "tenant show of an unknown tenant (404)");
-    let r = hcictl(&urls, &token, &["tenant", "create", "Bad_Name", "--vcpus", "4", "--memory-mib", "4096", "--disk-gib", "100"]);
-    assert!(matches!(r.code, Some(1) | Some(2)), "tenant create Bad_Name: expected 1 (server 400) or 2 (client-side check), got {r}");
+    let r = hcictl(
+        &urls,
+        &token,
+        &["tenant", "create", "Bad_Name", "--vcpus", "4", "--memory-mib", "4096", "--disk-gib", "100"],
+    );
+    assert!(
+        matches!(r.code, Some(1) | Some(2)),
+        "tenant create Bad_Name: expected 1 (server 400) or 2 (client-side check), got {r}"
+    );
     let r = hcictl(&urls, "wrong-token", &["tenant", "list"]);
     expect_code(&r, 1, "wrong token (401)");
 
     // Usage errors: exit 2.
     let r = hcictl(&urls, &token, &["tenant", "frobnicate"]);
     expect_code(&r, 2, "unknown verb");
-    let r = hcictl(&urls, &token, &["tenant", "create", "cli-x", "--vcpus", "many", "--memory-mib", "1", "--disk-gib", "1"]);
+    let r = hcictl(
+        &urls,
+        &token,
+        &["tenant", "create", "cli-x", "--vcpus", "many", "--memory-mib", "1", "--disk-gib", "1"],
+    );
     expect_code(&r, 2, "non-numeric --vcpus");
     let r = hcictl(&urls, &token, &[]);
     expect_code(&r, 2, "no arguments");
@@ -124,7 +151,11 @@ fn hcictl_exit_codes_json_and_url_failover() {
     // A member killed: the list in member order still works once a leader is there.
     c.kill9(1);
     c.wait_for_leader(Duration::from_secs(10));
-    let r = hcictl(&c.urls(), &token, &["tenant", "create", "cli-two", "--vcpus", "1", "--memory-mib", "512", "--disk-gib", "1"]);
+    let r = hcictl(
+        &c.urls(),
+        &token,
+        &["tenant", "create", "cli-two", "--vcpus", "1", "--memory-mib", "512", "--disk-gib", "1"],
+    );
     expect_code(&r, 0, "tenant create with member 1 killed");
     let r = hcictl(&c.urls(), &token, &["tenant", "delete", "cli-two"]);
     expect_code(&r, 0, "tenant delete");

@@ -30,7 +30,11 @@ fn remove_follower_then_leader_keeps_serving() {
     api.delete(other, &format!("/v1/cluster/members/{follower}"), None).expect(200, "remove follower");
     poll("two voters", Duration::from_secs(10), || {
         let v = voters(&c, leader);
-        if v.len() == 2 && !v.contains(&follower) { Ok(()) } else { Err(format!("{v:?}")) }
+        if v.len() == 2 && !v.contains(&follower) {
+            Ok(())
+        } else {
+            Err(format!("{v:?}"))
+        }
     });
     create_tenant(api, leader, "after-remove-follower");
 
@@ -38,7 +42,11 @@ fn remove_follower_then_leader_keeps_serving() {
     api.delete(leader, &format!("/v1/cluster/members/{leader}"), None).expect(200, "remove leader");
     poll("the remaining member leads alone", Duration::from_secs(15), || {
         let s = c.status(other)?;
-        if s.leader_id == Some(other) && voters(&c, other) == vec![other] { Ok(()) } else { Err(format!("{s:?}")) }
+        if s.leader_id == Some(other) && voters(&c, other) == vec![other] {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
     });
     create_tenant(api, other, "after-remove-leader");
     let names = api.get(other, "/v1/tenants").expect(200, "tenants").names();

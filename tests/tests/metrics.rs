@@ -23,7 +23,12 @@ fn samples(text: &str) -> BTreeMap<String, Vec<f64>> {
 }
 
 /// The first metric whose name satisfies `pred`, with the sum of its samples.
-fn find<'a>(s: &'a BTreeMap<String, Vec<f64>>, pred: impl Fn(&str) -> bool, what: &str, text: &str) -> (&'a String, f64) {
+fn find<'a>(
+    s: &'a BTreeMap<String, Vec<f64>>,
+    pred: impl Fn(&str) -> bool,
+    what: &str,
+    text: &str,
+) -> (&'a String, f64) {
     s.iter()
         .find(|(name, _)| pred(name))
         .map(|(n, v)| (n, v.iter().sum()))
@@ -37,7 +42,9 @@ fn raft(words: &'static [&'static str]) -> impl Fn(&str) -> bool {
 fn promtool_check(text: &str) {
     let promtool = match which("promtool") {
         Some(p) => p,
-        None => panic!("promtool is not on PATH: install the Debian package `prometheus` (the test script installs it)"),
+        None => {
+            panic!("promtool is not on PATH: install the Debian package `prometheus` (the test script installs it)")
+        }
     };
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
@@ -72,19 +79,20 @@ fn metrics_are_valid_and_cover_raft_and_requests() {
     let status = c.status(leader).unwrap_or_else(|e| panic!("{e}"));
     for id in c.ids() {
         // Followers learn the commit index with the next heartbeat: poll until applied has caught up.
-        let (text, s) = poll(&format!("member {id}'s /metrics to show the writes applied"), Duration::from_secs(10), || {
-            let r = api.try_get_noauth(id, "/metrics")?;
-            if r.status != 200 {
-                return Err(format!("GET /metrics (no auth) on member {id}: {r}"));
-            }
-            let s = samples(&r.text);
-            let applied = find(&s, raft(&["appl", "index"]), "raft applied index", &r.text).1;
-            if applied >= status.last_applied.unwrap_or(0) as f64 {
-                Ok((r.text.clone(), s))
-            } else {
-                Err(format!("applied {applied} < leader's {:?}", status.last_applied))
-            }
-        });
+        let (text, s) =
+            poll(&format!("member {id}'s /metrics to show the writes applied"), Duration::from_secs(10), || {
+                let r = api.try_get_noauth(id, "/metrics")?;
+                if r.status != 200 {
+                    return Err(format!("GET /metrics (no auth) on member {id}: {r}"));
+                }
+                let s = samples(&r.text);
+                let applied = find(&s, raft(&["appl", "index"]), "raft applied index", &r.text).1;
+                if applied >= status.last_applied.unwrap_or(0) as f64 {
+                    Ok((r.text.clone(), s))
+                } else {
+                    Err(format!("applied {applied} < leader's {:?}", status.last_applied))
+                }
+            });
         let (_, term) = find(&s, raft(&["term"]), "raft term", &text);
         assert!(term >= 1.0, "member {id}: raft term {term}");
         let (_, leader_metric) = find(&s, raft(&["leader"]), "raft leader", &text);
@@ -92,7 +100,12 @@ fn metrics_are_valid_and_cover_raft_and_requests() {
         let (_, commit) = find(&s, raft(&["commit"]), "raft commit index", &text);
         assert!(commit >= 1.0, "member {id}: commit index {commit}");
         if id == leader {
-            let (name, reqs) = find(&s, |n| n.contains("request") && n.ends_with("_total"), "API request counter (*request*_total)", &text);
+            let (name, reqs) = find(
+                &s,
+                |n| n.contains("request") && n.ends_with("_total"),
+                "API request counter (*request*_total)",
+                &text,
+            );
             assert!(reqs >= 5.0, "leader {id}: {name} sums to {reqs} after at least 5 requests");
         }
         promtool_check(&text);

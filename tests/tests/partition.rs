@@ -79,7 +79,8 @@ fn paused_leader_is_deposed_without_stale_reads() {
     let new = c.wait_for_leader(Duration::from_secs(10));
     eprintln!("leader {old} paused; member {new} leads after {:?}", t0.elapsed());
     assert_ne!(new, old);
-    api.post_json(new, "/v1/tenants", &tenant_body("pl-during")).expect(201, "write to the new leader during the pause");
+    api.post_json(new, "/v1/tenants", &tenant_body("pl-during"))
+        .expect(201, "write to the new leader during the pause");
 
     c.sigcont(old);
     // Right after resuming, the old leader may still believe it leads. A linearizable read through
@@ -95,7 +96,8 @@ fn paused_leader_is_deposed_without_stale_reads() {
     c.wait_all_voters(Duration::from_secs(20));
     let leader = c.wait_for_leader(Duration::from_secs(10));
     for name in ["pl-before", "pl-during"] {
-        api.get(leader, &format!("/v1/tenants/{name}")).expect(200, &format!("tenant {name} after the old leader rejoined"));
+        api.get(leader, &format!("/v1/tenants/{name}"))
+            .expect(200, &format!("tenant {name} after the old leader rejoined"));
     }
     if w.status == 201 {
         api.get(leader, "/v1/tenants/pl-after").expect(200, "the write acknowledged by the resumed old leader");
@@ -116,7 +118,8 @@ fn lone_survivor_refuses_in_bounded_time() {
     c.kill9(followers[1]);
 
     let slow = api.with_timeout(Duration::from_secs(30));
-    for (what, path, write) in [("write", "/v1/tenants", true), ("linearizable read", "/v1/tenants/lone-before", false)] {
+    for (what, path, write) in [("write", "/v1/tenants", true), ("linearizable read", "/v1/tenants/lone-before", false)]
+    {
         let t0 = Instant::now();
         let r = if write {
             slow.try_post_json(survivor, path, &tenant_body("lone-during"))

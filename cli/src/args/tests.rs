@@ -33,32 +33,13 @@ fn definition_is_consistent() {
 
 #[test]
 fn global_options() {
-    let cli = parse(&[
-        "--url",
-        "http://a:1,http://b:2",
-        "-o",
-        "json",
-        "--stale",
-        "--token",
-        "t",
-        "tenant",
-        "list",
-    ]);
+    let cli = parse(&["--url", "http://a:1,http://b:2", "-o", "json", "--stale", "--token", "t", "tenant", "list"]);
     assert_eq!(cli.global.url.as_deref(), Some("http://a:1,http://b:2"));
     assert_eq!(cli.global.output, Format::Json);
     assert!(cli.global.stale);
     assert_eq!(cli.global.token.as_deref(), Some("t"));
     // Global options are accepted after the verb too.
-    let cli = parse(&[
-        "vm",
-        "list",
-        "-o",
-        "json",
-        "--token-file",
-        "/x",
-        "--timeout",
-        "5",
-    ]);
+    let cli = parse(&["vm", "list", "-o", "json", "--token-file", "/x", "--timeout", "5"]);
     assert_eq!(cli.global.output, Format::Json);
     assert_eq!(cli.global.token_file, Some(PathBuf::from("/x")));
     assert_eq!(cli.global.timeout, 5);
@@ -71,21 +52,8 @@ fn global_options() {
 
 #[test]
 fn cluster_verbs() {
-    assert!(matches!(
-        parse(&["cluster", "status"]).command,
-        Command::Cluster(ClusterCmd::Status)
-    ));
-    match parse(&[
-        "cluster",
-        "members",
-        "add",
-        "--id",
-        "3",
-        "--addr",
-        "127.0.0.1:7003",
-    ])
-    .command
-    {
+    assert!(matches!(parse(&["cluster", "status"]).command, Command::Cluster(ClusterCmd::Status)));
+    match parse(&["cluster", "members", "add", "--id", "3", "--addr", "127.0.0.1:7003"]).command {
         Command::Cluster(ClusterCmd::Members(MembersCmd::Add { id, addr })) => {
             assert_eq!((id, addr.as_str()), (3, "127.0.0.1:7003"));
         }
@@ -102,67 +70,21 @@ fn cluster_verbs() {
 
 #[test]
 fn tenant_verbs() {
-    match parse(&[
-        "tenant",
-        "create",
-        "finance",
-        "--vcpus",
-        "16",
-        "--memory-mib",
-        "32768",
-        "--disk-gib",
-        "500",
-    ])
-    .command
+    match parse(&["tenant", "create", "finance", "--vcpus", "16", "--memory-mib", "32768", "--disk-gib", "500"]).command
     {
-        Command::Tenant(TenantCmd::Create {
-            name,
-            vcpus,
-            memory_mib,
-            disk_gib,
-            description,
-        }) => {
-            assert_eq!(
-                (name.as_str(), vcpus, memory_mib, disk_gib),
-                ("finance", 16, 32768, 500)
-            );
+        Command::Tenant(TenantCmd::Create { name, vcpus, memory_mib, disk_gib, description }) => {
+            assert_eq!((name.as_str(), vcpus, memory_mib, disk_gib), ("finance", 16, 32768, 500));
             assert_eq!(description, "");
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        parse(&["tenant", "list"]).command,
-        Command::Tenant(TenantCmd::List)
-    ));
-    assert!(matches!(
-        parse(&["tenant", "show", "a"]).command,
-        Command::Tenant(TenantCmd::Show { .. })
-    ));
-    match parse(&[
-        "tenant",
-        "update",
-        "a",
-        "--vcpus",
-        "8",
-        "--description",
-        "new",
-    ])
-    .command
-    {
-        Command::Tenant(TenantCmd::Update {
-            name,
-            description,
-            vcpus,
-            memory_mib,
-            disk_gib,
-            if_match,
-        }) => {
+    assert!(matches!(parse(&["tenant", "list"]).command, Command::Tenant(TenantCmd::List)));
+    assert!(matches!(parse(&["tenant", "show", "a"]).command, Command::Tenant(TenantCmd::Show { .. })));
+    match parse(&["tenant", "update", "a", "--vcpus", "8", "--description", "new"]).command {
+        Command::Tenant(TenantCmd::Update { name, description, vcpus, memory_mib, disk_gib, if_match }) => {
             assert_eq!(name, "a");
             assert_eq!(description.as_deref(), Some("new"));
-            assert_eq!(
-                (vcpus, memory_mib, disk_gib, if_match),
-                (Some(8), None, None, None)
-            );
+            assert_eq!((vcpus, memory_mib, disk_gib, if_match), (Some(8), None, None, None));
         }
         other => panic!("{other:?}"),
     }
@@ -172,37 +94,9 @@ fn tenant_verbs() {
         }
         other => panic!("{other:?}"),
     }
-    usage_error(&[
-        "tenant",
-        "create",
-        "a",
-        "--vcpus",
-        "16",
-        "--memory-mib",
-        "1",
-    ]);
-    usage_error(&[
-        "tenant",
-        "create",
-        "a",
-        "--vcpus",
-        "-1",
-        "--memory-mib",
-        "1",
-        "--disk-gib",
-        "1",
-    ]);
-    usage_error(&[
-        "tenant",
-        "create",
-        "a",
-        "--vcpus",
-        "lots",
-        "--memory-mib",
-        "1",
-        "--disk-gib",
-        "1",
-    ]);
+    usage_error(&["tenant", "create", "a", "--vcpus", "16", "--memory-mib", "1"]);
+    usage_error(&["tenant", "create", "a", "--vcpus", "-1", "--memory-mib", "1", "--disk-gib", "1"]);
+    usage_error(&["tenant", "create", "a", "--vcpus", "lots", "--memory-mib", "1", "--disk-gib", "1"]);
     usage_error(&["tenant", "show"]);
 }
 
@@ -223,150 +117,53 @@ fn zone_and_policy_verbs() {
     ])
     .command
     {
-        Command::Zone(ZoneCmd::Create {
-            name,
-            tenant,
-            cidr,
-            kind,
-            vni,
-        }) => {
-            assert_eq!(
-                (name.as_str(), tenant.as_str(), cidr.as_str()),
-                ("dmz", "fin", "10.0.0.0/24")
-            );
+        Command::Zone(ZoneCmd::Create { name, tenant, cidr, kind, vni }) => {
+            assert_eq!((name.as_str(), tenant.as_str(), cidr.as_str()), ("dmz", "fin", "10.0.0.0/24"));
             assert_eq!((kind, vni), (KindArg::Isolated, Some(7)));
         }
         other => panic!("{other:?}"),
     }
-    match parse(&[
-        "zone",
-        "create",
-        "dmz",
-        "--tenant",
-        "fin",
-        "--cidr",
-        "10.0.0.0/24",
-    ])
-    .command
-    {
+    match parse(&["zone", "create", "dmz", "--tenant", "fin", "--cidr", "10.0.0.0/24"]).command {
         Command::Zone(ZoneCmd::Create { kind, vni, .. }) => {
             assert_eq!((kind, vni), (KindArg::Normal, None))
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        parse(&["zone", "list"]).command,
-        Command::Zone(ZoneCmd::List { tenant: None })
-    ));
-    assert!(matches!(
-        parse(&["zone", "show", "dmz"]).command,
-        Command::Zone(ZoneCmd::Show { .. })
-    ));
-    assert!(matches!(
-        parse(&["zone", "delete", "dmz"]).command,
-        Command::Zone(ZoneCmd::Delete { .. })
-    ));
-    usage_error(&[
-        "zone", "create", "dmz", "--tenant", "fin", "--cidr", "c", "--kind", "open",
-    ]);
+    assert!(matches!(parse(&["zone", "list"]).command, Command::Zone(ZoneCmd::List { tenant: None })));
+    assert!(matches!(parse(&["zone", "show", "dmz"]).command, Command::Zone(ZoneCmd::Show { .. })));
+    assert!(matches!(parse(&["zone", "delete", "dmz"]).command, Command::Zone(ZoneCmd::Delete { .. })));
+    usage_error(&["zone", "create", "dmz", "--tenant", "fin", "--cidr", "c", "--kind", "open"]);
 
-    match parse(&[
-        "zone-policy",
-        "create",
-        "--from",
-        "a",
-        "--to",
-        "b",
-        "--protocol",
-        "tcp",
-        "--ports",
-        "22,80",
-    ])
-    .command
+    match parse(&["zone-policy", "create", "--from", "a", "--to", "b", "--protocol", "tcp", "--ports", "22,80"]).command
     {
-        Command::ZonePolicy(ZonePolicyCmd::Create {
-            name,
-            from_zone,
-            to_zone,
-            protocol,
-            ports,
-        }) => {
-            assert_eq!(
-                (from_zone.as_str(), to_zone.as_str(), ports.as_str()),
-                ("a", "b", "22,80")
-            );
+        Command::ZonePolicy(ZonePolicyCmd::Create { name, from_zone, to_zone, protocol, ports }) => {
+            assert_eq!((from_zone.as_str(), to_zone.as_str(), ports.as_str()), ("a", "b", "22,80"));
             assert_eq!((protocol, name), (ProtocolArg::Tcp, None));
         }
         other => panic!("{other:?}"),
     }
-    match parse(&[
-        "zone-policy",
-        "create",
-        "--from",
-        "a",
-        "--to",
-        "b",
-        "--protocol",
-        "icmp",
-        "--name",
-        "ping",
-    ])
-    .command
+    match parse(&["zone-policy", "create", "--from", "a", "--to", "b", "--protocol", "icmp", "--name", "ping"]).command
     {
         Command::ZonePolicy(ZonePolicyCmd::Create { name, ports, .. }) => {
             assert_eq!((name.as_deref(), ports.as_str()), (Some("ping"), ""));
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        parse(&["zone-policy", "list"]).command,
-        Command::ZonePolicy(ZonePolicyCmd::List)
-    ));
-    assert!(matches!(
-        parse(&["zone-policy", "show", "p1"]).command,
-        Command::ZonePolicy(ZonePolicyCmd::Show { .. })
-    ));
+    assert!(matches!(parse(&["zone-policy", "list"]).command, Command::ZonePolicy(ZonePolicyCmd::List)));
+    assert!(matches!(parse(&["zone-policy", "show", "p1"]).command, Command::ZonePolicy(ZonePolicyCmd::Show { .. })));
     assert!(matches!(
         parse(&["zone-policy", "delete", "p1"]).command,
         Command::ZonePolicy(ZonePolicyCmd::Delete { .. })
     ));
-    usage_error(&[
-        "zone-policy",
-        "create",
-        "--from",
-        "a",
-        "--to",
-        "b",
-        "--protocol",
-        "sctp",
-    ]);
+    usage_error(&["zone-policy", "create", "--from", "a", "--to", "b", "--protocol", "sctp"]);
     usage_error(&["zone-policy", "create", "--from", "a", "--protocol", "tcp"]);
 }
 
 #[test]
 fn volume_verbs() {
-    match parse(&[
-        "volume",
-        "create",
-        "data",
-        "--tenant",
-        "fin",
-        "--size-gib",
-        "20",
-    ])
-    .command
-    {
-        Command::Volume(VolumeCmd::Create {
-            name,
-            tenant,
-            size_gib,
-            pool,
-            image,
-        }) => {
-            assert_eq!(
-                (name.as_str(), tenant.as_str(), size_gib),
-                ("data", "fin", 20)
-            );
+    match parse(&["volume", "create", "data", "--tenant", "fin", "--size-gib", "20"]).command {
+        Command::Volume(VolumeCmd::Create { name, tenant, size_gib, pool, image }) => {
+            assert_eq!((name.as_str(), tenant.as_str(), size_gib), ("data", "fin", 20));
             assert_eq!((pool.as_str(), image), ("default", None));
         }
         other => panic!("{other:?}"),
@@ -379,17 +176,11 @@ fn volume_verbs() {
     }
     match parse(&["volume", "show", "data", "--tenant", "fin"]).command {
         Command::Volume(VolumeCmd::Show { target }) => {
-            assert_eq!(
-                (target.id.as_str(), target.tenant.as_deref()),
-                ("data", Some("fin"))
-            );
+            assert_eq!((target.id.as_str(), target.tenant.as_deref()), ("data", Some("fin")));
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        parse(&["volume", "delete", "v1"]).command,
-        Command::Volume(VolumeCmd::Delete { .. })
-    ));
+    assert!(matches!(parse(&["volume", "delete", "v1"]).command, Command::Volume(VolumeCmd::Delete { .. })));
     match parse(&["volume", "resize", "v1", "--size-gib", "40"]).command {
         Command::Volume(VolumeCmd::Resize { size_gib, .. }) => assert_eq!(size_gib, 40),
         other => panic!("{other:?}"),
@@ -405,15 +196,7 @@ fn volume_verbs() {
         Command::Volume(VolumeCmd::Clone { .. })
     ));
     usage_error(&["volume", "resize", "v1"]);
-    usage_error(&[
-        "volume",
-        "create",
-        "data",
-        "--tenant",
-        "fin",
-        "--size-gib",
-        "big",
-    ]);
+    usage_error(&["volume", "create", "data", "--tenant", "fin", "--size-gib", "big"]);
 }
 
 #[test]
@@ -451,10 +234,7 @@ fn vm_verbs() {
             nics,
             anti_affinity_group,
         }) => {
-            assert_eq!(
-                (name.as_str(), tenant.as_str(), vcpus, memory_mib),
-                ("web", "fin", 2, 2048)
-            );
+            assert_eq!((name.as_str(), tenant.as_str(), vcpus, memory_mib), ("web", "fin", 2, 2048));
             assert_eq!((arch.as_str(), firmware), ("x86_64", None));
             assert_eq!(volumes, ["boot", "data"]);
             assert_eq!(nics, ["dmz", "app"]);
@@ -462,27 +242,18 @@ fn vm_verbs() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        parse(&["vm", "list"]).command,
-        Command::Vm(VmCmd::List { tenant: None })
-    ));
+    assert!(matches!(parse(&["vm", "list"]).command, Command::Vm(VmCmd::List { tenant: None })));
     for verb in ["show", "delete", "start", "stop", "reboot"] {
         let cli = parse(&["vm", verb, "web", "--tenant", "fin"]);
-        let Command::Vm(cmd) = cli.command else {
-            panic!("{verb}")
-        };
+        let Command::Vm(cmd) = cli.command else { panic!("{verb}") };
         let target = match cmd {
-            VmCmd::Show { target }
-            | VmCmd::Start { target }
-            | VmCmd::Stop { target }
-            | VmCmd::Reboot { target } => target,
+            VmCmd::Show { target } | VmCmd::Start { target } | VmCmd::Stop { target } | VmCmd::Reboot { target } => {
+                target
+            }
             VmCmd::Delete { target, .. } => target,
             other => panic!("{other:?}"),
         };
-        assert_eq!(
-            (target.id.as_str(), target.tenant.as_deref()),
-            ("web", Some("fin"))
-        );
+        assert_eq!((target.id.as_str(), target.tenant.as_deref()), ("web", Some("fin")));
     }
     match parse(&["vm", "migrate", "web", "--host", "h2", "--live"]).command {
         Command::Vm(VmCmd::Migrate { host, live, .. }) => {
@@ -502,14 +273,8 @@ fn vm_verbs() {
 
 #[test]
 fn host_audit_dr_verbs() {
-    assert!(matches!(
-        parse(&["host", "list"]).command,
-        Command::Host(HostCmd::List)
-    ));
-    assert!(matches!(
-        parse(&["host", "show", "h1"]).command,
-        Command::Host(HostCmd::Show { .. })
-    ));
+    assert!(matches!(parse(&["host", "list"]).command, Command::Host(HostCmd::List)));
+    assert!(matches!(parse(&["host", "show", "h1"]).command, Command::Host(HostCmd::Show { .. })));
     match parse(&["audit", "--after", "10", "--limit", "5"]).command {
         Command::Audit(a) => assert_eq!((a.after, a.limit), (Some(10), Some(5))),
         other => panic!("{other:?}"),
@@ -520,26 +285,13 @@ fn host_audit_dr_verbs() {
     }
     usage_error(&["audit", "--limit", "0"]);
     match parse(&["dr", "failover", "--group", "payroll", "--mode", "test"]).command {
-        Command::Dr(DrCmd::Failover {
-            group,
-            mode,
-            recovery_point,
-        }) => {
-            assert_eq!(
-                (group.as_str(), mode, recovery_point),
-                ("payroll", DrMode::Test, None)
-            );
+        Command::Dr(DrCmd::Failover { group, mode, recovery_point }) => {
+            assert_eq!((group.as_str(), mode, recovery_point), ("payroll", DrMode::Test, None));
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        parse(&["dr", "cleanup", "--group", "payroll"]).command,
-        Command::Dr(DrCmd::Cleanup { .. })
-    ));
-    assert!(matches!(
-        parse(&["dr", "report", "r1"]).command,
-        Command::Dr(DrCmd::Report { .. })
-    ));
+    assert!(matches!(parse(&["dr", "cleanup", "--group", "payroll"]).command, Command::Dr(DrCmd::Cleanup { .. })));
+    assert!(matches!(parse(&["dr", "report", "r1"]).command, Command::Dr(DrCmd::Report { .. })));
     usage_error(&["dr", "failover", "--group", "g", "--mode", "panic"]);
     usage_error(&["dr", "failover", "--mode", "test"]);
 }

@@ -42,14 +42,12 @@ pub fn run(cmd: ClusterCmd, client: &Client, out: &mut Output) -> Result<(), Cli
     let (reply, members_only) = match cmd {
         ClusterCmd::Status => (client.get(&["v1", "cluster"])?, false),
         ClusterCmd::Members(MembersCmd::List) => (client.get(&["v1", "cluster"])?, true),
-        ClusterCmd::Members(MembersCmd::Add { id, addr }) => (
-            client.post(&["v1", "cluster", "members"], &MemberAdd { id, addr })?,
-            false,
-        ),
-        ClusterCmd::Members(MembersCmd::Remove { id }) => (
-            client.delete(&["v1", "cluster", "members", &id.to_string()], None)?,
-            false,
-        ),
+        ClusterCmd::Members(MembersCmd::Add { id, addr }) => {
+            (client.post(&["v1", "cluster", "members"], &MemberAdd { id, addr })?, false)
+        }
+        ClusterCmd::Members(MembersCmd::Remove { id }) => {
+            (client.delete(&["v1", "cluster", "members", &id.to_string()], None)?, false)
+        }
     };
     if out.format == Format::Json {
         return out.json(&reply.value()?);

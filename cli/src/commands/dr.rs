@@ -63,16 +63,8 @@ struct Cleanup<'a> {
 
 pub fn run(cmd: DrCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     let reply = match &cmd {
-        DrCmd::Failover {
-            group,
-            mode,
-            recovery_point,
-        } => {
-            let body = Failover {
-                group,
-                mode: *mode,
-                recovery_point: recovery_point.as_deref(),
-            };
+        DrCmd::Failover { group, mode, recovery_point } => {
+            let body = Failover { group, mode: *mode, recovery_point: recovery_point.as_deref() };
             client.post(&["v1", "dr", "failover"], &body)?
         }
         DrCmd::Cleanup { group } => client.post(&["v1", "dr", "cleanup"], &Cleanup { group })?,

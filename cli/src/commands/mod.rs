@@ -44,17 +44,8 @@ pub fn run(cli: Cli, w: &mut dyn Write) -> Result<(), CliError> {
 
 fn connect(global: &Global) -> Result<Client, CliError> {
     let urls = parse_urls(global.url.as_deref().unwrap_or(""))?;
-    let token = resolve_token(
-        global.token.clone(),
-        global.token_file.as_deref(),
-        std::env::var("HCI_TOKEN").ok(),
-    )?;
-    Client::new(ClientConfig {
-        urls,
-        token,
-        stale: global.stale,
-        timeout: Duration::from_secs(global.timeout),
-    })
+    let token = resolve_token(global.token.clone(), global.token_file.as_deref(), std::env::var("HCI_TOKEN").ok())?;
+    Client::new(ClientConfig { urls, token, stale: global.stale, timeout: Duration::from_secs(global.timeout) })
 }
 
 /// A volume or VM named by id or by name.

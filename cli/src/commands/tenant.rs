@@ -69,44 +69,17 @@ pub enum TenantCmd {
 
 pub fn run(cmd: TenantCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        TenantCmd::Create {
-            name,
-            vcpus,
-            memory_mib,
-            disk_gib,
-            description,
-        } => {
-            let body = TenantCreate {
-                name,
-                description,
-                quota: Quota {
-                    vcpus,
-                    memory_mib,
-                    disk_gib,
-                },
-            };
+        TenantCmd::Create { name, vcpus, memory_mib, disk_gib, description } => {
+            let body = TenantCreate { name, description, quota: Quota { vcpus, memory_mib, disk_gib } };
             out.one::<Tenant>(&client.post(&["v1", "tenants"], &body)?, false)
         }
         TenantCmd::List => out.list::<Tenant>(&client.get(&["v1", "tenants"])?, &all),
-        TenantCmd::Show { name } => {
-            out.one::<Tenant>(&client.get(&["v1", "tenants", &name])?, true)
-        }
-        TenantCmd::Update {
-            name,
-            description,
-            vcpus,
-            memory_mib,
-            disk_gib,
-            if_match,
-        } => {
+        TenantCmd::Show { name } => out.one::<Tenant>(&client.get(&["v1", "tenants", &name])?, true),
+        TenantCmd::Update { name, description, vcpus, memory_mib, disk_gib, if_match } => {
             let mut if_match = etag_arg(if_match);
             let quota = match (vcpus, memory_mib, disk_gib) {
                 (None, None, None) => None,
-                (Some(vcpus), Some(memory_mib), Some(disk_gib)) => Some(Quota {
-                    vcpus,
-                    memory_mib,
-                    disk_gib,
-                }),
+                (Some(vcpus), Some(memory_mib), Some(disk_gib)) => Some(Quota { vcpus, memory_mib, disk_gib }),
                 _ => {
                     // The API replaces the whole quota: fill the missing fields from what is there
                     // now, and make the update conditional on it still being there.
@@ -122,8 +95,7 @@ pub fn run(cmd: TenantCmd, client: &Client, out: &mut Output) -> Result<(), CliE
             };
             if description.is_none() && quota.is_none() {
                 return Err(CliError::Usage(
-                    "nothing to update: give --description, --vcpus, --memory-mib or --disk-gib"
-                        .into(),
+                    "nothing to update: give --description, --vcpus, --memory-mib or --disk-gib".into(),
                 ));
             }
             let call = Call::new(Method::PUT, &["v1", "tenants", &name])

@@ -95,38 +95,14 @@ fn id_of(client: &Client, target: &Target) -> Result<String, CliError> {
 
 pub fn run(cmd: VmCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        VmCmd::Create {
-            name,
-            tenant,
-            vcpus,
-            memory_mib,
-            arch,
-            firmware,
-            volumes,
-            nics,
-            anti_affinity_group,
-        } => {
-            let volumes = volumes
-                .iter()
-                .map(|v| resolve(client, VOLUME, v, Some(&tenant)))
-                .collect::<Result<Vec<_>, _>>()?;
+        VmCmd::Create { name, tenant, vcpus, memory_mib, arch, firmware, volumes, nics, anti_affinity_group } => {
+            let volumes =
+                volumes.iter().map(|v| resolve(client, VOLUME, v, Some(&tenant))).collect::<Result<Vec<_>, _>>()?;
             let nics = nics.into_iter().map(|zone| NicRequest { zone }).collect();
-            let body = VmCreate {
-                name,
-                tenant,
-                vcpus,
-                memory_mib,
-                arch,
-                firmware,
-                volumes,
-                nics,
-                anti_affinity_group,
-            };
+            let body = VmCreate { name, tenant, vcpus, memory_mib, arch, firmware, volumes, nics, anti_affinity_group };
             out.one::<Vm>(&client.post(&["v1", "vms"], &body)?, false)
         }
-        VmCmd::List { tenant } => {
-            out.list::<Vm>(&client.get(&["v1", "vms"])?, &of_tenant(tenant.as_deref()))
-        }
+        VmCmd::List { tenant } => out.list::<Vm>(&client.get(&["v1", "vms"])?, &of_tenant(tenant.as_deref())),
         VmCmd::Show { target } => {
             let id = id_of(client, &target)?;
             out.one::<Vm>(&client.get(&["v1", "vms", &id])?, true)
@@ -142,10 +118,7 @@ pub fn run(cmd: VmCmd, client: &Client, out: &mut Output) -> Result<(), CliError
         VmCmd::Migrate { target, host, live } => {
             let id = id_of(client, &target)?;
             let host = host.map(|h| resolve(client, HOST, &h, None)).transpose()?;
-            out.one::<Vm>(
-                &client.post(&["v1", "vms", &id, "migrate"], &VmMigrate { host, live })?,
-                false,
-            )
+            out.one::<Vm>(&client.post(&["v1", "vms", &id, "migrate"], &VmMigrate { host, live })?, false)
         }
     }
 }

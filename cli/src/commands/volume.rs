@@ -84,26 +84,13 @@ fn id_of(client: &Client, target: &Target) -> Result<String, CliError> {
 
 pub fn run(cmd: VolumeCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        VolumeCmd::Create {
-            name,
-            tenant,
-            size_gib,
-            pool,
-            image,
-        } => {
-            let body = VolumeCreate {
-                name,
-                tenant,
-                size_gib,
-                pool,
-                image,
-            };
+        VolumeCmd::Create { name, tenant, size_gib, pool, image } => {
+            let body = VolumeCreate { name, tenant, size_gib, pool, image };
             out.one::<Volume>(&client.post(&["v1", "volumes"], &body)?, false)
         }
-        VolumeCmd::List { tenant } => out.list::<Volume>(
-            &client.get(&["v1", "volumes"])?,
-            &of_tenant(tenant.as_deref()),
-        ),
+        VolumeCmd::List { tenant } => {
+            out.list::<Volume>(&client.get(&["v1", "volumes"])?, &of_tenant(tenant.as_deref()))
+        }
         VolumeCmd::Show { target } => {
             let id = id_of(client, &target)?;
             out.one::<Volume>(&client.get(&["v1", "volumes", &id])?, true)
@@ -113,11 +100,7 @@ pub fn run(cmd: VolumeCmd, client: &Client, out: &mut Output) -> Result<(), CliE
             client.delete(&["v1", "volumes", &id], etag_arg(if_match))?;
             out.done(&format!("deleted volume {}", label(&target.id, &id)))
         }
-        VolumeCmd::Resize {
-            target,
-            size_gib,
-            if_match,
-        } => {
+        VolumeCmd::Resize { target, size_gib, if_match } => {
             let id = id_of(client, &target)?;
             let call = Call::new(Method::POST, &["v1", "volumes", &id, "resize"])
                 .json(&VolumeResize { size_gib })?
@@ -126,18 +109,12 @@ pub fn run(cmd: VolumeCmd, client: &Client, out: &mut Output) -> Result<(), CliE
         }
         VolumeCmd::Snapshot { target, name } => {
             let id = id_of(client, &target)?;
-            let reply = client.post(
-                &["v1", "volumes", &id, "snapshot"],
-                &VolumeSnapshotCreate { name },
-            )?;
+            let reply = client.post(&["v1", "volumes", &id, "snapshot"], &VolumeSnapshotCreate { name })?;
             volume_or_any(out, &reply)
         }
         VolumeCmd::Clone { target, name } => {
             let id = id_of(client, &target)?;
-            out.one::<Volume>(
-                &client.post(&["v1", "volumes", &id, "clone"], &VolumeClone { name })?,
-                false,
-            )
+            out.one::<Volume>(&client.post(&["v1", "volumes", &id, "clone"], &VolumeClone { name })?, false)
         }
     }
 }

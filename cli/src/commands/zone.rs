@@ -68,26 +68,11 @@ pub enum ZoneCmd {
 
 pub fn run(cmd: ZoneCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        ZoneCmd::Create {
-            name,
-            tenant,
-            cidr,
-            kind,
-            vni,
-        } => {
-            let body = ZoneCreate {
-                name,
-                tenant,
-                kind: kind.into(),
-                cidr,
-                vni,
-            };
+        ZoneCmd::Create { name, tenant, cidr, kind, vni } => {
+            let body = ZoneCreate { name, tenant, kind: kind.into(), cidr, vni };
             out.one::<Zone>(&client.post(&["v1", "zones"], &body)?, false)
         }
-        ZoneCmd::List { tenant } => out.list::<Zone>(
-            &client.get(&["v1", "zones"])?,
-            &of_tenant(tenant.as_deref()),
-        ),
+        ZoneCmd::List { tenant } => out.list::<Zone>(&client.get(&["v1", "zones"])?, &of_tenant(tenant.as_deref())),
         ZoneCmd::Show { name } => out.one::<Zone>(&client.get(&["v1", "zones", &name])?, true),
         ZoneCmd::Delete { name, if_match } => {
             client.delete(&["v1", "zones", &name], etag_arg(if_match))?;

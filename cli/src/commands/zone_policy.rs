@@ -70,13 +70,7 @@ pub enum ZonePolicyCmd {
 
 pub fn run(cmd: ZonePolicyCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        ZonePolicyCmd::Create {
-            name,
-            from_zone,
-            to_zone,
-            protocol,
-            ports,
-        } => {
+        ZonePolicyCmd::Create { name, from_zone, to_zone, protocol, ports } => {
             let body = ZonePolicyCreate {
                 name,
                 from_zone,

@@ -56,7 +56,10 @@ pub async fn get(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ReadParams>)
     Ok(Json(status(&app)))
 }
 
-fn membership_error<E: std::fmt::Display>(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>, ctx: E) -> ApiError {
+fn membership_error<E: std::fmt::Display>(
+    e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    ctx: E,
+) -> ApiError {
     match e {
         RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(p))) => {
             ApiError::conflict(format!("{ctx}: another membership change is in progress ({p}); retry"))
@@ -71,7 +74,10 @@ fn membership_error<E: std::fmt::Display>(e: RaftError<NodeId, ClientWriteError<
 
 #[utoipa::path(post, path = "/v1/cluster/members", request_body = MemberAdd, tag = "cluster",
     responses((status = 200, body = ClusterStatus), (status = "4XX", body = ErrorBody)))]
-pub async fn add_member(State(app): State<Arc<App>>, ApiJson(req): ApiJson<MemberAdd>) -> ApiResult<Json<ClusterStatus>> {
+pub async fn add_member(
+    State(app): State<Arc<App>>,
+    ApiJson(req): ApiJson<MemberAdd>,
+) -> ApiResult<Json<ClusterStatus>> {
     validate::member_add(&req)?;
     let (voters, known) = {
         let metrics = app.raft.metrics();

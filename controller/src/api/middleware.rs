@@ -24,7 +24,8 @@ const MAX_BODY: usize = 1 << 20;
 /// Counts every request by matched route, method and status.
 pub async fn track(req: Request, next: Next) -> Response {
     let app = req.extensions().get::<Arc<App>>().cloned();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let started = Instant::now();
     let response = next.run(req).await;
@@ -87,7 +88,9 @@ pub async fn forward_to_leader(State(app): State<Arc<App>>, req: Request, next: 
     };
     match proxy(&app, &addr, req).await {
         Ok(response) => response,
-        Err(e) => HttpError(ApiError::unavailable(format!("leader {leader} at {addr} unreachable: {e}"))).into_response(),
+        Err(e) => {
+            HttpError(ApiError::unavailable(format!("leader {leader} at {addr} unreachable: {e}"))).into_response()
+        }
     }
 }
 

@@ -49,7 +49,10 @@ fn default_limit() -> usize {
 
 #[utoipa::path(get, path = "/v1/audit", params(AuditParams), tag = "audit",
     responses((status = 200, body = List<AuditRecord>), (status = "4XX", body = ErrorBody)))]
-pub async fn audit(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<AuditParams>) -> ApiResult<Json<List<AuditRecord>>> {
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    ApiQuery(q): ApiQuery<AuditParams>,
+) -> ApiResult<Json<List<AuditRecord>>> {
     if !(1..=1000).contains(&q.limit) {
         return Err(ApiError::invalid("limit", format!("{} is outside 1-1000", q.limit)).into());
     }

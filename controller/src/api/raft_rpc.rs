@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::node::App;
 
+#[allow(clippy::result_large_err)] // the Err is the ready-made 400 response
 fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     codec::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable raft message: {e}")).into_response())
 }

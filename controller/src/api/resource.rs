@@ -60,7 +60,12 @@ impl Resource for Host {
 }
 
 /// Commits `command` and answers the `R` it produced with `status` and its ETag.
-pub async fn write<R: Resource>(app: &App, caller: &Caller, command: Command, status: StatusCode) -> ApiResult<Response> {
+pub async fn write<R: Resource>(
+    app: &App,
+    caller: &Caller,
+    command: Command,
+    status: StatusCode,
+) -> ApiResult<Response> {
     let applied = app.write(caller, command).await?;
     let resource = R::from_applied(applied).ok_or_else(|| {
         HttpError(ApiError::internal(format!("state machine answered an unexpected result for a {} command", R::KIND)))
@@ -75,13 +80,22 @@ pub async fn delete(app: &App, caller: &Caller, command: Command) -> ApiResult<S
 }
 
 /// Answers `{"items": [...]}` of what `select` picks from the model.
-pub async fn list<R: Resource>(app: &App, stale: bool, select: impl FnOnce(&Model) -> Vec<R>) -> ApiResult<Json<List<R>>> {
+pub async fn list<R: Resource>(
+    app: &App,
+    stale: bool,
+    select: impl FnOnce(&Model) -> Vec<R>,
+) -> ApiResult<Json<List<R>>> {
     let items = app.read(stale, select).await?;
     Ok(Json(List { items }))
 }
 
 /// Answers the resource `find` returns with its ETag, or 404 naming `key`.
-pub async fn get<R: Resource>(app: &App, stale: bool, key: &str, find: impl FnOnce(&Model) -> Option<R>) -> ApiResult<Response> {
+pub async fn get<R: Resource>(
+    app: &App,
+    stale: bool,
+    key: &str,
+    find: impl FnOnce(&Model) -> Option<R>,
+) -> ApiResult<Response> {
     let resource = app.read(stale, find).await?.ok_or_else(|| ApiError::not_found(R::KIND, key))?;
     Ok(with_etag(StatusCode::OK, resource.revision(), &resource))
 }

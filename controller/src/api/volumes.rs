@@ -24,12 +24,16 @@ pub async fn create(
     ApiJson(spec): ApiJson<VolumeCreate>,
 ) -> ApiResult<Response> {
     validate::volume_create(&spec)?;
-    resource::write::<Volume>(&app, &caller, Command::CreateVolume { id: new_id("vol"), spec }, StatusCode::CREATED).await
+    resource::write::<Volume>(&app, &caller, Command::CreateVolume { id: new_id("vol"), spec }, StatusCode::CREATED)
+        .await
 }
 
 #[utoipa::path(get, path = "/v1/volumes", params(ReadParams), tag = "volumes",
     responses((status = 200, body = List<Volume>), (status = "4XX", body = ErrorBody)))]
-pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ReadParams>) -> ApiResult<axum::Json<List<Volume>>> {
+pub async fn list(
+    State(app): State<Arc<App>>,
+    ApiQuery(q): ApiQuery<ReadParams>,
+) -> ApiResult<axum::Json<List<Volume>>> {
     resource::list(&app, q.stale, |m| m.volumes().cloned().collect()).await
 }
 
@@ -64,7 +68,13 @@ pub async fn resize(
     ApiJson(body): ApiJson<VolumeResize>,
 ) -> ApiResult<Response> {
     validate::volume_resize(&body)?;
-    resource::write::<Volume>(&app, &caller, Command::ResizeVolume { id, size_gib: body.size_gib, if_match }, StatusCode::OK).await
+    resource::write::<Volume>(
+        &app,
+        &caller,
+        Command::ResizeVolume { id, size_gib: body.size_gib, if_match },
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/volumes/{id}/snapshot", params(("id" = String, Path)),

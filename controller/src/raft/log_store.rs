@@ -98,8 +98,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry = codec::decode(&value)
-                .map_err(|e| storage_io(ErrorSubject::Log(LogId::new(Default::default(), index)), ErrorVerb::Read, e))?;
+            let entry: Entry = codec::decode(&value).map_err(|e| {
+                storage_io(ErrorSubject::Log(LogId::new(Default::default(), index)), ErrorVerb::Read, e)
+            })?;
             entries.push(entry);
         }
         Ok(entries)
@@ -159,9 +160,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(log, index_key(log_id.index), index_key(u64::MAX));
         batch.delete_cf(log, index_key(u64::MAX));
-        self.db
-            .write_opt(batch, &synced())
-            .map_err(|e| storage_io(ErrorSubject::Logs, ErrorVerb::Delete, e))
+        self.db.write_opt(batch, &synced()).map_err(|e| storage_io(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -173,8 +172,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if log_id.index == u64::MAX {
             batch.delete_cf(cf(&self.db, CF_LOG), index_key(u64::MAX));
         }
-        self.db
-            .write_opt(batch, &synced())
-            .map_err(|e| storage_io(ErrorSubject::Logs, ErrorVerb::Delete, e))
+        self.db.write_opt(batch, &synced()).map_err(|e| storage_io(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 }

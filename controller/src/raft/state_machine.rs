@@ -16,9 +16,9 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snaps
 use rocksdb::{IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Metrics;
 use super::db::{cf, synced, CF_SNAPSHOT, CF_STATE};
 use super::{storage_io, LogId, Membership, NodeId, StorageError, TypeConfig};
+use crate::metrics::Metrics;
 
 type Entry = openraft::Entry<TypeConfig>;
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
@@ -32,10 +32,13 @@ const KEY_MEMBERSHIP: &[u8] = b"sys/membership";
 const KEY_LAST_SEQ: &[u8] = b"sys/last_seq";
 const KEY_CURRENT_SNAPSHOT: &[u8] = b"current";
 
+/// Raw key/value pairs of the state column family.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What a snapshot carries: every key/value of the state column family at one applied index.
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotBody {
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    pairs: Pairs,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,7 +63,11 @@ impl StateView {
     }
 
     /// Audit records with sequence number > `after`, oldest first, at most `limit`.
-    pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<hci_shared::resources::AuditRecord>, StorageError> {
+    pub fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<hci_shared::resources::AuditRecord>, StorageError> {
         let start = hci_state::keys::audit_key(after.saturating_add(1));
         let iter = self.db.iterator_cf(cf(&self.db, CF_STATE), IteratorMode::From(&start, rocksdb::Direction::Forward));
         let mut out = Vec::new();
@@ -95,7 +102,7 @@ fn write_err(e: impl std::fmt::Display) -> StorageError {
 }
 
 /// Splits the state column family's pairs into Raft's bookkeeping and the model.
-fn load_pairs(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(Option<LogId>, Membership, u64, Model), StorageError> {
+fn load_pairs(pairs: Pairs) -> Result<(Option<LogId>, Membership, u64, Model), StorageError> {
     let mut last_applied = None;
     let mut membership = Membership::default();
     let mut last_seq = 0;
@@ -115,7 +122,7 @@ fn load_pairs(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(Option<LogId>, Membersh
     Ok((last_applied, membership, last_seq, model))
 }
 
-fn state_pairs(db: &DB, snapshot: Option<&rocksdb::Snapshot<'_>>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+fn state_pairs(db: &DB, snapshot: Option<&rocksdb::Snapshot<'_>>) -> Result<Pairs, StorageError> {
     let iter = match snapshot {
         Some(s) => s.iterator_cf(cf(db, CF_STATE), IteratorMode::Start),
         None => db.iterator_cf(cf(db, CF_STATE), IteratorMode::Start),
