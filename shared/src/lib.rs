@@ -4,6 +4,7 @@
 //! API body, Raft command and error, and on one binary codec. It must never depend on a runtime, on
 //! libvirt, nftables, RocksDB or axum: only plain data, validation rules and (de)serialization.
 
+pub mod agent;
 pub mod api;
 pub mod codec;
 pub mod command;

@@ -1,0 +1,3 @@
+//! `hci-agent` entry point (being written).
+
+fn main() {}

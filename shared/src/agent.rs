@@ -1,0 +1,167 @@
+//! The controller ↔ agent protocol: a host's desired state goes down, its actual state and inventory
+//! come back up. Nothing else crosses between them.
+//!
+//! Every desired state carries a generation; the agent persists the last one it accepted and never
+//! goes back to an older one, so either side can restart at any moment. Versioned by
+//! [`AGENT_API_VERSION`] (the agent's HTTP paths are `/agent/v1/...`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::resources::PowerState;
+
+pub const AGENT_API_VERSION: u32 = 1;
+
+/// How an image file is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageFormat {
+    Qcow2,
+    Raw,
+}
+
+/// A bootable disk image the host fetches and verifies the first time a volume needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRef {
+    pub name: String,
+    /// `file:///path` or `http(s)://...`.
+    pub source: String,
+    pub format: ImageFormat,
+    /// Lowercase hex SHA-256 of the image file; a mismatch refuses the image.
+    pub sha256: String,
+}
+
+/// What a new volume starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeSource {
+    /// Zero-filled.
+    Empty,
+    /// A bootable copy of an image (a qcow2 overlay over the verified image where the backend can).
+    Image(ImageRef),
+    /// A copy of another volume on this host.
+    Clone { from: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeDesired {
+    pub id: String,
+    pub pool: String,
+    pub size_gib: u64,
+    pub source: VolumeSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicDesired {
+    pub mac: String,
+    pub zone: String,
+    pub ip: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmDesired {
+    pub id: String,
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub arch: String,
+    pub firmware: String,
+    /// Volume ids in boot order; the first is the boot disk.
+    pub disks: Vec<String>,
+    pub nics: Vec<NicDesired>,
+    pub power: PowerState,
+    /// A change means "reboot once".
+    pub reboot_count: u64,
+}
+
+/// Everything one host should be running, at one generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostDesired {
+    pub host_id: String,
+    pub generation: u64,
+    pub volumes: Vec<VolumeDesired>,
+    pub vms: Vec<VmDesired>,
+}
+
+/// What libvirt says a domain is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmRunState {
+    Running,
+    Stopped,
+    Paused,
+    ShuttingDown,
+    Crashed,
+    /// Desired but not (yet) defined on this host.
+    Missing,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmStats {
+    pub cpu_time_ns: u64,
+    pub memory_kib: u64,
+    pub disk_read_bytes: u64,
+    pub disk_write_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmReport {
+    pub id: String,
+    pub state: VmRunState,
+    pub stats: Option<VmStats>,
+    /// The last error reconciling this VM, cleared once it converges.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeReport {
+    pub id: String,
+    pub pool: String,
+    pub capacity_bytes: u64,
+    pub allocation_bytes: u64,
+    pub last_error: Option<String>,
+}
+
+/// What the host is actually running, as of its last reconcile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostReport {
+    pub host_id: String,
+    /// The desired generation the agent holds (persisted).
+    pub desired_generation: u64,
+    /// The generation the last complete reconcile converged to (all VMs and volumes as desired).
+    pub converged_generation: Option<u64>,
+    pub vms: Vec<VmReport>,
+    pub volumes: Vec<VolumeReport>,
+    /// Domains on this host's hypervisor that hci does not own; reported, never touched.
+    pub foreign_domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolInfo {
+    pub name: String,
+    /// `dir-qcow2`, `lvm-thin` or `rbd`.
+    pub backend: String,
+    pub capacity_bytes: u64,
+    pub allocation_bytes: u64,
+    pub available_bytes: u64,
+}
+
+/// A host's inventory: what the controller places against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub host_id: String,
+    pub site: String,
+    pub arch: String,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    /// `kvm` or `tcg`.
+    pub accelerator: String,
+    pub libvirt_version: String,
+    pub pools: Vec<PoolInfo>,
+    /// Firmware profiles this host can run (checked against domcapabilities and the firmware files).
+    pub firmware_profiles: Vec<String>,
+}
