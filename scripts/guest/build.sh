@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # build.sh: builds the hci test guest, a tiny real Linux guest for the agent's tests.
 #
-#   scripts/guest/build.sh OUT_DIR
+#   scripts/guest/build.sh OUT_DIR                          x86_64 (amd64), the default
+#   HCI_GUEST_ARCH=ppc64el scripts/guest/build.sh OUT_DIR   ppc64le, for pseries guests
 #
-# Outputs (OUT_DIR is created):
+# Outputs for amd64 (OUT_DIR is created):
 #   vmlinuz       Debian 12's cloud kernel (the image package that linux-image-cloud-amd64 depends on)
 #   initrd.img    busybox-static + the virtio/ACPI modules + scripts/guest/init (cpio newc, gzip)
 #   disk.qcow2    a 64 MiB bootable disk: MBR, one active FAT partition (type EF) holding the kernel,
@@ -12,6 +13,11 @@
 #                   UEFI (OVMF, with or without Secure Boot): \EFI\BOOT\BOOTX64.EFI = Debian's signed
 #                   shim -> Debian's signed GRUB (\EFI\debian\grub.cfg) -> Debian's signed kernel
 #   inputs.txt    what the outputs were built from (package versions, hashes of the scripts)
+# Outputs for ppc64el: vmlinux (Debian 12's powerpc64le kernel, an ELF image), initrd.img, inputs.txt,
+# for a direct kernel boot (libvirt <kernel>/<initrd>/<cmdline>; SLOF still runs first); no disk
+# image. Command line: "console=hvc0 panic=5 hci.disk=/dev/vda ..." (the data disk is the first disk).
+# Its packages come from a private apt state ($HCI_GUEST_CACHE/apt-ppc64el) over the system's own
+# sources, so the system's dpkg architectures are left alone.
 # A second run with unchanged inputs returns at once. The outputs are reproducible: the same inputs
 # give the same bytes (fixed timestamps, volume ids, sorted cpio).
 #
@@ -34,10 +40,26 @@ DISK_MIB=64
 PART_START=2048              # sectors: the partition starts at 1 MiB
 # Kernel command line of both boot paths. hci.* settings for one VM go into SMBIOS OEM strings.
 CMDLINE_COMMON="console=tty0 console=ttyS0,115200n8 panic=5 loglevel=4"
-MODULES=(virtio_pci virtio_blk virtio_net virtio_scsi sd_mod virtio_console virtio_balloon virtio_rng
-  button evdev efivarfs)
+ARCH=${HCI_GUEST_ARCH:-amd64}
+case $ARCH in
+  amd64)
+    KERNEL_META=linux-image-cloud-amd64
+    EXTRA_PACKAGES=(syslinux syslinux-common shim-signed grub-efi-amd64-signed)
+    MODULES=(virtio_pci virtio_blk virtio_net virtio_scsi sd_mod virtio_console virtio_balloon virtio_rng
+      button evdev efivarfs)
+    APT=() ;;
+  ppc64el)
+    KERNEL_META=linux-image-powerpc64le
+    EXTRA_PACKAGES=()
+    MODULES=(virtio_pci virtio_blk virtio_net virtio_scsi sd_mod virtio_console virtio_balloon virtio_rng)
+    # The system's sources, a private package list for ppc64el, no installed-package state.
+    APT_STATE=${HCI_GUEST_CACHE:-/var/cache/hci-guest}/apt-ppc64el
+    APT=(-o "Dir::State::lists=$APT_STATE/lists" -o APT::Architecture=ppc64el -o APT::Architectures=ppc64el
+      -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o Dir::State::status=/dev/null) ;;
+  *) echo "HCI_GUEST_ARCH must be amd64 or ppc64el" >&2; exit 2 ;;
+esac
 
-log() { echo "guest-build: $*"; }
+log() { echo "guest-build: $*" >&2; }
 die() { echo "guest-build: error: $*" >&2; exit 1; }
 
 [[ $# -eq 1 ]] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
@@ -48,7 +70,7 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C TZ=UTC SOURCE_DATE_EPOCH=$EPOCH
 # host tools
 
 ensure_tools() {
-  local -a need=() ; local t pkg
+  local -a need=(); local t
   for t in mcopy:mtools mkfs.fat:dosfstools sfdisk:fdisk qemu-img:qemu-utils cpio:cpio depmod:kmod \
     apt-get:apt dpkg-deb:dpkg gzip:gzip; do
     command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
@@ -65,35 +87,54 @@ ensure_tools() {
 
 candidate() { apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }'; }
 
+kernel_package() {
+  apt-cache "${APT[@]}" depends "$KERNEL_META" 2>/dev/null |
+    awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }'
+}
+
+apt_update() {
+  if [[ $ARCH == amd64 ]]; then
+    apt-get update -q >/dev/null
+  else
+    mkdir -p "$APT_STATE/lists/partial"
+    # Exit 100 when one index fails (the security suite's ppc64el index has been seen out of sync):
+    # fine as long as the main lists came.
+    apt-get "${APT[@]}" update -q >/dev/null 2>&1 || true
+  fi
+}
+
 resolve_packages() {
   local kpkg
-  kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
+  if [[ $ARCH != amd64 && -z $(find "$APT_STATE/lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null) ]]; then
+    log "apt-get update for $ARCH (private list in $APT_STATE)"
+    apt_update
+  fi
+  kpkg=$(kernel_package)
   if [[ -z $kpkg ]]; then
     log "apt-get update (no package lists)"
-    apt-get update -q >/dev/null
-    kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
+    apt_update
+    kpkg=$(kernel_package)
   fi
-  [[ -n $kpkg ]] || die "cannot resolve linux-image-cloud-amd64"
-  local p v
-  for p in "$kpkg" busybox-static syslinux syslinux-common shim-signed grub-efi-amd64-signed; do
-    v=$(candidate "$p")
-    [[ -n $v && $v != "(none)" ]] || die "no candidate version for $p"
-    echo "$p=$v"
-  done
+  [[ -n $kpkg ]] || die "cannot resolve $KERNEL_META"
+  local -a names=("$kpkg" busybox-static "${EXTRA_PACKAGES[@]}")
+  # One apt-cache call: "NAME=CANDIDATE" per package, in this order.
+  apt-cache "${APT[@]}" policy "${names[@]}" 2>/dev/null | awk '/^[^ ].*:$/ { p = substr($1, 1, length($1) - 1) } $1 == "Candidate:" { c[p] = $2 }
+    END { n = split(ARGV_NAMES, a, " "); for (i = 1; i <= n; i++) { if (c[a[i]] == "" || c[a[i]] == "(none)") { print "MISSING " a[i]; exit 1 } print a[i] "=" c[a[i]] } }' ARGV_NAMES="${names[*]}"
 }
 
 # fetch PKG=VERSION: prints the path of its .deb in the cache, downloading it when absent.
 fetch() {
   local spec=$1 p v f
   p=${spec%%=*} v=${spec#*=}
-  f="$CACHE/${p}_${v//:/%3a}_$(dpkg --print-architecture).deb" # apt-get download's file name
+  f="$CACHE/${p}_${v//:/%3a}_$ARCH.deb" # apt-get download's file name
   [[ -f $f ]] || f="$CACHE/${p}_${v//:/%3a}_all.deb"
   if [[ ! -f $f ]]; then
     mkdir -p "$CACHE"
-    (cd "$CACHE" && apt-get -q -o APT::Sandbox::User=root download "$spec" >/dev/null) ||
+    (cd "$CACHE" && apt-get "${APT[@]}" -q -o APT::Sandbox::User=root download "$spec" >/dev/null) ||
       die "apt-get download $spec failed"
-    f=$(ls "$CACHE/${p}_${v//:/%3a}_"*.deb 2>/dev/null | head -n 1)
-    [[ -n $f ]] || die "downloaded $spec but cannot find its .deb in $CACHE"
+    f="$CACHE/${p}_${v//:/%3a}_$ARCH.deb"
+    [[ -f $f ]] || f="$CACHE/${p}_${v//:/%3a}_all.deb"
+    [[ -f $f ]] || die "downloaded $spec but cannot find its .deb in $CACHE"
   fi
   echo "$f"
 }
@@ -143,6 +184,7 @@ build_disk() { # build_disk VMLINUZ INITRD SYSLINUX_ROOT SYSLINUX_COMMON_ROOT SH
 # hci test guest: the UEFI path (shim -> signed GRUB, whose built-in prefix is /EFI/debian)
 set timeout=0
 set default=0
+set gfxpayload=text
 menuentry "hci test guest" {
   linux /vmlinuz $CMDLINE_COMMON hci.boot=uefi
   initrd /initrd.img
@@ -190,15 +232,19 @@ EOF
 main() {
   ensure_tools
   mapfile -t pkgs < <(resolve_packages)
-  local inputs
+  [[ ${#pkgs[@]} -gt 0 && ${pkgs[-1]} != MISSING* ]] || die "cannot resolve the guest's packages: ${pkgs[*]:-none}"
+  local -a outputs=(initrd.img)
+  if [[ $ARCH == amd64 ]]; then outputs+=(vmlinuz disk.qcow2); else outputs+=(vmlinux); fi
+  local inputs o uptodate=1
   inputs=$(
+    echo "arch $ARCH"
     printf '%s\n' "${pkgs[@]}"
     echo "build.sh $(sha256sum <"$HERE/build.sh" | cut -d' ' -f1)"
     echo "init $(sha256sum <"$HERE/init" | cut -d' ' -f1)"
-    echo "tools mtools=$(dpkg-query -W -f='${Version}' mtools 2>/dev/null) dosfstools=$(dpkg-query -W -f='${Version}' dosfstools 2>/dev/null) fdisk=$(dpkg-query -W -f='${Version}' fdisk 2>/dev/null) qemu-utils=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null) cpio=$(dpkg-query -W -f='${Version}' cpio 2>/dev/null)"
+    echo "tools $(dpkg-query -W -f='${Package}=${Version} ' mtools dosfstools fdisk qemu-utils cpio 2>/dev/null)"
   )
-  if [[ -f $OUT/vmlinuz && -f $OUT/initrd.img && -f $OUT/disk.qcow2 && -f $OUT/inputs.txt ]] &&
-    [[ $(cat "$OUT/inputs.txt") == "$inputs" ]]; then
+  for o in "${outputs[@]}" inputs.txt; do [[ -f $OUT/$o ]] || uptodate=0; done
+  if [[ $uptodate == 1 && $(cat "$OUT/inputs.txt") == "$inputs" ]]; then
     log "up to date: $OUT"
     return 0
   fi
@@ -207,7 +253,6 @@ main() {
   trap 'rm -rf "$WORK"' EXIT
 
   local spec deb name
-  declare -A root=()
   for spec in "${pkgs[@]}"; do
     deb=$(fetch "$spec")
     name=${spec%%=*}
@@ -215,20 +260,28 @@ main() {
     dpkg-deb -x "$deb" "$WORK/pkg/$name"
   done
   local kpkg=${pkgs[0]%%=*}
-  local kroot=$WORK/pkg/$kpkg kver
+  local kroot=$WORK/pkg/$kpkg kver kimage
   kver=$(ls "$kroot/lib/modules")
-  [[ -f $kroot/boot/vmlinuz-$kver ]] || die "no /boot/vmlinuz-$kver in $kpkg"
+  kimage=$kroot/boot/vmlinuz-$kver
+  [[ $ARCH == amd64 ]] || kimage=$kroot/boot/vmlinux-$kver
+  [[ -f $kimage ]] || die "no ${kimage#"$kroot"} in $kpkg"
 
   mkdir -p "$OUT"
   rm -f "$OUT/inputs.txt"
-  cp "$kroot/boot/vmlinuz-$kver" "$WORK/vmlinuz"
   build_initrd "$kroot" "$kver" "$WORK/pkg/busybox-static" "$WORK/initrd.img"
-  build_disk "$WORK/vmlinuz" "$WORK/initrd.img" "$WORK/pkg/syslinux" "$WORK/pkg/syslinux-common" \
-    "$WORK/pkg/shim-signed/usr/lib/shim/shimx64.efi.signed" \
-    "$WORK/pkg/grub-efi-amd64-signed/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" "$WORK/disk.qcow2"
-  mv -f "$WORK/vmlinuz" "$WORK/initrd.img" "$WORK/disk.qcow2" "$OUT/"
+  if [[ $ARCH == amd64 ]]; then
+    cp "$kimage" "$WORK/vmlinuz"
+    build_disk "$WORK/vmlinuz" "$WORK/initrd.img" "$WORK/pkg/syslinux" "$WORK/pkg/syslinux-common" \
+      "$WORK/pkg/shim-signed/usr/lib/shim/shimx64.efi.signed" \
+      "$WORK/pkg/grub-efi-amd64-signed/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" "$WORK/disk.qcow2"
+  else
+    cp "$kimage" "$WORK/vmlinux"
+  fi
+  for o in "${outputs[@]}"; do mv -f "$WORK/$o" "$OUT/$o"; done
   echo "$inputs" >"$OUT/inputs.txt"
-  log "built $OUT: kernel $kver, $(stat -c %s "$OUT/initrd.img") byte initrd, disk.qcow2 ($DISK_MIB MiB, BIOS + UEFI)"
+  local what="vmlinux"
+  [[ $ARCH != amd64 ]] || what="vmlinuz, disk.qcow2 ($DISK_MIB MiB, BIOS + UEFI)"
+  log "built $OUT ($ARCH): kernel $kver, $(stat -c %s "$OUT/initrd.img") byte initrd, $what"
 }
 
 main "$@"

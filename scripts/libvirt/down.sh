@@ -32,7 +32,7 @@ stop_daemon() {
 }
 
 main() {
-  if pid_of_daemon "$LIBVIRTD_PID" libvirtd >/dev/null && libvirt_answers; then
+  if pid_of_daemon "$LIBVIRTD_PID" libvirtd >/dev/null && libvirt_answers "$LIBVIRT_URI"; then
     local running
     running=$(virsh -c "$LIBVIRT_URI" list --name 2>/dev/null | sed '/^$/d' || true)
     if [[ -n $running ]]; then

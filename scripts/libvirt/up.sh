@@ -122,17 +122,7 @@ configure() {
 # ---------------------------------------------------------------------------------------------------
 # 3. KVM or TCG
 
-# kvm_usable: /dev/kvm opens read-write and QEMU initialises the KVM accelerator with it.
-kvm_usable() {
-  [[ -c /dev/kvm ]] || return 1
-  { exec {fd}<>/dev/kvm; } 2>/dev/null || return 1
-  exec {fd}>&-
-  # -machine none: no guest at all; `quit` on the monitor ends it at once. Exit 1 when KVM fails.
-  local out
-  out=$(echo quit | timeout 60 qemu-system-x86_64 -machine none -accel kvm -nodefaults -display none \
-    -monitor stdio 2>&1) || return 1
-  [[ $out != *"failed to initialize"* && $out != *"Could not access KVM"* ]]
-}
+# kvm_usable and kvm_permissions are in common.sh (host.sh decides the same way).
 
 # ---------------------------------------------------------------------------------------------------
 # 4. daemons
@@ -146,6 +136,7 @@ start_daemons() {
   # --propagation slave: mounts made on the host later still reach the daemons where the host's
   # mounts are shared (on this machine they are all private), and the bind mount below never leaves
   # the namespace. Both daemons fork into the background and keep the namespace alive.
+  # shellcheck disable=SC2016 # expanded by the inner bash
   unshare --mount --propagation slave -- /bin/bash -euc '
     hide=$1 hidden=$2 want_virtlogd=$3 want_libvirtd=$4
     if [[ $hide == 1 ]]; then mount --bind "$hidden" /dev/kvm; fi
@@ -179,16 +170,17 @@ main() {
   lv_pid=$(pid_of_daemon "$LIBVIRTD_PID" libvirtd || true)
   vl_pid=$(pid_of_daemon "$VIRTLOGD_PID" virtlogd || true)
 
-  if [[ -n $lv_pid && -n $vl_pid ]] && libvirt_answers; then
+  if [[ -n $lv_pid && -n $vl_pid ]] && libvirt_answers "$LIBVIRT_URI"; then
     log "already running: libvirtd pid $lv_pid, virtlogd pid $vl_pid ($(cat "$HCI_STATE/mode" 2>/dev/null || echo "mode unknown"))"
   else
     local hide=0 mode
     if kvm_usable; then
-      mode="kvm usable: /dev/kvm left visible"
+      kvm_permissions
+      mode="kvm: $KVM_WHY; /dev/kvm left visible"
     elif [[ -e /dev/kvm ]]; then
-      hide=1 mode="kvm unusable: /dev/kvm hidden from the daemons (private mount namespace)"
+      hide=1 mode="tcg: $KVM_WHY; /dev/kvm hidden from the daemons (private mount namespace)"
     else
-      mode="no /dev/kvm: tcg"
+      mode="tcg: $KVM_WHY"
     fi
     # Stale pid files (no live daemon of that name) would make the daemons refuse to start.
     [[ -n $lv_pid ]] || rm -f "$LIBVIRTD_PID"
@@ -209,8 +201,9 @@ main() {
   fi
 
   local version
-  version=$(virsh -c "$LIBVIRT_URI" version 2>/dev/null | awk -F': ' '/libvirt/ && /Using library/ { print $2 } /Running hypervisor/ { print $2 }' | paste -sd ', ' -)
-  log "accelerator (domcapabilities): $(accelerator); libvirt ${version:-?}"
+  version=$(virsh -c "$LIBVIRT_URI" version 2>/dev/null |
+    awk -F': ' '/Using library/ { l = $2 } /Running hypervisor/ { h = $2 } END { print l ", " h }')
+  log "accelerator (domcapabilities): $(accelerator); $version"
 }
 
 main "$@"
