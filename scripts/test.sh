@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 
 ./scripts/install-deps.sh
+# libvirt, QEMU, OVMF, swtpm (and libvirt-dev for the agent's build); the agent's tests start one
+# libvirt instance per simulated host themselves (scripts/libvirt/host.sh).
+./scripts/libvirt/up.sh
 
 locked=()
 [[ -f Cargo.lock ]] && locked=(--locked)

@@ -5,5 +5,12 @@
 //! of the agent or the controller is always safe. It must never make placement decisions, never talk
 //! to another host's libvirt, and never touch a domain or volume it does not own.
 
+pub mod api;
+pub mod config;
 pub mod hypervisor;
+pub mod inventory;
+pub mod metrics;
+pub mod reconciler;
+pub mod service;
+pub mod store;
 pub mod volumes;

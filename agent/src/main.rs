@@ -1,3 +1,96 @@
-//! `hci-agent` entry point (being written).
+//! `hci-agent` entry point: flags, logging, wiring of the real hypervisor, pools and image store;
+//! then either print the host's inventory (`host-info`) or serve the agent API and reconcile forever.
 
-fn main() {}
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hci_agent::config::{Command, Config, Flags};
+use hci_agent::hypervisor::libvirt::LibvirtHypervisor;
+use hci_agent::hypervisor::timed::Timed;
+use hci_agent::hypervisor::Hypervisor;
+use hci_agent::metrics::AgentMetrics;
+use hci_agent::reconciler::HostResources;
+use hci_agent::service::Agent;
+use hci_agent::store::StateFile;
+use hci_agent::volumes::dir_qcow2::DirQcow2Pool;
+use hci_agent::volumes::images::ImageStore;
+use hci_agent::volumes::VolumeBackend;
+use hci_firmware_profiles::Profiles;
+
+fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    let config = Config::resolve(&flags)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let metrics = AgentMetrics::new();
+    let res = wire(&config, &metrics)?;
+    match flags.command {
+        Some(Command::HostInfo) => {
+            let info = hci_agent::inventory::host_info(&res, &config.site).context("reading the host inventory")?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
+            Ok(())
+        }
+        None => serve(config, res, metrics),
+    }
+}
+
+/// Connects the real implementations of every host interface.
+fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let libvirt = LibvirtHypervisor::connect(&config.libvirt_uri).context("connecting to libvirt")?;
+    let hypervisor: Arc<dyn Hypervisor> = Arc::new(Timed::new(libvirt, metrics.libvirt_seconds.clone()));
+    let caps = hypervisor.capabilities().context("reading hypervisor capabilities")?;
+    if let Some(arch) = &config.arch {
+        if arch != &caps.arch {
+            bail!("--arch {arch} does not match this host's hypervisor ({})", caps.arch);
+        }
+    }
+    let mut pools: BTreeMap<String, Arc<dyn VolumeBackend>> = BTreeMap::new();
+    for (name, dir) in &config.pools {
+        let pool = DirQcow2Pool::open(&config.libvirt_uri, name, &config.host_id, dir)
+            .with_context(|| format!("opening pool {name} at {}", dir.display()))?;
+        pools.insert(name.clone(), Arc::new(pool));
+    }
+    let images = ImageStore::new(&config.data_dir.join("images")).context("opening the image store")?;
+    Ok(HostResources {
+        host_id: config.host_id.clone(),
+        domain_type: if caps.accelerator == "kvm" { "kvm".into() } else { "qemu".into() },
+        firmware: caps.firmware,
+        hypervisor,
+        pools,
+        images: Arc::new(images),
+        profiles: Profiles::builtin().context("loading firmware profiles")?,
+        vm_dir: config.data_dir.join("vms"),
+        shutdown_timeout: Duration::from_secs(config.shutdown_timeout_s),
+    })
+}
+
+fn serve(config: Config, res: HostResources, metrics: AgentMetrics) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    runtime.block_on(async move {
+        let agent = Agent::open(res, config.site.clone(), StateFile::new(&config.data_dir), metrics)
+            .context("loading the agent state")?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        tracing::info!(host = %config.host_id, listen = %config.listen, "agent serving");
+        tokio::spawn(agent.clone().run(Duration::from_secs(config.reconcile_interval_s)));
+        axum::serve(listener, hci_agent::api::router(agent))
+            .with_graceful_shutdown(async {
+                use tokio::signal::unix::{signal, SignalKind};
+                if let Ok(mut term) = signal(SignalKind::terminate()) {
+                    term.recv().await;
+                }
+            })
+            .await
+            .context("serving the agent API")
+    })
+}

@@ -75,6 +75,10 @@ pub struct VmDesired {
     pub power: PowerState,
     /// A change means "reboot once".
     pub reboot_count: u64,
+    /// Strings handed to the guest as SMBIOS OEM strings (type 11), e.g. `hci.marker=abc`: per-VM
+    /// settings a guest can read without a network metadata service.
+    #[serde(default)]
+    pub oem_strings: Vec<String>,
 }
 
 /// Everything one host should be running, at one generation.

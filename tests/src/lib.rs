@@ -11,6 +11,7 @@
 //!
 //! Set `HCI_TEST_KEEP=1` to keep each cluster's temporary directory (data dirs and member logs).
 
+pub mod agent;
 pub mod api;
 pub mod bins;
 pub mod cluster;

@@ -8,6 +8,7 @@
 pub mod domain_xml;
 pub mod fake;
 pub mod libvirt;
+pub mod timed;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,8 @@ pub struct DomainSpec {
     pub nics: Vec<NicSpec>,
     /// Serial console output is appended here.
     pub console_log: PathBuf,
+    /// SMBIOS type 11 OEM strings (x86_64 and aarch64): per-VM settings the guest can read.
+    pub oem_strings: Vec<String>,
 }
 
 impl DomainSpec {

@@ -7,7 +7,12 @@
 
 pub mod dir_qcow2;
 pub mod fake;
+mod image_fetch;
+mod image_header;
 pub mod images;
+mod libvirt_pool;
+mod libvirt_xml;
+pub mod names;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,108 @@
+//! The agent's HTTP surface (`/agent/v1/...`): desired state in, report and inventory out, console
+//! logs, `/metrics`. Versioned; mTLS arrives with the security issue.
+//!
+//! Bad input is a 4xx with the project's `{"error": {...}}` body and changes nothing.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hci_shared::agent::HostDesired;
+use hci_shared::{ApiError, ErrorCode};
+
+use crate::service::{Agent, OfferError};
+use crate::store::AcceptError;
+
+/// At most this much of a console log is returned (the tail).
+const CONSOLE_TAIL: u64 = 64 * 1024;
+
+struct Error(ApiError);
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.0.body())).into_response()
+    }
+}
+
+pub fn router(agent: Arc<Agent>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/agent/v1/host-info", get(host_info))
+        .route("/agent/v1/desired", get(get_desired).put(put_desired))
+        .route("/agent/v1/report", get(report))
+        .route("/agent/v1/vms/:id/console", get(console))
+        .with_state(agent)
+}
+
+async fn metrics(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], agent.metrics.render())
+}
+
+async fn host_info(State(agent): State<Arc<Agent>>) -> Response {
+    let a = agent.clone();
+    match tokio::task::spawn_blocking(move || crate::inventory::host_info(&a.res, &a.site)).await {
+        Ok(Ok(info)) => Json(info).into_response(),
+        Ok(Err(e)) => Error(ApiError::unavailable(format!("hypervisor: {e}"))).into_response(),
+        Err(e) => Error(ApiError::internal(e.to_string())).into_response(),
+    }
+}
+
+async fn get_desired(State(agent): State<Arc<Agent>>) -> Response {
+    match agent.desired() {
+        Some(d) => Json(d).into_response(),
+        None => Error(ApiError::not_found("desired state", &agent.res.host_id)).into_response(),
+    }
+}
+
+async fn put_desired(
+    State(agent): State<Arc<Agent>>,
+    body: Result<Json<HostDesired>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let desired = match body {
+        Ok(Json(d)) => d,
+        Err(e) => return Error(ApiError::invalid("body", e.body_text())).into_response(),
+    };
+    match agent.offer(desired) {
+        Ok(generation) => Json(serde_json::json!({ "generation": generation })).into_response(),
+        Err(OfferError::Refused(e @ AcceptError::WrongHost { .. })) => {
+            Error(ApiError::invalid("host_id", e.to_string())).into_response()
+        }
+        Err(OfferError::Refused(e)) => Error(ApiError::new(ErrorCode::Conflict, e.to_string())).into_response(),
+        Err(OfferError::Store(e)) => Error(ApiError::unavailable(e.to_string())).into_response(),
+    }
+}
+
+async fn report(State(agent): State<Arc<Agent>>) -> Response {
+    match agent.last_report() {
+        Some(r) => Json(r).into_response(),
+        None => Json(agent.pass().await).into_response(),
+    }
+}
+
+async fn console(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
+    let known = agent.desired().is_some_and(|d| d.vms.iter().any(|vm| vm.id == id));
+    if !known {
+        return Error(ApiError::not_found("vm", &id)).into_response();
+    }
+    let path = agent.res.vm_dir.join(&id).join("console.log");
+    match read_tail(&path, CONSOLE_TAIL) {
+        Ok(text) => ([("content-type", "text/plain; charset=utf-8")], text).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new().into_response(),
+        Err(e) => Error(ApiError::internal(format!("reading {}: {e}", path.display()))).into_response(),
+    }
+}
+
+fn read_tail(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}

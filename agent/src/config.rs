@@ -1,0 +1,147 @@
+//! Flags and `--config` TOML of `hci-agent`; flags override the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(name = "hci-agent", version, about = "The hci node agent: VMs, volumes and images on this host")]
+pub struct Flags {
+    /// TOML file with any of the settings below (flags override it).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// This host's id (a DNS label, unique in the site).
+    #[arg(long, global = true)]
+    pub host_id: Option<String>,
+    /// Controller URLs (comma separated); agents join the cluster in a later issue.
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub controller: Vec<String>,
+    /// Directory for the agent's state, per-VM files, images and the default pool.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the agent API.
+    #[arg(long, value_name = "HOST:PORT", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// libvirt connection URI.
+    #[arg(long, value_name = "URI", global = true)]
+    pub libvirt_uri: Option<String>,
+    #[arg(long, global = true)]
+    pub site: Option<String>,
+    /// The host's architecture; must match what libvirt reports.
+    #[arg(long, global = true)]
+    pub arch: Option<String>,
+    /// Single-use join token file (used from the cluster-join issue on).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// A directory-backed qcow2 pool: NAME=DIR (repeatable; default: default=DATA_DIR/pools/default).
+    #[arg(long = "pool", value_name = "NAME=DIR", global = true)]
+    pub pools: Vec<String>,
+    /// Seconds between drift-repair passes.
+    #[arg(long, value_name = "S", global = true)]
+    pub reconcile_interval: Option<u64>,
+    /// Seconds a guest gets to shut down before it is forced off.
+    #[arg(long, value_name = "S", global = true)]
+    pub shutdown_timeout: Option<u64>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print this host's inventory as JSON and exit.
+    HostInfo,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub host_id: Option<String>,
+    pub controller: Option<Vec<String>>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub libvirt_uri: Option<String>,
+    pub site: Option<String>,
+    pub arch: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub pools: Option<Vec<String>>,
+    pub reconcile_interval: Option<u64>,
+    pub shutdown_timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host_id: String,
+    pub controllers: Vec<String>,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub libvirt_uri: String,
+    pub site: String,
+    pub arch: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// (pool name, directory)
+    pub pools: Vec<(String, PathBuf)>,
+    pub reconcile_interval_s: u64,
+    pub shutdown_timeout_s: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {message}")]
+    File { path: String, message: String },
+    #[error("--{0} is required (flag or config file)")]
+    Missing(&'static str),
+    #[error("--{field}: {why}")]
+    Invalid { field: &'static str, why: String },
+}
+
+impl Config {
+    pub fn resolve(flags: &Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File { path: path.display().to_string(), message: e.to_string() })?;
+                toml::from_str(&text)
+                    .map_err(|e| ConfigError::File { path: path.display().to_string(), message: e.to_string() })?
+            }
+            None => FileConfig::default(),
+        };
+        let host_id = flags.host_id.clone().or(file.host_id).ok_or(ConfigError::Missing("host-id"))?;
+        hci_shared::names::check_name(&host_id).map_err(|why| ConfigError::Invalid { field: "host-id", why })?;
+        let data_dir = flags.data_dir.clone().or(file.data_dir).ok_or(ConfigError::Missing("data-dir"))?;
+        let site = flags.site.clone().or(file.site).unwrap_or_else(|| "primary".into());
+        hci_shared::names::check_name(&site).map_err(|why| ConfigError::Invalid { field: "site", why })?;
+        let arch = flags.arch.clone().or(file.arch);
+        if let Some(a) = &arch {
+            if !hci_shared::validate::ARCHES.contains(&a.as_str()) {
+                return Err(ConfigError::Invalid { field: "arch", why: format!("'{a}' is not one of x86_64, ppc64le, aarch64") });
+            }
+        }
+        let pool_specs = if flags.pools.is_empty() { file.pools.unwrap_or_default() } else { flags.pools.clone() };
+        let mut pools = Vec::new();
+        for spec in pool_specs {
+            let (name, dir) = spec
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Invalid { field: "pool", why: format!("'{spec}' is not NAME=DIR") })?;
+            hci_shared::names::check_name(name).map_err(|why| ConfigError::Invalid { field: "pool", why })?;
+            pools.push((name.to_string(), PathBuf::from(dir)));
+        }
+        if pools.is_empty() {
+            pools.push(("default".to_string(), data_dir.join("pools").join("default")));
+        }
+        Ok(Self {
+            host_id,
+            controllers: if flags.controller.is_empty() { file.controller.unwrap_or_default() } else { flags.controller.clone() },
+            listen: flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7100))),
+            libvirt_uri: flags.libvirt_uri.clone().or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into()),
+            site,
+            arch,
+            token_file: flags.token_file.clone().or(file.token_file),
+            pools,
+            reconcile_interval_s: flags.reconcile_interval.or(file.reconcile_interval).unwrap_or(10).max(1),
+            shutdown_timeout_s: flags.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30),
+            data_dir,
+        })
+    }
+}

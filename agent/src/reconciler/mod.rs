@@ -1,0 +1,273 @@
+//! The reconciler: makes this host match its desired state, one pass at a time.
+//!
+//! A pass reads what the host has, plans with the pure functions in [`plan`], and carries the actions
+//! out in a safe order: volumes first (create, grow), then domains (define, start, stop, reboot),
+//! then removal of what is no longer desired (domains before the volumes they used). Each VM and
+//! volume fails on its own: an error is reported on that resource and the pass goes on. Passes are
+//! idempotent, so an agent killed mid-pass simply converges on the next one. It must never touch a
+//! domain or volume it does not own.
+
+pub mod plan;
+mod spec;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hci_firmware_profiles::{HostFirmware, Profiles};
+use hci_shared::agent::{HostDesired, HostReport, ImageRef, VmReport, VmRunState, VolumeReport, VolumeSource};
+use hci_shared::resources::PowerState;
+
+use crate::hypervisor::{DomainInfo, Hypervisor};
+use crate::store::AgentState;
+use crate::volumes::{SourceSpec, VolumeBackend, VolumeInfo};
+use plan::{DomainAction, PresentVolume, VolumeAction, WantedDomain};
+pub use spec::domain_name;
+
+/// Where verified image files come from (the image store; a fake in tests).
+pub trait ImageSource: Send + Sync {
+    /// A local, verified copy of `image`.
+    fn ensure(&self, image: &ImageRef) -> Result<PathBuf, String>;
+}
+
+/// Everything one pass drives on this host.
+pub struct HostResources {
+    pub host_id: String,
+    pub hypervisor: Arc<dyn Hypervisor>,
+    pub pools: BTreeMap<String, Arc<dyn VolumeBackend>>,
+    pub images: Arc<dyn ImageSource>,
+    pub profiles: Profiles,
+    pub firmware: HostFirmware,
+    /// `kvm` or `qemu` (TCG).
+    pub domain_type: String,
+    /// Per-VM files (NVRAM, console log) live in `vm_dir/<vm id>/`.
+    pub vm_dir: PathBuf,
+    pub shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for HostResources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostResources").field("host_id", &self.host_id).field("pools", &self.pools.keys()).finish()
+    }
+}
+
+/// The result of one pass.
+#[derive(Debug, Clone)]
+pub struct PassOutcome {
+    pub report: HostReport,
+    /// Whether `state` changed (the caller persists it).
+    pub state_changed: bool,
+    pub errors: usize,
+}
+
+fn present_volumes(res: &HostResources, errors: &mut BTreeMap<String, String>) -> Vec<(String, VolumeInfo)> {
+    let mut out = Vec::new();
+    for (pool, backend) in &res.pools {
+        match backend.list() {
+            Ok(list) => out.extend(list.into_iter().map(|v| (pool.clone(), v))),
+            Err(e) => {
+                errors.insert(format!("pool/{pool}"), e.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn source_spec(res: &HostResources, source: &VolumeSource) -> Result<SourceSpec, String> {
+    Ok(match source {
+        VolumeSource::Empty => SourceSpec::Empty,
+        VolumeSource::Image(image) => {
+            let path = res.images.ensure(image)?;
+            let format = match image.format {
+                hci_shared::agent::ImageFormat::Qcow2 => "qcow2",
+                hci_shared::agent::ImageFormat::Raw => "raw",
+            };
+            SourceSpec::Image { path, format: format.to_string() }
+        }
+        VolumeSource::Clone { from } => SourceSpec::Clone { from_volume: from.clone() },
+    })
+}
+
+fn run_volume_action(res: &HostResources, desired: &HostDesired, action: &VolumeAction) -> Result<(), String> {
+    let (pool, id) = match action {
+        VolumeAction::Create { pool, id, .. } | VolumeAction::Grow { pool, id, .. } => (pool, id),
+    };
+    let backend = res.pools.get(pool).ok_or_else(|| format!("pool '{pool}' is not configured on this host"))?;
+    match action {
+        VolumeAction::Create { capacity_bytes, .. } => {
+            let wanted = desired.volumes.iter().find(|v| &v.id == id).ok_or("volume vanished from desired state")?;
+            let source = source_spec(res, &wanted.source)?;
+            backend.create(id, *capacity_bytes, &source).map(|_| ()).map_err(|e| e.to_string())
+        }
+        VolumeAction::Grow { capacity_bytes, .. } => {
+            backend.resize(id, *capacity_bytes).map(|_| ()).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn run_domain_action(
+    res: &HostResources,
+    spec: &crate::hypervisor::DomainSpec,
+    action: &DomainAction,
+) -> Result<(), String> {
+    let name = spec.name.as_str();
+    let result = match action {
+        DomainAction::Define => res.hypervisor.define(spec),
+        DomainAction::Start => res.hypervisor.start(name),
+        DomainAction::Shutdown => res.hypervisor.shutdown(name, res.shutdown_timeout),
+        DomainAction::Reboot => res.hypervisor.reboot(name),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+/// One reconcile pass toward `state.desired`. With no desired state yet, nothing is changed: the
+/// pass only reports what it finds.
+pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
+    let mut volume_errors: BTreeMap<String, String> = BTreeMap::new();
+    let mut vm_errors: BTreeMap<String, String> = BTreeMap::new();
+    let mut state_changed = false;
+    let desired = state.desired.clone();
+
+    if let Some(desired) = &desired {
+        // 1. Volumes: create what is missing, grow what is too small.
+        let present: Vec<PresentVolume> = present_volumes(res, &mut volume_errors)
+            .into_iter()
+            .map(|(pool, v)| PresentVolume { pool, id: v.id, capacity_bytes: v.capacity_bytes })
+            .collect();
+        for action in plan::plan_volumes(&desired.volumes, &present) {
+            let (VolumeAction::Create { id, .. } | VolumeAction::Grow { id, .. }) = &action;
+            if let Err(e) = run_volume_action(res, desired, &action) {
+                tracing::warn!(volume = %id, error = %e, "volume action failed");
+                volume_errors.insert(id.clone(), e);
+            }
+        }
+
+        // 2. Domains: define, start, stop, reboot.
+        let present_after = present_volumes(res, &mut volume_errors);
+        let volumes: BTreeMap<String, VolumeInfo> =
+            present_after.iter().map(|(_, v)| (v.id.clone(), v.clone())).collect();
+        let actual: BTreeMap<String, DomainInfo> = match res.hypervisor.list() {
+            Ok(list) => list.into_iter().map(|d| (d.name.clone(), d)).collect(),
+            Err(e) => {
+                for vm in &desired.vms {
+                    vm_errors.insert(vm.id.clone(), e.to_string());
+                }
+                BTreeMap::new()
+            }
+        };
+        for vm in &desired.vms {
+            let spec = match spec::build(res, desired.generation, vm, &volumes) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    vm_errors.insert(vm.id.clone(), e);
+                    continue;
+                }
+            };
+            let applied = *state.applied_reboots.entry(vm.id.clone()).or_insert_with(|| {
+                state_changed = true;
+                vm.reboot_count
+            });
+            let wanted = WantedDomain {
+                name: spec.name.clone(),
+                digest: spec.digest(),
+                power: vm.power,
+                reboot_count: vm.reboot_count,
+            };
+            for action in plan::plan_domain(&wanted, actual.get(&spec.name), applied) {
+                if let Err(e) = run_domain_action(res, &spec, &action) {
+                    tracing::warn!(vm = %vm.id, ?action, error = %e, "domain action failed");
+                    vm_errors.insert(vm.id.clone(), e);
+                    break;
+                }
+                if matches!(action, DomainAction::Start | DomainAction::Reboot) && applied != vm.reboot_count {
+                    state.applied_reboots.insert(vm.id.clone(), vm.reboot_count);
+                    state_changed = true;
+                }
+            }
+        }
+
+        // 3. Remove what is no longer desired: domains first, then their volumes.
+        let wanted_names: BTreeSet<String> = desired.vms.iter().map(|vm| domain_name(&res.host_id, &vm.id)).collect();
+        let actual_list: Vec<DomainInfo> = actual.into_values().collect();
+        let (undefine, _) = plan::plan_domain_cleanup(&res.host_id, &wanted_names, &actual_list);
+        for name in undefine {
+            match res.hypervisor.undefine(&name) {
+                Ok(()) => {
+                    if let Some(vm_id) = actual_list.iter().find(|d| d.name == name).and_then(|d| d.owner.as_ref()) {
+                        spec::remove_vm_files(res, &vm_id.vm_id);
+                        state.applied_reboots.remove(&vm_id.vm_id);
+                        state_changed = true;
+                    }
+                }
+                Err(e) => {
+                    vm_errors.insert(name.clone(), e.to_string());
+                }
+            }
+        }
+        if vm_errors.is_empty() {
+            let present: Vec<PresentVolume> = present_after
+                .iter()
+                .map(|(pool, v)| PresentVolume { pool: pool.clone(), id: v.id.clone(), capacity_bytes: v.capacity_bytes })
+                .collect();
+            for (pool, id) in plan::plan_volume_deletes(&desired.volumes, &present) {
+                if let Some(backend) = res.pools.get(&pool) {
+                    if let Err(e) = backend.delete(&id) {
+                        volume_errors.insert(id.clone(), e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    let report = build_report(res, state, desired.as_ref(), &vm_errors, &volume_errors);
+    PassOutcome { report, state_changed, errors: vm_errors.len() + volume_errors.len() }
+}
+
+fn build_report(
+    res: &HostResources,
+    state: &AgentState,
+    desired: Option<&HostDesired>,
+    vm_errors: &BTreeMap<String, String>,
+    volume_errors: &BTreeMap<String, String>,
+) -> HostReport {
+    let domains = res.hypervisor.list().unwrap_or_default();
+    let by_name: BTreeMap<&str, &DomainInfo> = domains.iter().map(|d| (d.name.as_str(), d)).collect();
+    let mut converged = vm_errors.is_empty() && volume_errors.is_empty();
+    let vms = desired
+        .map(|d| d.vms.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|vm| {
+            let name = domain_name(&res.host_id, &vm.id);
+            let state = by_name.get(name.as_str()).map_or(VmRunState::Missing, |d| d.state);
+            let in_place = match vm.power {
+                PowerState::Running => state == VmRunState::Running,
+                PowerState::Stopped => state == VmRunState::Stopped,
+            };
+            converged &= in_place;
+            let stats = (state == VmRunState::Running).then(|| res.hypervisor.stats(&name).ok()).flatten();
+            VmReport { id: vm.id.clone(), state, stats, last_error: vm_errors.get(&vm.id).cloned() }
+        })
+        .collect();
+    let mut ignored = BTreeMap::new();
+    let volumes = present_volumes(res, &mut ignored)
+        .into_iter()
+        .map(|(pool, v)| VolumeReport {
+            last_error: volume_errors.get(&v.id).cloned(),
+            id: v.id,
+            pool,
+            capacity_bytes: v.capacity_bytes,
+            allocation_bytes: v.allocation_bytes,
+        })
+        .collect();
+    let (_, foreign_domains) = plan::plan_domain_cleanup(&res.host_id, &BTreeSet::new(), &domains);
+    HostReport {
+        host_id: res.host_id.clone(),
+        desired_generation: state.generation(),
+        converged_generation: desired.filter(|_| converged).map(|d| d.generation),
+        vms,
+        volumes,
+        foreign_domains,
+    }
+}

@@ -1,0 +1,142 @@
+//! The running agent: holds the persisted state, accepts new desired states, and runs reconcile
+//! passes (on every change and periodically, to repair drift) one at a time.
+//!
+//! A desired state is written to disk before it is acknowledged, so an agent killed right after
+//! acknowledging still converges to it after a restart. Passes run on a blocking thread: libvirt's API
+//! is synchronous.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hci_shared::agent::{HostDesired, HostReport};
+
+use crate::metrics::AgentMetrics;
+use crate::reconciler::{reconcile, HostResources};
+use crate::store::{AcceptError, AgentState, StateFile, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfferError {
+    #[error(transparent)]
+    Refused(#[from] AcceptError),
+    #[error("persisting the desired state: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub struct Agent {
+    pub res: Arc<HostResources>,
+    pub site: String,
+    pub metrics: AgentMetrics,
+    state: Mutex<AgentState>,
+    file: StateFile,
+    report: Mutex<Option<HostReport>>,
+    /// Serializes passes.
+    pass_lock: tokio::sync::Mutex<()>,
+    wake: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").field("host_id", &self.res.host_id).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Agent {
+    /// Loads the persisted state from `file` (an empty state on first start).
+    pub fn open(res: HostResources, site: String, file: StateFile, metrics: AgentMetrics) -> Result<Arc<Self>, StoreError> {
+        let state = file.load()?;
+        Ok(Arc::new(Self {
+            res: Arc::new(res),
+            site,
+            metrics,
+            state: Mutex::new(state),
+            file,
+            report: Mutex::new(None),
+            pass_lock: tokio::sync::Mutex::new(()),
+            wake: tokio::sync::Notify::new(),
+        }))
+    }
+
+    pub fn desired(&self) -> Option<HostDesired> {
+        lock(&self.state).desired.clone()
+    }
+
+    pub fn last_report(&self) -> Option<HostReport> {
+        lock(&self.report).clone()
+    }
+
+    /// Accepts `desired` if it is newer than what is held, persists it, then wakes the reconciler.
+    /// Returns the generation now held.
+    pub fn offer(&self, desired: HostDesired) -> Result<u64, OfferError> {
+        let mut state = lock(&self.state);
+        let mut next = state.clone();
+        if next.accept(&self.res.host_id, desired)? {
+            self.file.save(&next)?;
+            *state = next;
+            self.wake.notify_one();
+        }
+        Ok(state.generation())
+    }
+
+    /// Runs one pass now (waiting for a running one to finish first) and returns its report.
+    pub async fn pass(self: &Arc<Self>) -> HostReport {
+        let _guard = self.pass_lock.lock().await;
+        let agent = self.clone();
+        let joined = tokio::task::spawn_blocking(move || agent.pass_blocking()).await;
+        match joined {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::error!(error = %e, "reconcile pass panicked");
+                self.last_report().unwrap_or_else(|| self.empty_report())
+            }
+        }
+    }
+
+    fn empty_report(&self) -> HostReport {
+        HostReport {
+            host_id: self.res.host_id.clone(),
+            desired_generation: lock(&self.state).generation(),
+            converged_generation: None,
+            vms: vec![],
+            volumes: vec![],
+            foreign_domains: vec![],
+        }
+    }
+
+    fn pass_blocking(&self) -> HostReport {
+        let started = Instant::now();
+        let mut working = lock(&self.state).clone();
+        let outcome = reconcile(&self.res, &mut working);
+        if outcome.state_changed {
+            // Keep a desired state that arrived during the pass; take only what the pass applied.
+            let mut state = lock(&self.state);
+            let mut next = state.clone();
+            next.applied_reboots = working.applied_reboots;
+            match self.file.save(&next) {
+                Ok(()) => *state = next,
+                Err(e) => tracing::error!(error = %e, "persisting applied state"),
+            }
+        }
+        self.metrics.reconcile_passes.inc();
+        self.metrics.reconcile_errors.inc_by(outcome.errors as u64);
+        self.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics.record_report(&outcome.report);
+        *lock(&self.report) = Some(outcome.report.clone());
+        outcome.report
+    }
+
+    /// Reconciles on every accepted change and every `interval` (drift repair), forever.
+    pub async fn run(self: Arc<Self>, interval: Duration) {
+        loop {
+            let report = self.pass().await;
+            tracing::debug!(converged = ?report.converged_generation, "reconcile pass done");
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}

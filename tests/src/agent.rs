@@ -1,0 +1,224 @@
+//! Real `hci-agent` processes against real libvirt, for the agent's end-to-end tests.
+//!
+//! Each simulated host gets its own libvirt instance (`scripts/libvirt/host.sh`, its own daemons,
+//! state and socket in a private mount namespace), so tests running in parallel never see each
+//! other's domains. [`LibvirtHost`] and [`AgentProc`] clean up in `Drop`: the agent is killed, the
+//! host's domains are destroyed with its libvirt instance, and its directories are removed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use hci_shared::agent::{HostDesired, HostReport};
+use sha2::{Digest, Sha256};
+
+use crate::ports::free_port;
+use crate::wait::poll;
+
+/// The repository root (scripts live there).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The test guest (built once, cached by the builder itself): `disk.qcow2` boots under BIOS and UEFI.
+pub fn test_guest() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from("/var/cache/hci-test-guest");
+        let script = repo_root().join("scripts/guest/build.sh");
+        run(Command::new("bash").arg(&script).arg(&dir), "scripts/guest/build.sh");
+        dir
+    })
+}
+
+/// Lowercase hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// One simulated host's own libvirt instance.
+#[derive(Debug)]
+pub struct LibvirtHost {
+    pub id: String,
+    pub uri: String,
+}
+
+impl LibvirtHost {
+    pub fn up(id: &str) -> Self {
+        let script = repo_root().join("scripts/libvirt/host.sh");
+        let out = run(Command::new("bash").arg(&script).arg("up").arg(id), "libvirt host.sh up");
+        let uri = out.lines().rev().find(|l| l.starts_with("qemu:")).map(str::to_string);
+        let uri = uri.unwrap_or_else(|| run(Command::new("bash").arg(&script).arg("uri").arg(id), "host.sh uri").trim().to_string());
+        Self { id: id.to_string(), uri }
+    }
+
+    /// `virsh list --all --name` on this host's instance.
+    pub fn domains(&self) -> Vec<String> {
+        let out = run(Command::new("virsh").args(["-c", &self.uri, "list", "--all", "--name"]), "virsh list");
+        out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
+    }
+}
+
+impl Drop for LibvirtHost {
+    fn drop(&mut self) {
+        for name in self.domains_quiet() {
+            let _ = Command::new("virsh").args(["-c", &self.uri, "destroy", &name]).output();
+            let _ = Command::new("virsh").args(["-c", &self.uri, "undefine", &name, "--nvram", "--tpm"]).output();
+        }
+        let script = repo_root().join("scripts/libvirt/host.sh");
+        let _ = Command::new("bash").arg(&script).args(["down", &self.id, "--purge"]).output();
+    }
+}
+
+impl LibvirtHost {
+    fn domains_quiet(&self) -> Vec<String> {
+        Command::new("virsh")
+            .args(["-c", &self.uri, "list", "--all", "--name"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A running `hci-agent` for one simulated host.
+#[derive(Debug)]
+pub struct AgentProc {
+    pub host_id: String,
+    pub uri: String,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    http: reqwest::blocking::Client,
+}
+
+impl AgentProc {
+    pub fn start(host: &LibvirtHost) -> Self {
+        // The pool and image directories must be traversable by libvirt's QEMU user.
+        let dir = tempfile::Builder::new().prefix("hci-agent-").tempdir_in("/var/tmp").expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        let mut agent =
+            Self { host_id: host.id.clone(), uri: host.uri.clone(), port: free_port(), dir, child: None, http };
+        agent.spawn();
+        agent
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log");
+        let child = Command::new(crate::bins::bin("hci-agent"))
+            .args(["--host-id", &self.host_id, "--libvirt-uri", &self.uri, "--reconcile-interval", "2"])
+            .args(["--shutdown-timeout", "20", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn hci-agent");
+        self.child = Some(child);
+        poll("agent /healthz", Duration::from_secs(30), || {
+            self.http
+                .get(self.url("/healthz"))
+                .send()
+                .map_err(|e| format!("{e}; log: {}", self.log_tail()))
+                .and_then(|r| if r.status().is_success() { Ok(()) } else { Err(r.status().to_string()) })
+        });
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// PUT the desired state; returns the HTTP status.
+    pub fn put_desired(&self, desired: &HostDesired) -> u16 {
+        self.http.put(self.url("/agent/v1/desired")).json(desired).send().expect("PUT desired").status().as_u16()
+    }
+
+    pub fn report(&self) -> Result<HostReport, String> {
+        let r = self.http.get(self.url("/agent/v1/report")).send().map_err(|e| e.to_string())?;
+        r.json().map_err(|e| e.to_string())
+    }
+
+    /// Waits until a pass converged to `generation` and `check` accepts the report.
+    pub fn wait_converged(&self, generation: u64, timeout: Duration, check: impl Fn(&HostReport) -> Result<(), String>) -> HostReport {
+        poll(&format!("agent {} converged to generation {generation}", self.host_id), timeout, || {
+            let report = self.report()?;
+            if report.converged_generation != Some(generation) {
+                return Err(format!("{report:?}; log:\n{}", self.log_tail()));
+            }
+            check(&report).map(|_| report)
+        })
+    }
+
+    pub fn console(&self, vm_id: &str) -> String {
+        self.http
+            .get(self.url(&format!("/agent/v1/vms/{vm_id}/console")))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    }
+
+    pub fn wait_console(&self, vm_id: &str, needle: &str, timeout: Duration) -> String {
+        poll(&format!("console of {vm_id} to show {needle:?}"), timeout, || {
+            let text = self.console(vm_id);
+            if text.contains(needle) {
+                Ok(text)
+            } else {
+                Err(text.lines().rev().take(5).collect::<Vec<_>>().join(" | "))
+            }
+        })
+    }
+
+    pub fn metrics(&self) -> String {
+        self.http.get(self.url("/metrics")).send().and_then(|r| r.text()).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- agent {} log tail ---\n{}", self.host_id, self.log_tail());
+        }
+        self.kill9();
+    }
+}
