@@ -100,7 +100,7 @@ fn lifecycle(firmware: &str, host_id: &str) {
     // 3. Start again, then reboot: the guest boots twice more and finds its marker.
     assert_eq!(agent.put_desired(&desired(host_id, 3, vec![vm(firmware, &marker, PowerState::Running, 0)], volumes())), 200);
     agent.wait_converged(3, BOOT, no_vm_errors);
-    agent.wait_console("vm-1", &format!("HCI-MARKER-FOUND HCI-MARKER {marker}"), BOOT);
+    agent.wait_console("vm-1", &format!("HCI-MARKER-FOUND {marker}"), BOOT);
     let boots_before = agent.console("vm-1").matches("HCI-GUEST-BOOTED").count();
     assert_eq!(agent.put_desired(&desired(host_id, 4, vec![vm(firmware, &marker, PowerState::Running, 1)], volumes())), 200);
     agent.wait_converged(4, BOOT, no_vm_errors);
@@ -166,10 +166,10 @@ fn agent_killed_during_create_converges_to_exactly_one_vm() {
 fn host_info_and_unrunnable_profile() {
     let host_id = format!("t-info-{}", std::process::id() % 100_000);
     let host = LibvirtHost::up(&host_id);
-    let dir = tempfile::Builder::new().prefix("hci-agent-info-").tempdir_in("/var/tmp").expect("tmp");
+    let agent = AgentProc::start(&host);
     let out = Command::new(hci_tests::bins::bin("hci-agent"))
         .args(["host-info", "--host-id", &host_id, "--libvirt-uri", &host.uri, "--data-dir"])
-        .arg(dir.path())
+        .arg(agent.data_dir())
         .output()
         .expect("hci-agent host-info");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -185,7 +185,6 @@ fn host_info_and_unrunnable_profile() {
     assert!(info.pools[0].capacity_bytes > 0);
 
     // A profile the host cannot run is refused before anything is created.
-    let agent = AgentProc::start(&host);
     let mut arm = vm("aarch64-uefi", "x", PowerState::Running, 0);
     arm.arch = "aarch64".into();
     if !info.firmware_profiles.contains(&"aarch64-uefi".to_string()) {
