@@ -115,7 +115,10 @@ impl Config {
         let arch = flags.arch.clone().or(file.arch);
         if let Some(a) = &arch {
             if !hci_shared::validate::ARCHES.contains(&a.as_str()) {
-                return Err(ConfigError::Invalid { field: "arch", why: format!("'{a}' is not one of x86_64, ppc64le, aarch64") });
+                return Err(ConfigError::Invalid {
+                    field: "arch",
+                    why: format!("'{a}' is not one of x86_64, ppc64le, aarch64"),
+                });
             }
         }
         let pool_specs = if flags.pools.is_empty() { file.pools.unwrap_or_default() } else { flags.pools.clone() };
@@ -132,7 +135,11 @@ impl Config {
         }
         Ok(Self {
             host_id,
-            controllers: if flags.controller.is_empty() { file.controller.unwrap_or_default() } else { flags.controller.clone() },
+            controllers: if flags.controller.is_empty() {
+                file.controller.unwrap_or_default()
+            } else {
+                flags.controller.clone()
+            },
             listen: flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7100))),
             libvirt_uri: flags.libvirt_uri.clone().or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into()),
             site,

@@ -78,9 +78,8 @@ fn serve(config: Config, res: HostResources, metrics: AgentMetrics) -> anyhow::R
     runtime.block_on(async move {
         let agent = Agent::open(res, config.site.clone(), StateFile::new(&config.data_dir), metrics)
             .context("loading the agent state")?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(host = %config.host_id, listen = %config.listen, "agent serving");
         tokio::spawn(agent.clone().run(Duration::from_secs(config.reconcile_interval_s)));
         axum::serve(listener, hci_agent::api::router(agent))

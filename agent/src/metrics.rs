@@ -49,12 +49,18 @@ impl AgentMetrics {
         );
         let vm_gauge = |name: &str, help: &str| must(GaugeVec::new(Opts::new(name, help), &["vm"]), name);
         let metrics = Self {
-            reconcile_passes: must(IntCounter::new("hci_agent_reconcile_passes_total", "Reconcile passes run"), "passes"),
+            reconcile_passes: must(
+                IntCounter::new("hci_agent_reconcile_passes_total", "Reconcile passes run"),
+                "passes",
+            ),
             reconcile_errors: must(
                 IntCounter::new("hci_agent_reconcile_errors_total", "Resource errors seen by reconcile passes"),
                 "errors",
             ),
-            desired_generation: must(IntGauge::new("hci_agent_desired_generation", "Desired-state generation held"), "dg"),
+            desired_generation: must(
+                IntGauge::new("hci_agent_desired_generation", "Desired-state generation held"),
+                "dg",
+            ),
             converged_generation: must(
                 IntGauge::new("hci_agent_converged_generation", "Last generation a pass fully converged to"),
                 "cg",

@@ -46,7 +46,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Agent {
     /// Loads the persisted state from `file` (an empty state on first start).
-    pub fn open(res: HostResources, site: String, file: StateFile, metrics: AgentMetrics) -> Result<Arc<Self>, StoreError> {
+    pub fn open(
+        res: HostResources,
+        site: String,
+        file: StateFile,
+        metrics: AgentMetrics,
+    ) -> Result<Arc<Self>, StoreError> {
         let state = file.load()?;
         Ok(Arc::new(Self {
             res: Arc::new(res),

@@ -291,7 +291,9 @@ fn boots_uefi_secure_boot_guest_with_a_vtpm() {
     let caps = hv.capabilities().expect("capabilities");
     let profiles = Profiles::builtin().expect("profiles");
     if let Err(why) = caps.firmware.check(profiles.get("x86_64-uefi-secureboot").expect("profile")) {
-        eprintln!("secureboot: skipped, this host cannot run it (scripts/libvirt/up.sh installs swtpm and OVMF): {why}");
+        eprintln!(
+            "secureboot: skipped, this host cannot run it (scripts/libvirt/up.sh installs swtpm and OVMF): {why}"
+        );
         return;
     }
     let _serial = boot_lock();

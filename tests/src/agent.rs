@@ -62,7 +62,9 @@ impl LibvirtHost {
         let script = repo_root().join("scripts/libvirt/host.sh");
         let out = run(Command::new("bash").arg(&script).arg("up").arg(id), "libvirt host.sh up");
         let uri = out.lines().rev().find(|l| l.starts_with("qemu:")).map(str::to_string);
-        let uri = uri.unwrap_or_else(|| run(Command::new("bash").arg(&script).arg("uri").arg(id), "host.sh uri").trim().to_string());
+        let uri = uri.unwrap_or_else(|| {
+            run(Command::new("bash").arg(&script).arg("uri").arg(id), "host.sh uri").trim().to_string()
+        });
         Self { id: id.to_string(), uri }
     }
 
@@ -89,7 +91,14 @@ impl LibvirtHost {
         Command::new("virsh")
             .args(["-c", &self.uri, "list", "--all", "--name"])
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -168,7 +177,12 @@ impl AgentProc {
     }
 
     /// Waits until a pass converged to `generation` and `check` accepts the report.
-    pub fn wait_converged(&self, generation: u64, timeout: Duration, check: impl Fn(&HostReport) -> Result<(), String>) -> HostReport {
+    pub fn wait_converged(
+        &self,
+        generation: u64,
+        timeout: Duration,
+        check: impl Fn(&HostReport) -> Result<(), String>,
+    ) -> HostReport {
         poll(&format!("agent {} converged to generation {generation}", self.host_id), timeout, || {
             let report = self.report()?;
             if report.converged_generation != Some(generation) {

@@ -26,7 +26,12 @@ fn image() -> ImageRef {
 
 fn volumes() -> Vec<VolumeDesired> {
     vec![
-        VolumeDesired { id: "vol-boot".into(), pool: "default".into(), size_gib: 1, source: VolumeSource::Image(image()) },
+        VolumeDesired {
+            id: "vol-boot".into(),
+            pool: "default".into(),
+            size_gib: 1,
+            source: VolumeSource::Image(image()),
+        },
         VolumeDesired { id: "vol-data".into(), pool: "default".into(), size_gib: 1, source: VolumeSource::Empty },
     ]
 }
@@ -79,17 +84,26 @@ fn lifecycle(firmware: &str, host_id: &str) {
     let marker = format!("m{}", std::process::id());
 
     // 1. Create and boot.
-    assert_eq!(agent.put_desired(&desired(host_id, 1, vec![vm(firmware, &marker, PowerState::Running, 0)], volumes())), 200);
+    assert_eq!(
+        agent.put_desired(&desired(host_id, 1, vec![vm(firmware, &marker, PowerState::Running, 0)], volumes())),
+        200
+    );
     agent.wait_converged(1, BOOT, no_vm_errors);
     agent.wait_console("vm-1", &format!("HCI-MARKER-WRITTEN {marker}"), BOOT);
     assert_eq!(host.domains(), vec![format!("hci-{host_id}-vm-1")], "exactly one domain, named for host and VM");
 
     // Re-sending the same generation changes nothing; an older one is refused.
-    assert_eq!(agent.put_desired(&desired(host_id, 1, vec![vm(firmware, &marker, PowerState::Running, 0)], volumes())), 200);
+    assert_eq!(
+        agent.put_desired(&desired(host_id, 1, vec![vm(firmware, &marker, PowerState::Running, 0)], volumes())),
+        200
+    );
     assert_eq!(agent.put_desired(&desired(host_id, 0, vec![], vec![])), 409);
 
     // 2. Graceful stop; the marker is on the data volume.
-    assert_eq!(agent.put_desired(&desired(host_id, 2, vec![vm(firmware, &marker, PowerState::Stopped, 0)], volumes())), 200);
+    assert_eq!(
+        agent.put_desired(&desired(host_id, 2, vec![vm(firmware, &marker, PowerState::Stopped, 0)], volumes())),
+        200
+    );
     let report = agent.wait_converged(2, BOOT, no_vm_errors);
     assert_eq!(report.vms[0].state, VmRunState::Stopped);
     assert!(agent.console("vm-1").contains("HCI-GUEST-SHUTDOWN"), "the guest saw an ACPI shutdown, not a forced stop");
@@ -98,21 +112,35 @@ fn lifecycle(firmware: &str, host_id: &str) {
     assert!(head.starts_with(&format!("HCI-MARKER {marker}")), "data volume starts with {head:?}");
 
     // 3. Start again, then reboot: the guest boots twice more and finds its marker.
-    assert_eq!(agent.put_desired(&desired(host_id, 3, vec![vm(firmware, &marker, PowerState::Running, 0)], volumes())), 200);
+    assert_eq!(
+        agent.put_desired(&desired(host_id, 3, vec![vm(firmware, &marker, PowerState::Running, 0)], volumes())),
+        200
+    );
     agent.wait_converged(3, BOOT, no_vm_errors);
     agent.wait_console("vm-1", &format!("HCI-MARKER-FOUND {marker}"), BOOT);
     let boots_before = agent.console("vm-1").matches("HCI-GUEST-BOOTED").count();
-    assert_eq!(agent.put_desired(&desired(host_id, 4, vec![vm(firmware, &marker, PowerState::Running, 1)], volumes())), 200);
+    assert_eq!(
+        agent.put_desired(&desired(host_id, 4, vec![vm(firmware, &marker, PowerState::Running, 1)], volumes())),
+        200
+    );
     agent.wait_converged(4, BOOT, no_vm_errors);
     hci_tests::poll("a reboot", BOOT, || {
         let boots = agent.console("vm-1").matches("HCI-GUEST-BOOTED").count();
-        if boots > boots_before { Ok(()) } else { Err(format!("{boots} boots")) }
+        if boots > boots_before {
+            Ok(())
+        } else {
+            Err(format!("{boots} boots"))
+        }
     });
 
     // 4. Delete everything: the domain, its NVRAM and the volumes go.
     assert_eq!(agent.put_desired(&desired(host_id, 5, vec![], vec![])), 200);
     let report = agent.wait_converged(5, BOOT, |r| {
-        if r.volumes.is_empty() && r.vms.is_empty() { Ok(()) } else { Err(format!("{r:?}")) }
+        if r.volumes.is_empty() && r.vms.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
     });
     assert!(report.foreign_domains.is_empty());
     assert!(host.domains().is_empty(), "no domain left: {:?}", host.domains());

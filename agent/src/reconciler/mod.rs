@@ -208,7 +208,11 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
         if vm_errors.is_empty() {
             let present: Vec<PresentVolume> = present_after
                 .iter()
-                .map(|(pool, v)| PresentVolume { pool: pool.clone(), id: v.id.clone(), capacity_bytes: v.capacity_bytes })
+                .map(|(pool, v)| PresentVolume {
+                    pool: pool.clone(),
+                    id: v.id.clone(),
+                    capacity_bytes: v.capacity_bytes,
+                })
                 .collect();
             for (pool, id) in plan::plan_volume_deletes(&desired.volumes, &present) {
                 if let Some(backend) = res.pools.get(&pool) {

@@ -99,7 +99,11 @@ pub fn plan_domain(wanted: &WantedDomain, actual: Option<&DomainInfo>, applied_r
 /// Domains this host owns that are not desired (to undefine), and domains hci does not own (to
 /// report). Domains owned by another host id are neither: they belong to another agent sharing this
 /// hypervisor (simulated hosts) and are left alone.
-pub fn plan_domain_cleanup(host_id: &str, wanted_names: &BTreeSet<String>, actual: &[DomainInfo]) -> (Vec<String>, Vec<String>) {
+pub fn plan_domain_cleanup(
+    host_id: &str,
+    wanted_names: &BTreeSet<String>,
+    actual: &[DomainInfo],
+) -> (Vec<String>, Vec<String>) {
     let mut undefine = Vec::new();
     let mut foreign = Vec::new();
     for domain in actual {
@@ -160,12 +164,24 @@ mod tests {
     fn domains_converge_and_then_nothing_is_planned() {
         use DomainAction::*;
         assert_eq!(plan_domain(&wanted(PowerState::Running, 0), None, 0), vec![Define, Start]);
-        assert_eq!(plan_domain(&wanted(PowerState::Running, 0), Some(&domain(VmRunState::Stopped, "d1")), 0), vec![Start]);
+        assert_eq!(
+            plan_domain(&wanted(PowerState::Running, 0), Some(&domain(VmRunState::Stopped, "d1")), 0),
+            vec![Start]
+        );
         assert_eq!(plan_domain(&wanted(PowerState::Running, 0), Some(&domain(VmRunState::Running, "d1")), 0), vec![]);
-        assert_eq!(plan_domain(&wanted(PowerState::Running, 0), Some(&domain(VmRunState::Running, "d0")), 0), vec![Define]);
-        assert_eq!(plan_domain(&wanted(PowerState::Stopped, 0), Some(&domain(VmRunState::Running, "d1")), 0), vec![Shutdown]);
+        assert_eq!(
+            plan_domain(&wanted(PowerState::Running, 0), Some(&domain(VmRunState::Running, "d0")), 0),
+            vec![Define]
+        );
+        assert_eq!(
+            plan_domain(&wanted(PowerState::Stopped, 0), Some(&domain(VmRunState::Running, "d1")), 0),
+            vec![Shutdown]
+        );
         assert_eq!(plan_domain(&wanted(PowerState::Stopped, 0), Some(&domain(VmRunState::Stopped, "d1")), 0), vec![]);
-        assert_eq!(plan_domain(&wanted(PowerState::Running, 2), Some(&domain(VmRunState::Running, "d1")), 1), vec![Reboot]);
+        assert_eq!(
+            plan_domain(&wanted(PowerState::Running, 2), Some(&domain(VmRunState::Running, "d1")), 1),
+            vec![Reboot]
+        );
         assert_eq!(plan_domain(&wanted(PowerState::Running, 2), Some(&domain(VmRunState::Running, "d1")), 2), vec![]);
         assert_eq!(plan_domain(&wanted(PowerState::Stopped, 0), None, 0), vec![Define]);
     }

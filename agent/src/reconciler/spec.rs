@@ -45,10 +45,15 @@ pub fn build(
         .zip(b'a'..=b'z')
         .map(|(volume_id, letter)| {
             let info = volumes.get(volume_id).ok_or_else(|| format!("volume {volume_id} is not on this host"))?;
-            Ok(DiskSpec { volume_id: volume_id.clone(), source: info.disk.clone(), target: format!("vd{}", letter as char) })
+            Ok(DiskSpec {
+                volume_id: volume_id.clone(),
+                source: info.disk.clone(),
+                target: format!("vd{}", letter as char),
+            })
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let nics = vm.nics.iter().enumerate().map(|(i, nic)| NicSpec { mac: nic.mac.clone(), tap: tap_name(&vm.id, i) }).collect();
+    let nics =
+        vm.nics.iter().enumerate().map(|(i, nic)| NicSpec { mac: nic.mac.clone(), tap: tap_name(&vm.id, i) }).collect();
     let dir = res.vm_dir.join(&vm.id);
     Ok(DomainSpec {
         name: domain_name(&res.host_id, &vm.id),

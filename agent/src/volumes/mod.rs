@@ -23,9 +23,14 @@ use crate::hypervisor::DiskSource;
 pub enum SourceSpec {
     Empty,
     /// A verified image file in the image store.
-    Image { path: PathBuf, format: String },
+    Image {
+        path: PathBuf,
+        format: String,
+    },
     /// Another volume of the same pool.
-    Clone { from_volume: String },
+    Clone {
+        from_volume: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
