@@ -32,9 +32,12 @@ refused() {
 }
 
 DEMO_DIR=""
+DEMO_HOST=""
 cleanup() {
   local rc=$?
   stop_all TERM
+  if [[ -n $DEMO_HOST ]]; then ./scripts/libvirt/host.sh down "$DEMO_HOST" --purge >/dev/null 2>&1 || true; fi
+  if [[ -n ${AGENT_DIR:-} ]]; then rm -rf "$AGENT_DIR"; fi
   if [[ $rc -eq 130 || $rc -eq 143 ]]; then
     echo "demo interrupted" >&2
   elif [[ $rc -ne 0 && -n $DEMO_DIR ]]; then
@@ -151,5 +154,58 @@ hcictl audit | tail -n 15
 step "shut down: SIGTERM to every member"
 stop_all TERM
 echo "all members stopped."
+
+# ---------------------------------------------------------------------------------------------------
+# Part 2: one host. hci-agent on its own libvirt instance turns a desired state into a real VM.
+# (Agents join the controller cluster in the next issue; here the desired state is handed over directly.)
+step "a host: start libvirt for simulated host 'demo-h1' and hci-agent on it"
+./scripts/libvirt/up.sh >/dev/null
+./scripts/guest/build.sh /var/cache/hci-test-guest >/dev/null
+DEMO_HOST=demo-h1
+URI=$(./scripts/libvirt/host.sh up "$DEMO_HOST" | tail -n 1)
+AGENT_DIR=$(mktemp -d -p /var/tmp hci-demo-agent.XXXXXX)
+chmod 755 "$AGENT_DIR"   # libvirt's QEMU user must reach the pool and image files
+read -r PA < <(free_ports 1)
+NO_COLOR=1 "$BIN/hci-agent" --host-id "$DEMO_HOST" --libvirt-uri "$URI" --data-dir "$AGENT_DIR/data" \
+  --listen "127.0.0.1:$PA" --reconcile-interval 2 >>"$DEMO_DIR/agent.log" 2>&1 &
+HCI_PIDS+=("$!")
+AGENT="http://127.0.0.1:$PA"
+wait_until 30 "the agent to answer" healthz_ok "$PA"
+show hci-agent host-info --host-id "$DEMO_HOST" --libvirt-uri "$URI" --data-dir "$AGENT_DIR/data"
+"$BIN/hci-agent" host-info --host-id "$DEMO_HOST" --libvirt-uri "$URI" --data-dir "$AGENT_DIR/data" |
+  jq -c '{arch, cpus, memory_mib, accelerator, firmware_profiles, pools: [.pools[] | {name, backend, available_bytes}]}'
+
+step "desired state generation 1: a VM booting from a copy of the guest image, with a data volume"
+IMAGE=/var/cache/hci-test-guest/disk.qcow2
+desired() { # desired GENERATION VMS_JSON VOLUMES_JSON
+  jq -n --arg host "$DEMO_HOST" --argjson g "$1" --argjson vms "$2" --argjson vols "$3" \
+    '{host_id: $host, generation: $g, vms: $vms, volumes: $vols}'
+}
+VOLS=$(jq -n --arg src "file://$IMAGE" --arg sha "$(sha256sum "$IMAGE" | cut -d' ' -f1)" '[
+  {id: "vol-boot", pool: "default", size_gib: 1,
+   source: {image: {name: "test-guest", source: $src, format: "qcow2", sha256: $sha}}},
+  {id: "vol-data", pool: "default", size_gib: 1, source: "empty"}]')
+VMS='[{"id":"vm-demo","name":"demo","vcpus":1,"memory_mib":512,"arch":"x86_64","firmware":"x86_64-bios",
+  "disks":["vol-boot","vol-data"],"nics":[],"power":"running","reboot_count":0,
+  "oem_strings":["hci.marker=hello-from-the-demo","hci.heartbeat=0"]}]'
+desired 1 "$VMS" "$VOLS" | curl -fsS -X PUT -H 'content-type: application/json' --data-binary @- "$AGENT/agent/v1/desired"
 echo
-echo "demo finished: 3-member cluster, 3 tenants, 3 zones, 1 policy, 1 volume, 1 VM, 2 refusals, 1 leader killed and replaced."
+converged() { [[ $(curl -fsS "$AGENT/agent/v1/report" | jq -r '.converged_generation // empty') == "$1" ]]; }
+booted() { curl -fsS "$AGENT/agent/v1/vms/vm-demo/console" | grep -q HCI-GUEST-READY; }
+wait_until 120 "generation 1 to converge" converged 1
+wait_until 120 "the guest to boot" booted
+curl -fsS "$AGENT/agent/v1/report" | jq -c '{converged_generation, vms: [.vms[] | {id, state}], volumes: [.volumes[] | {id, capacity_bytes}]}'
+echo "the guest's serial console:"
+curl -fsS "$AGENT/agent/v1/vms/vm-demo/console" | grep '^HCI-' | sed 's/^/  /'
+run virsh -c "$URI" list --all
+
+step "desired state generation 2: nothing. The VM, its NVRAM and its volumes are removed"
+desired 2 '[]' '[]' | curl -fsS -X PUT -H 'content-type: application/json' --data-binary @- "$AGENT/agent/v1/desired"
+echo
+wait_until 120 "generation 2 to converge" converged 2
+run virsh -c "$URI" list --all
+stop_all TERM
+
+echo
+echo "demo finished: 3-member cluster, 3 tenants, 3 zones, 1 policy, 1 volume, 1 VM, 2 refusals, 1 leader killed"
+echo "and replaced; then one host whose agent booted a real VM from an image and removed it again."

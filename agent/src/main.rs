@@ -35,7 +35,8 @@ fn main() -> anyhow::Result<()> {
     match flags.command {
         Some(Command::HostInfo) => {
             let info = hci_agent::inventory::host_info(&res, &config.site).context("reading the host inventory")?;
-            println!("{}", serde_json::to_string_pretty(&info)?);
+            use std::io::Write;
+            writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&info)?).context("writing to stdout")?;
             Ok(())
         }
         None => serve(config, res, metrics),
