@@ -67,6 +67,9 @@ async fn put_desired(
         Ok(Json(d)) => d,
         Err(e) => return Error(ApiError::invalid("body", e.body_text())).into_response(),
     };
+    if let Err(e) = hci_shared::agent_validate::host_desired(&desired) {
+        return Error(e).into_response();
+    }
     match agent.offer(desired) {
         Ok(generation) => Json(serde_json::json!({ "generation": generation })).into_response(),
         Err(OfferError::Refused(e @ AcceptError::WrongHost { .. })) => {

@@ -5,6 +5,7 @@
 //! libvirt, nftables, RocksDB or axum: only plain data, validation rules and (de)serialization.
 
 pub mod agent;
+pub mod agent_validate;
 pub mod api;
 pub mod codec;
 pub mod command;

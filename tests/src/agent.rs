@@ -171,6 +171,19 @@ impl AgentProc {
         self.http.put(self.url("/agent/v1/desired")).json(desired).send().expect("PUT desired").status().as_u16()
     }
 
+    /// PUT any JSON as the desired state; returns the status and the body.
+    pub fn put_desired_json(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self.http.put(self.url("/agent/v1/desired")).json(body).send().expect("PUT desired");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The desired state the agent holds (None when it holds none).
+    pub fn held_desired(&self) -> Option<serde_json::Value> {
+        let r = self.http.get(self.url("/agent/v1/desired")).send().expect("GET desired");
+        (r.status().as_u16() == 200).then(|| r.json().expect("desired JSON"))
+    }
+
     pub fn report(&self) -> Result<HostReport, String> {
         let r = self.http.get(self.url("/agent/v1/report")).send().map_err(|e| e.to_string())?;
         r.json().map_err(|e| e.to_string())

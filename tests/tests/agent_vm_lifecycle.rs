@@ -228,3 +228,71 @@ fn host_info_and_unrunnable_profile() {
         assert!(host.domains().is_empty(), "nothing defined for an unrunnable profile");
     }
 }
+
+#[test]
+fn bad_desired_states_are_refused_naming_the_field_and_change_nothing() {
+    let host_id = format!("t-bad-{}", std::process::id() % 100_000);
+    let host = LibvirtHost::up(&host_id);
+    let agent = AgentProc::start(&host);
+    let good = desired(&host_id, 1, vec![vm("x86_64-bios", "b", PowerState::Stopped, 0)], volumes());
+    let good = serde_json::to_value(&good).expect("json");
+    let cases: Vec<(serde_json::Value, u16, &str)> = vec![
+        (serde_json::json!({"host_id": host_id, "generation": 1}), 400, "body"),
+        (serde_json::json!("not an object"), 400, "body"),
+        (
+            {
+                let mut d = good.clone();
+                d["vms"][0]["id"] = "../../etc".into();
+                d
+            },
+            400,
+            "vms[0].id",
+        ),
+        (
+            {
+                let mut d = good.clone();
+                d["vms"][0]["disks"][1] = "missing".into();
+                d
+            },
+            400,
+            "vms[0].disks[1]",
+        ),
+        (
+            {
+                let mut d = good.clone();
+                d["volumes"][0]["source"]["image"]["sha256"] = "xyz".into();
+                d
+            },
+            400,
+            "volumes[0].source.image.sha256",
+        ),
+        (
+            {
+                let mut d = good.clone();
+                d["host_id"] = "other-host".into();
+                d
+            },
+            400,
+            "host_id",
+        ),
+        (
+            {
+                let mut d = good.clone();
+                d["surprise"] = 1.into();
+                d
+            },
+            400,
+            "body",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (got, answer) = agent.put_desired_json(&body);
+        assert_eq!(got, status, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(field) || message.contains(field), "{message} should name {field}");
+        assert_eq!(agent.held_desired(), None, "a refused desired state changes nothing");
+    }
+    assert!(host.domains().is_empty());
+    assert_eq!(agent.put_desired_json(&good).0, 200);
+    assert!(agent.held_desired().is_some());
+}

@@ -1,0 +1,205 @@
+//! Validation of a host's desired state, run by the agent before it accepts one (and by the
+//! controller before it sends one). Ids end up in file and domain names, so they must be plain
+//! names: a refusal here is a 400 naming the field, and nothing is written.
+
+use std::collections::BTreeSet;
+
+use crate::agent::{HostDesired, VolumeSource};
+use crate::error::ApiError;
+use crate::names::check_name;
+use crate::validate::{ARCHES, FIRMWARE_PROFILES, MAX_MEMORY_MIB, MAX_VCPUS, MAX_VOLUME_GIB, MIN_MEMORY_MIB};
+
+const MAX_OEM_STRINGS: usize = 32;
+const MAX_OEM_STRING_LEN: usize = 256;
+
+fn name(field: &str, value: &str) -> Result<(), ApiError> {
+    check_name(value).map_err(|why| ApiError::invalid(field, why))
+}
+
+fn mac(field: &str, value: &str) -> Result<(), ApiError> {
+    let parts: Vec<&str> = value.split(':').collect();
+    let ok = parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    let unicast = u8::from_str_radix(parts.first().copied().unwrap_or("01"), 16).is_ok_and(|b| b & 1 == 0);
+    if ok && unicast {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(field, format!("'{value}' is not a unicast MAC address (aa:bb:cc:dd:ee:ff)")))
+    }
+}
+
+pub fn host_desired(d: &HostDesired) -> Result<(), ApiError> {
+    name("host_id", &d.host_id)?;
+    let mut volume_ids = BTreeSet::new();
+    for (i, v) in d.volumes.iter().enumerate() {
+        let f = |s: &str| format!("volumes[{i}].{s}");
+        name(&f("id"), &v.id)?;
+        if !volume_ids.insert(v.id.as_str()) {
+            return Err(ApiError::invalid(&f("id"), format!("'{}' appears twice", v.id)));
+        }
+        name(&f("pool"), &v.pool)?;
+        if !(1..=MAX_VOLUME_GIB).contains(&v.size_gib) {
+            return Err(ApiError::invalid(&f("size_gib"), format!("{} is outside 1-{MAX_VOLUME_GIB}", v.size_gib)));
+        }
+        match &v.source {
+            VolumeSource::Empty => {}
+            VolumeSource::Image(image) => {
+                name(&f("source.image.name"), &image.name)?;
+                let sha_ok =
+                    image.sha256.len() == 64 && image.sha256.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'));
+                if !sha_ok {
+                    return Err(ApiError::invalid(&f("source.image.sha256"), "is not 64 lowercase hex digits"));
+                }
+                let scheme_ok = ["file:///", "http://", "https://"].iter().any(|s| image.source.starts_with(s));
+                if !scheme_ok || image.source.chars().any(char::is_control) {
+                    return Err(ApiError::invalid(
+                        &f("source.image.source"),
+                        "is not a file:///, http:// or https:// URL",
+                    ));
+                }
+            }
+            VolumeSource::Clone { from } => {
+                name(&f("source.clone.from"), from)?;
+                if from == &v.id {
+                    return Err(ApiError::invalid(&f("source.clone.from"), "a volume cannot be cloned from itself"));
+                }
+            }
+        }
+    }
+    let mut vm_ids = BTreeSet::new();
+    let mut used_volumes = BTreeSet::new();
+    for (i, vm) in d.vms.iter().enumerate() {
+        let f = |s: &str| format!("vms[{i}].{s}");
+        name(&f("id"), &vm.id)?;
+        if !vm_ids.insert(vm.id.as_str()) {
+            return Err(ApiError::invalid(&f("id"), format!("'{}' appears twice", vm.id)));
+        }
+        name(&f("name"), &vm.name)?;
+        if !(1..=MAX_VCPUS).contains(&vm.vcpus) {
+            return Err(ApiError::invalid(&f("vcpus"), format!("{} is outside 1-{MAX_VCPUS}", vm.vcpus)));
+        }
+        if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&vm.memory_mib) {
+            return Err(ApiError::invalid(
+                &f("memory_mib"),
+                format!("{} is outside {MIN_MEMORY_MIB}-{MAX_MEMORY_MIB}", vm.memory_mib),
+            ));
+        }
+        if !ARCHES.contains(&vm.arch.as_str()) {
+            return Err(ApiError::invalid(&f("arch"), format!("'{}' is not one of {}", vm.arch, ARCHES.join(", "))));
+        }
+        match FIRMWARE_PROFILES.iter().find(|(n, _)| *n == vm.firmware) {
+            None => return Err(ApiError::invalid(&f("firmware"), format!("'{}' is not a known profile", vm.firmware))),
+            Some((_, arch)) if *arch != vm.arch => {
+                return Err(ApiError::invalid(
+                    &f("firmware"),
+                    format!("'{}' runs on {arch}, not {}", vm.firmware, vm.arch),
+                ))
+            }
+            Some(_) => {}
+        }
+        if vm.disks.len() > 26 {
+            return Err(ApiError::invalid(&f("disks"), "at most 26 disks"));
+        }
+        for (j, disk) in vm.disks.iter().enumerate() {
+            if !volume_ids.contains(disk.as_str()) {
+                return Err(ApiError::invalid(
+                    &format!("vms[{i}].disks[{j}]"),
+                    format!("volume '{disk}' is not in volumes"),
+                ));
+            }
+            if !used_volumes.insert(disk.as_str()) {
+                return Err(ApiError::invalid(
+                    &format!("vms[{i}].disks[{j}]"),
+                    format!("volume '{disk}' is used twice"),
+                ));
+            }
+        }
+        for (j, nic) in vm.nics.iter().enumerate() {
+            mac(&format!("vms[{i}].nics[{j}].mac"), &nic.mac)?;
+            name(&format!("vms[{i}].nics[{j}].zone"), &nic.zone)?;
+        }
+        if vm.oem_strings.len() > MAX_OEM_STRINGS {
+            return Err(ApiError::invalid(&f("oem_strings"), format!("at most {MAX_OEM_STRINGS}")));
+        }
+        for (j, s) in vm.oem_strings.iter().enumerate() {
+            if s.len() > MAX_OEM_STRING_LEN || s.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    &format!("vms[{i}].oem_strings[{j}]"),
+                    format!("at most {MAX_OEM_STRING_LEN} bytes, no control characters"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{ImageFormat, ImageRef, NicDesired, VmDesired, VolumeDesired};
+    use crate::resources::PowerState;
+
+    fn good() -> HostDesired {
+        HostDesired {
+            host_id: "h1".into(),
+            generation: 1,
+            volumes: vec![VolumeDesired {
+                id: "vol-1".into(),
+                pool: "default".into(),
+                size_gib: 1,
+                source: VolumeSource::Image(ImageRef {
+                    name: "debian".into(),
+                    source: "file:///srv/images/debian.qcow2".into(),
+                    format: ImageFormat::Qcow2,
+                    sha256: "a".repeat(64),
+                }),
+            }],
+            vms: vec![VmDesired {
+                id: "vm-1".into(),
+                name: "web".into(),
+                vcpus: 1,
+                memory_mib: 512,
+                arch: "x86_64".into(),
+                firmware: "x86_64-bios".into(),
+                disks: vec!["vol-1".into()],
+                nics: vec![NicDesired { mac: "52:54:00:12:34:56".into(), zone: "dmz".into(), ip: "10.0.0.2".into() }],
+                power: PowerState::Running,
+                reboot_count: 0,
+                oem_strings: vec!["hci.marker=x".into()],
+            }],
+        }
+    }
+
+    #[test]
+    fn accepts_a_good_state() {
+        assert_eq!(host_desired(&good()), Ok(()));
+    }
+
+    #[test]
+    fn refuses_bad_fields_by_name() {
+        let cases: Vec<(Box<dyn Fn(&mut HostDesired)>, &str)> = vec![
+            (Box::new(|d| d.vms[0].id = "../../etc".into()), "vms[0].id"),
+            (Box::new(|d| d.volumes[0].id = "a/b".into()), "volumes[0].id"),
+            (Box::new(|d| d.vms[0].disks = vec!["nope".into()]), "vms[0].disks[0]"),
+            (Box::new(|d| d.vms[0].firmware = "aarch64-uefi".into()), "vms[0].firmware"),
+            (Box::new(|d| d.vms[0].vcpus = 0), "vms[0].vcpus"),
+            (Box::new(|d| d.vms[0].nics[0].mac = "01:00:5e:00:00:01".into()), "vms[0].nics[0].mac"),
+            (Box::new(|d| d.vms[0].oem_strings = vec!["a\nb".into()]), "vms[0].oem_strings[0]"),
+            (Box::new(|d| d.volumes[0].size_gib = 0), "volumes[0].size_gib"),
+            (
+                Box::new(|d| {
+                    if let VolumeSource::Image(i) = &mut d.volumes[0].source {
+                        i.sha256 = "XYZ".into()
+                    }
+                }),
+                "volumes[0].source.image.sha256",
+            ),
+            (Box::new(|d| d.host_id = "H 1".into()), "host_id"),
+        ];
+        for (mutate, field) in cases {
+            let mut d = good();
+            mutate(&mut d);
+            let err = host_desired(&d).expect_err(field);
+            assert_eq!(err.field.as_deref(), Some(field), "{err:?}");
+        }
+    }
+}
