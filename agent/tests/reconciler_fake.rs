@@ -1,0 +1,200 @@
+//! The reconciler's logic against the in-memory hypervisor and pool: convergence, idempotence,
+//! per-resource failure isolation, removal order, reboots, foreign domains, refusal of a profile the
+//! host cannot run. (The same flows run against real libvirt in tests/tests/agent_vm_lifecycle.rs.)
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hci_agent::hypervisor::fake::{FakeHypervisor, Method};
+use hci_agent::hypervisor::Hypervisor;
+use hci_agent::reconciler::{domain_name, reconcile, HostResources, ImageSource};
+use hci_agent::store::AgentState;
+use hci_agent::volumes::fake::{FakeOp, FakePool};
+use hci_agent::volumes::{SourceSpec, VolumeBackend};
+use hci_firmware_profiles::Profiles;
+use hci_shared::agent::{HostDesired, ImageFormat, ImageRef, VmDesired, VmRunState, VolumeDesired, VolumeSource};
+use hci_shared::resources::PowerState;
+
+struct FakeImages;
+
+impl ImageSource for FakeImages {
+    fn ensure(&self, image: &ImageRef) -> Result<PathBuf, String> {
+        Ok(PathBuf::from(format!("/images/{}.qcow2", image.name)))
+    }
+}
+
+struct Host {
+    hv: Arc<FakeHypervisor>,
+    pool: Arc<FakePool>,
+    res: HostResources,
+    state: AgentState,
+}
+
+fn host() -> Host {
+    let hv = Arc::new(FakeHypervisor::new());
+    let pool = Arc::new(FakePool::new("default", 100 << 30));
+    let caps = hv.capabilities().expect("caps");
+    let res = HostResources {
+        host_id: "h1".into(),
+        hypervisor: hv.clone(),
+        pools: BTreeMap::from([("default".to_string(), pool.clone() as Arc<dyn VolumeBackend>)]),
+        images: Arc::new(FakeImages),
+        profiles: Profiles::builtin().expect("profiles"),
+        firmware: caps.firmware,
+        domain_type: "qemu".into(),
+        vm_dir: std::env::temp_dir().join(format!("hci-reconciler-test-{}", std::process::id())),
+        shutdown_timeout: Duration::from_secs(1),
+    };
+    Host { hv, pool, res, state: AgentState::default() }
+}
+
+fn volume(id: &str, source: VolumeSource) -> VolumeDesired {
+    VolumeDesired { id: id.into(), pool: "default".into(), size_gib: 2, source }
+}
+
+fn image() -> VolumeSource {
+    VolumeSource::Image(ImageRef {
+        name: "guest".into(),
+        source: "file:///srv/guest.qcow2".into(),
+        format: ImageFormat::Qcow2,
+        sha256: "0".repeat(64),
+    })
+}
+
+fn vm(id: &str, disks: &[&str], power: PowerState, reboots: u64) -> VmDesired {
+    VmDesired {
+        id: id.into(),
+        name: id.into(),
+        vcpus: 1,
+        memory_mib: 256,
+        arch: "x86_64".into(),
+        firmware: "x86_64-bios".into(),
+        disks: disks.iter().map(|d| d.to_string()).collect(),
+        nics: vec![],
+        power,
+        reboot_count: reboots,
+        oem_strings: vec![],
+    }
+}
+
+impl Host {
+    fn offer(&mut self, generation: u64, vms: Vec<VmDesired>, volumes: Vec<VolumeDesired>) {
+        let d = HostDesired { host_id: "h1".into(), generation, volumes, vms };
+        self.state.accept("h1", d).expect("accept");
+    }
+
+    fn pass(&mut self) -> hci_agent::reconciler::PassOutcome {
+        reconcile(&self.res, &mut self.state)
+    }
+}
+
+#[test]
+fn converges_then_a_second_pass_does_nothing() {
+    let mut h = host();
+    h.offer(1, vec![vm("a", &["boot", "data"], PowerState::Running, 0)], vec![volume("boot", image()), volume("data", VolumeSource::Empty)]);
+    let out = h.pass();
+    assert_eq!(out.errors, 0, "{:?}", out.report);
+    assert_eq!(out.report.converged_generation, Some(1));
+    assert_eq!(h.pool.volume("boot").map(|v| v.source), Some(SourceSpec::Image { path: "/images/guest.qcow2".into(), format: "qcow2".into() }));
+    let name = domain_name("h1", "a");
+    assert_eq!(h.hv.domain(&name).map(|d| d.state), Some(VmRunState::Running));
+    h.hv.clear_calls();
+    let creates = h.pool.calls(FakeOp::Create);
+    let again = h.pass();
+    assert_eq!(again.report.converged_generation, Some(1));
+    assert_eq!(h.hv.count(Method::Define) + h.hv.count(Method::Start), 0, "nothing to do when converged");
+    assert_eq!(h.pool.calls(FakeOp::Create), creates);
+}
+
+#[test]
+fn one_failing_vm_does_not_stop_the_others_and_recovers() {
+    let mut h = host();
+    h.offer(
+        1,
+        vec![vm("a", &["va"], PowerState::Running, 0), vm("b", &["vb"], PowerState::Running, 0)],
+        vec![volume("va", VolumeSource::Empty), volume("vb", VolumeSource::Empty)],
+    );
+    h.hv.fail_next_for(Method::Define, &domain_name("h1", "a"), 1);
+    let out = h.pass();
+    let a = out.report.vms.iter().find(|v| v.id == "a").expect("a reported");
+    let b = out.report.vms.iter().find(|v| v.id == "b").expect("b reported");
+    assert!(a.last_error.is_some(), "{a:?}");
+    assert_eq!(b.state, VmRunState::Running);
+    assert_eq!(out.report.converged_generation, None);
+    let out = h.pass();
+    assert_eq!(out.report.converged_generation, Some(1), "{:?}", out.report);
+}
+
+#[test]
+fn removal_undefines_domains_before_deleting_their_volumes() {
+    let mut h = host();
+    h.offer(1, vec![vm("a", &["va"], PowerState::Running, 0)], vec![volume("va", VolumeSource::Empty)]);
+    h.pass();
+    // The undefine fails once: the volume must survive that pass.
+    h.offer(2, vec![], vec![]);
+    h.hv.fail_next(Method::Undefine, 1);
+    let out = h.pass();
+    assert!(h.pool.volume("va").is_some(), "volume kept while its domain still exists");
+    assert_eq!(out.report.converged_generation, None);
+    let out = h.pass();
+    assert_eq!(out.report.converged_generation, Some(2));
+    assert!(h.pool.volume("va").is_none());
+    assert!(h.hv.domains().is_empty());
+}
+
+#[test]
+fn reboot_happens_once_per_request_and_stop_start_follow_power() {
+    let mut h = host();
+    let vols = || vec![volume("va", VolumeSource::Empty)];
+    h.offer(1, vec![vm("a", &["va"], PowerState::Running, 5)], vols());
+    h.pass();
+    assert_eq!(h.hv.count(Method::Reboot), 0, "a VM first seen with reboot_count 5 is not rebooted");
+    h.offer(2, vec![vm("a", &["va"], PowerState::Running, 6)], vols());
+    let out = h.pass();
+    assert!(out.state_changed);
+    assert_eq!(h.hv.count(Method::Reboot), 1);
+    h.pass();
+    assert_eq!(h.hv.count(Method::Reboot), 1, "not again");
+    h.offer(3, vec![vm("a", &["va"], PowerState::Stopped, 6)], vols());
+    let out = h.pass();
+    assert_eq!(out.report.vms[0].state, VmRunState::Stopped);
+    assert_eq!(out.report.converged_generation, Some(3));
+}
+
+#[test]
+fn foreign_domains_are_reported_and_never_touched() {
+    let mut h = host();
+    h.hv.add_foreign("legacy-erp", VmRunState::Running);
+    h.offer(1, vec![], vec![]);
+    let out = h.pass();
+    assert_eq!(out.report.foreign_domains, vec!["legacy-erp".to_string()]);
+    assert_eq!(h.hv.count(Method::Undefine) + h.hv.count(Method::Shutdown), 0);
+    assert_eq!(h.hv.domain("legacy-erp").map(|d| d.state), Some(VmRunState::Running));
+}
+
+#[test]
+fn without_a_desired_state_nothing_changes() {
+    let mut h = host();
+    h.offer(1, vec![vm("a", &["va"], PowerState::Running, 0)], vec![volume("va", VolumeSource::Empty)]);
+    h.pass();
+    let mut fresh = AgentState::default();
+    let out = reconcile(&h.res, &mut fresh);
+    assert_eq!(out.report.converged_generation, None);
+    assert!(h.hv.domain(&domain_name("h1", "a")).is_some(), "an agent with no desired state removes nothing");
+    assert!(h.pool.volume("va").is_some());
+}
+
+#[test]
+fn a_profile_the_host_cannot_run_is_refused_before_anything_is_defined() {
+    let mut h = host();
+    let mut arm = vm("arm", &["va"], PowerState::Running, 0);
+    arm.arch = "aarch64".into();
+    arm.firmware = "aarch64-uefi".into();
+    h.offer(1, vec![arm], vec![volume("va", VolumeSource::Empty)]);
+    let out = h.pass();
+    let error = out.report.vms[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("aarch64"), "{error}");
+    assert_eq!(h.hv.count(Method::Define), 0);
+}
