@@ -36,6 +36,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/agent/v1/desired", get(get_desired).put(put_desired))
         .route("/agent/v1/report", get(report))
         .route("/agent/v1/vms/:id/console", get(console))
+        .route("/agent/v1/volumes/:id/export", axum::routing::post(export_volume))
+        .route("/agent/v1/exports/:name", get(download_export).delete(delete_export))
         .with_state(agent)
 }
 
@@ -108,4 +110,46 @@ fn read_tail(path: &std::path::Path, max: u64) -> std::io::Result<String> {
     let mut buf = Vec::new();
     file.read_to_end(&mut buf)?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// `POST /agent/v1/volumes/{id}/export`: flatten a cold volume into a checksummed file to download.
+async fn export_volume(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
+    let a = agent.clone();
+    let result = tokio::task::spawn_blocking(move || a.export(&id)).await;
+    match result {
+        Ok(Ok(export)) => Json(export).into_response(),
+        Ok(Err(e @ crate::export::ExportError::NoSuchVolume(_))) => {
+            Error(ApiError::new(ErrorCode::NotFound, e.to_string())).into_response()
+        }
+        Ok(Err(e @ (crate::export::ExportError::InUse { .. } | crate::export::ExportError::NotAFile(_)))) => {
+            Error(ApiError::new(ErrorCode::Conflict, e.to_string())).into_response()
+        }
+        Ok(Err(e)) => Error(ApiError::internal(e.to_string())).into_response(),
+        Err(e) => Error(ApiError::internal(e.to_string())).into_response(),
+    }
+}
+
+async fn download_export(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> Response {
+    let dir = crate::export::exports_dir(&agent.data_dir);
+    let Some(path) = crate::export::export_file(&dir, &name) else {
+        return Error(ApiError::not_found("export", &name)).into_response();
+    };
+    match tokio::fs::File::open(&path).await {
+        Ok(file) => {
+            let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+            ([("content-type", "application/octet-stream")], body).into_response()
+        }
+        Err(e) => Error(ApiError::internal(format!("opening {}: {e}", path.display()))).into_response(),
+    }
+}
+
+async fn delete_export(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> Response {
+    let dir = crate::export::exports_dir(&agent.data_dir);
+    match crate::export::export_file(&dir, &name) {
+        Some(path) => match std::fs::remove_file(&path) {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => Error(ApiError::internal(format!("removing {}: {e}", path.display()))).into_response(),
+        },
+        None => Error(ApiError::not_found("export", &name)).into_response(),
+    }
 }

@@ -14,7 +14,6 @@ use hci_agent::hypervisor::Hypervisor;
 use hci_agent::metrics::AgentMetrics;
 use hci_agent::reconciler::HostResources;
 use hci_agent::service::Agent;
-use hci_agent::store::StateFile;
 use hci_agent::volumes::dir_qcow2::DirQcow2Pool;
 use hci_agent::volumes::images::ImageStore;
 use hci_agent::volumes::VolumeBackend;
@@ -77,7 +76,7 @@ fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources
 fn serve(config: Config, res: HostResources, metrics: AgentMetrics) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
-        let agent = Agent::open(res, config.site.clone(), StateFile::new(&config.data_dir), metrics)
+        let agent = Agent::open(res, config.site.clone(), config.data_dir.clone(), metrics)
             .context("loading the agent state")?;
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;

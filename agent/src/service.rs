@@ -25,6 +25,7 @@ pub enum OfferError {
 pub struct Agent {
     pub res: Arc<HostResources>,
     pub site: String,
+    pub data_dir: std::path::PathBuf,
     pub metrics: AgentMetrics,
     state: Mutex<AgentState>,
     file: StateFile,
@@ -45,17 +46,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Agent {
-    /// Loads the persisted state from `file` (an empty state on first start).
+    /// Loads the persisted state from `data_dir` (an empty state on first start).
     pub fn open(
         res: HostResources,
         site: String,
-        file: StateFile,
+        data_dir: std::path::PathBuf,
         metrics: AgentMetrics,
     ) -> Result<Arc<Self>, StoreError> {
+        let file = StateFile::new(&data_dir);
         let state = file.load()?;
         Ok(Arc::new(Self {
             res: Arc::new(res),
             site,
+            data_dir,
             metrics,
             state: Mutex::new(state),
             file,
@@ -131,6 +134,30 @@ impl Agent {
         self.metrics.record_report(&outcome.report);
         *lock(&self.report) = Some(outcome.report.clone());
         outcome.report
+    }
+
+    /// Flattens volume `id` into a downloadable export; refused while a running VM uses it.
+    pub fn export(&self, id: &str) -> Result<crate::export::Export, crate::export::ExportError> {
+        use crate::export::ExportError;
+        let running_user = self.desired().and_then(|d| {
+            d.vms.into_iter().find(|vm| vm.disks.iter().any(|disk| disk == id)).map(|vm| vm.id)
+        });
+        if let Some(vm) = running_user {
+            let name = crate::reconciler::domain_name(&self.res.host_id, &vm);
+            let running = self.res.hypervisor.list().ok().into_iter().flatten().any(|d| {
+                d.name == name && !matches!(d.state, hci_shared::agent::VmRunState::Stopped | hci_shared::agent::VmRunState::Crashed)
+            });
+            if running {
+                return Err(ExportError::InUse { volume: id.to_string(), vm });
+            }
+        }
+        let disk = self
+            .res
+            .pools
+            .values()
+            .find_map(|pool| pool.list().ok()?.into_iter().find(|v| v.id == id).map(|v| v.disk))
+            .ok_or_else(|| ExportError::NoSuchVolume(id.to_string()))?;
+        crate::export::export_volume(id, &disk, &crate::export::exports_dir(&self.data_dir))
     }
 
     /// Reconciles on every accepted change and every `interval` (drift repair), forever.

@@ -178,6 +178,13 @@ impl AgentProc {
         (status, r.json().unwrap_or(serde_json::Value::Null))
     }
 
+    /// `POST /agent/v1/volumes/{id}/export`: status and body.
+    pub fn export(&self, volume: &str) -> (u16, serde_json::Value) {
+        let r = self.http.post(self.url(&format!("/agent/v1/volumes/{volume}/export"))).send().expect("POST export");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(serde_json::Value::Null))
+    }
+
     /// The desired state the agent holds (None when it holds none).
     pub fn held_desired(&self) -> Option<serde_json::Value> {
         let r = self.http.get(self.url("/agent/v1/desired")).send().expect("GET desired");
