@@ -10,6 +10,7 @@ PACKAGES=(
   build-essential pkg-config librocksdb-dev libclang-dev clang # build (rocksdb-sys links the system lib)
   curl jq ca-certificates procps iproute2 python3             # demo and scripts (python3: free ports)
   prometheus                                                  # promtool, to check /metrics
+  lvm2 thin-provisioning-tools                                # the agent's LVM-thin volume backend
   etcd-server etcd-client wrk                                 # bench/raft-writes
 )
 MIN_RUST="1.80" # the workspace's rust-version

@@ -38,6 +38,9 @@ pub struct Flags {
     /// A directory-backed qcow2 pool: NAME=DIR (repeatable; default: default=DATA_DIR/pools/default).
     #[arg(long = "pool", value_name = "NAME=DIR", global = true)]
     pub pools: Vec<String>,
+    /// An LVM-thin pool: NAME=VG/THINPOOL (repeatable; the VG and thin pool must exist).
+    #[arg(long = "lvm-pool", value_name = "NAME=VG/THINPOOL", global = true)]
+    pub lvm_pools: Vec<String>,
     /// Seconds between drift-repair passes.
     #[arg(long, value_name = "S", global = true)]
     pub reconcile_interval: Option<u64>,
@@ -66,6 +69,7 @@ pub struct FileConfig {
     pub arch: Option<String>,
     pub token_file: Option<PathBuf>,
     pub pools: Option<Vec<String>>,
+    pub lvm_pools: Option<Vec<String>>,
     pub reconcile_interval: Option<u64>,
     pub shutdown_timeout: Option<u64>,
 }
@@ -80,10 +84,33 @@ pub struct Config {
     pub site: String,
     pub arch: Option<String>,
     pub token_file: Option<PathBuf>,
-    /// (pool name, directory)
-    pub pools: Vec<(String, PathBuf)>,
+    pub pools: Vec<PoolConfig>,
     pub reconcile_interval_s: u64,
     pub shutdown_timeout_s: u64,
+}
+
+/// One storage pool the agent serves volumes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolConfig {
+    /// qcow2 files in a directory (a libvirt dir pool).
+    Dir { name: String, dir: PathBuf },
+    /// Thin LVs in an existing LVM thin pool.
+    LvmThin { name: String, vg: String, thin_pool: String },
+}
+
+impl PoolConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            PoolConfig::Dir { name, .. } | PoolConfig::LvmThin { name, .. } => name,
+        }
+    }
+}
+
+fn split_pool(field: &'static str, spec: &str) -> Result<(String, String), ConfigError> {
+    let (name, rest) =
+        spec.split_once('=').ok_or_else(|| ConfigError::Invalid { field, why: format!("'{spec}' is not NAME=...") })?;
+    hci_shared::names::check_name(name).map_err(|why| ConfigError::Invalid { field, why })?;
+    Ok((name.to_string(), rest.to_string()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,14 +151,26 @@ impl Config {
         let pool_specs = if flags.pools.is_empty() { file.pools.unwrap_or_default() } else { flags.pools.clone() };
         let mut pools = Vec::new();
         for spec in pool_specs {
-            let (name, dir) = spec
-                .split_once('=')
-                .ok_or_else(|| ConfigError::Invalid { field: "pool", why: format!("'{spec}' is not NAME=DIR") })?;
-            hci_shared::names::check_name(name).map_err(|why| ConfigError::Invalid { field: "pool", why })?;
-            pools.push((name.to_string(), PathBuf::from(dir)));
+            let (name, dir) = split_pool("pool", &spec)?;
+            pools.push(PoolConfig::Dir { name, dir: PathBuf::from(dir) });
+        }
+        let lvm_specs = if flags.lvm_pools.is_empty() { file.lvm_pools.unwrap_or_default() } else { flags.lvm_pools.clone() };
+        for spec in lvm_specs {
+            let (name, rest) = split_pool("lvm-pool", &spec)?;
+            let (vg, thin_pool) = rest.split_once('/').ok_or_else(|| ConfigError::Invalid {
+                field: "lvm-pool",
+                why: format!("'{spec}' is not NAME=VG/THINPOOL"),
+            })?;
+            pools.push(PoolConfig::LvmThin { name, vg: vg.to_string(), thin_pool: thin_pool.to_string() });
         }
         if pools.is_empty() {
-            pools.push(("default".to_string(), data_dir.join("pools").join("default")));
+            pools.push(PoolConfig::Dir { name: "default".to_string(), dir: data_dir.join("pools").join("default") });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for pool in &pools {
+            if !seen.insert(pool.name().to_string()) {
+                return Err(ConfigError::Invalid { field: "pool", why: format!("pool '{}' is defined twice", pool.name()) });
+            }
         }
         Ok(Self {
             host_id,

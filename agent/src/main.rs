@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hci_agent::config::{Command, Config, Flags};
+use hci_agent::config::{Command, Config, Flags, PoolConfig};
 use hci_agent::hypervisor::libvirt::LibvirtHypervisor;
 use hci_agent::hypervisor::timed::Timed;
 use hci_agent::hypervisor::Hypervisor;
@@ -16,6 +16,7 @@ use hci_agent::reconciler::HostResources;
 use hci_agent::service::Agent;
 use hci_agent::volumes::dir_qcow2::DirQcow2Pool;
 use hci_agent::volumes::images::ImageStore;
+use hci_agent::volumes::lvm_thin::LvmThinPool;
 use hci_agent::volumes::VolumeBackend;
 use hci_firmware_profiles::Profiles;
 
@@ -54,10 +55,18 @@ fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources
         }
     }
     let mut pools: BTreeMap<String, Arc<dyn VolumeBackend>> = BTreeMap::new();
-    for (name, dir) in &config.pools {
-        let pool = DirQcow2Pool::open(&config.libvirt_uri, name, &config.host_id, dir)
-            .with_context(|| format!("opening pool {name} at {}", dir.display()))?;
-        pools.insert(name.clone(), Arc::new(pool));
+    for pool in &config.pools {
+        let backend: Arc<dyn VolumeBackend> = match pool {
+            PoolConfig::Dir { name, dir } => Arc::new(
+                DirQcow2Pool::open(&config.libvirt_uri, name, &config.host_id, dir)
+                    .with_context(|| format!("opening pool {name} at {}", dir.display()))?,
+            ),
+            PoolConfig::LvmThin { name, vg, thin_pool } => Arc::new(
+                LvmThinPool::open(name, &config.host_id, vg, thin_pool)
+                    .with_context(|| format!("opening LVM-thin pool {name} on {vg}/{thin_pool}"))?,
+            ),
+        };
+        pools.insert(pool.name().to_string(), backend);
     }
     let images = ImageStore::new(&config.data_dir.join("images")).context("opening the image store")?;
     Ok(HostResources {

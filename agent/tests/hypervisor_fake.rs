@@ -1,14 +1,15 @@
 //! `FakeHypervisor` keeps the semantics the trait documents (and `LibvirtHypervisor` has): idempotent
 //! define that refuses foreign domains, no-op start/shutdown, undefine of a missing domain is Ok,
-//! NoSuchDomain elsewhere; and its failure injection, delays and call log work as reconciler tests
-//! need them.
+//! NoSuchDomain elsewhere; disk hotplug live and persistent that leaves the owner digest alone,
+//! snapshots of qcow2 files only, revert only while stopped; and its failure injection, delays and
+//! call log work as reconciler tests need them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hci_agent::hypervisor::fake::{FakeHypervisor, Method};
-use hci_agent::hypervisor::{DomainSpec, Hypervisor, HypervisorError};
+use hci_agent::hypervisor::{DiskSource, DiskSpec, DomainSpec, Hypervisor, HypervisorError};
 use hci_firmware_profiles::Profiles;
 use hci_shared::agent::{VmRunState, VmStats};
 
@@ -170,5 +171,111 @@ fn guests_can_ignore_acpi_crash_and_report_stats() {
         .collect();
     for h in handles {
         assert_eq!(h.join().expect("thread").expect("list"), 1);
+    }
+}
+
+fn qcow2(id: &str, target: &str) -> DiskSpec {
+    DiskSpec {
+        volume_id: id.into(),
+        source: DiskSource::File { path: PathBuf::from(format!("/pool/hci-{id}.qcow2")), format: "qcow2".into() },
+        target: target.into(),
+    }
+}
+
+fn targets(disks: &[DiskSpec]) -> Vec<&str> {
+    disks.iter().map(|d| d.target.as_str()).collect()
+}
+
+#[test]
+fn disk_hotplug_is_live_and_persistent_idempotent_and_keeps_the_digest() {
+    let hv = FakeHypervisor::new();
+    let mut s = spec("vm1");
+    s.disks = vec![qcow2("os", "vda")];
+    hv.define(&s).expect("define");
+    hv.start(&s.name).expect("start");
+    let digest = s.digest();
+
+    hv.attach_disk(&s.name, &qcow2("data", "vdb")).expect("attach");
+    hv.attach_disk(&s.name, &qcow2("data", "vdb")).expect("attach again is Ok");
+    let d = hv.domain(&s.name).expect("domain");
+    assert_eq!(targets(&d.spec.as_ref().expect("spec").disks), ["vda", "vdb"]);
+    assert_eq!(targets(&d.running_spec.as_ref().expect("running").disks), ["vda", "vdb"]);
+    let owner = hv.list().expect("list").into_iter().find_map(|d| d.owner).expect("owner");
+    assert_eq!(owner.digest, digest, "hotplug leaves the metadata alone, as libvirt does");
+    let err = hv.attach_disk(&s.name, &qcow2("other", "vdb")).expect_err("another disk at vdb");
+    assert!(matches!(&err, HypervisorError::Disk { target, .. } if target == "vdb"), "{err}");
+
+    // The reconciler's define with the new disk list records the new digest.
+    s.disks.push(qcow2("data", "vdb"));
+    hv.define(&s).expect("define");
+    assert_eq!(hv.list().expect("list").into_iter().find_map(|d| d.owner).map(|o| o.digest), Some(s.digest()));
+
+    // A guest that ignores the unplug request: the error names domain and target, nothing changes.
+    assert!(hv.set_ignores_unplug(&s.name, true));
+    let err = hv.detach_disk(&s.name, "vdb").expect_err("times out");
+    assert!(matches!(&err, HypervisorError::Disk { domain, target, .. } if *domain == s.name && target == "vdb"));
+    assert_eq!(targets(&hv.domain(&s.name).and_then(|d| d.spec).expect("spec").disks), ["vda", "vdb"]);
+    assert!(hv.set_ignores_unplug(&s.name, false));
+    hv.detach_disk(&s.name, "vdb").expect("detach");
+    hv.detach_disk(&s.name, "vdb").expect("detach of a missing disk is Ok");
+    let d = hv.domain(&s.name).expect("domain");
+    assert_eq!(targets(&d.spec.expect("spec").disks), ["vda"]);
+    assert_eq!(targets(&d.running_spec.expect("running").disks), ["vda"]);
+
+    // Stopped: only the definition.
+    hv.shutdown(&s.name, Duration::ZERO).expect("shutdown");
+    hv.attach_disk(&s.name, &qcow2("data", "vdb")).expect("attach while stopped");
+    assert_eq!(targets(&hv.domain(&s.name).and_then(|d| d.spec).expect("spec").disks), ["vda", "vdb"]);
+    for result in [hv.attach_disk("nope", &qcow2("x", "vdc")), hv.detach_disk("nope", "vdc")] {
+        assert!(matches!(result, Err(HypervisorError::NoSuchDomain(_))), "{result:?}");
+    }
+}
+
+#[test]
+fn snapshots_and_revert_follow_the_libvirt_rules() {
+    let hv = FakeHypervisor::new();
+    let mut s = spec("vm1");
+    s.disks = vec![qcow2("os", "vda"), qcow2("data", "vdb")];
+    hv.define(&s).expect("define");
+    hv.start(&s.name).expect("start");
+    hv.snapshot_disks(&s.name, "s1").expect("snapshot while running");
+    hv.snapshot_disks(&s.name, "s1").expect("an existing snapshot is Ok");
+    let err = hv.revert_disks(&s.name, "s1").expect_err("not while running");
+    assert!(matches!(&err, HypervisorError::Snapshot { action: "reverting", .. }), "{err}");
+    hv.shutdown(&s.name, Duration::ZERO).expect("shutdown");
+    hv.snapshot_disks(&s.name, "s2").expect("snapshot while stopped");
+    hv.snapshot_disks(&s.name, "s3").expect("snapshot while stopped");
+    assert_eq!(hv.list_snapshots(&s.name).expect("list"), ["s1", "s2", "s3"]);
+
+    hv.revert_disks(&s.name, "s2").expect("revert");
+    assert_eq!(hv.list_snapshots(&s.name).expect("list"), ["s1"], "s2 is used up, s3 was later");
+    assert_eq!(hv.domain(&s.name).map(|d| d.reverts), Some(1));
+    let err = hv.revert_disks(&s.name, "s2").expect_err("gone");
+    assert!(matches!(&err, HypervisorError::NoSuchSnapshot { snapshot, .. } if snapshot == "s2"), "{err}");
+
+    // A disk of the snapshot detached since: refused, nothing changes.
+    hv.detach_disk(&s.name, "vdb").expect("detach");
+    let err = hv.revert_disks(&s.name, "s1").expect_err("vdb is gone");
+    assert!(err.to_string().contains("vdb"), "{err}");
+    assert_eq!(hv.list_snapshots(&s.name).expect("list"), ["s1"]);
+
+    // Only qcow2 file disks; names that fit in file names.
+    let mut raw = spec("vm2");
+    raw.disks = vec![DiskSpec {
+        source: DiskSource::File { path: "/pool/r.raw".into(), format: "raw".into() },
+        ..qcow2("r", "vda")
+    }];
+    hv.define(&raw).expect("define");
+    assert!(matches!(hv.snapshot_disks(&raw.name, "s"), Err(HypervisorError::Snapshot { .. })));
+    assert!(matches!(hv.snapshot_disks(&s.name, "a/b"), Err(HypervisorError::Snapshot { .. })));
+    assert!(hv.list_snapshots(&raw.name).expect("list").is_empty());
+
+    hv.fail_next(Method::SnapshotDisks, 1);
+    assert!(hv.snapshot_disks(&s.name, "s9").is_err());
+    assert_eq!(hv.list_snapshots(&s.name).expect("list"), ["s1"], "an injected failure has no effect");
+    assert_eq!(hv.count(Method::SnapshotDisks), 7);
+    for result in [hv.snapshot_disks("nope", "s"), hv.revert_disks("nope", "s"), hv.list_snapshots("nope").map(|_| ())]
+    {
+        assert!(matches!(result, Err(HypervisorError::NoSuchDomain(_))), "{result:?}");
     }
 }

@@ -7,192 +7,16 @@
 //! HCI_SKIP_LIBVIRT=1. Leaves nothing behind: every domain, file and libvirtd it makes is removed by
 //! a Drop guard, even when an assertion fails. Boots are serialized (2 cores, TCG).
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+mod hypervisor_common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hci_agent::hypervisor::libvirt::LibvirtHypervisor;
-use hci_agent::hypervisor::{DiskSource, DiskSpec, DomainSpec, Hypervisor, HypervisorError, NicSpec};
+use hci_agent::hypervisor::{DiskSource, DiskSpec, Hypervisor, HypervisorError};
 use hci_firmware_profiles::Profiles;
 use hci_shared::agent::VmRunState;
-
-const BOOT_DEADLINE: Duration = Duration::from_secs(90);
-const HOST: &str = "test-host";
-
-fn uri() -> String {
-    std::env::var("HCI_LIBVIRT_URI").unwrap_or_else(|_| "qemu:///system".into())
-}
-
-/// True (with a message) when the libvirt tests are switched off.
-fn skip(test: &str) -> bool {
-    let off = std::env::var("HCI_SKIP_LIBVIRT").is_ok_and(|v| v == "1");
-    if off {
-        eprintln!("{test}: skipped (HCI_SKIP_LIBVIRT=1)");
-    }
-    off
-}
-
-fn connect() -> LibvirtHypervisor {
-    let uri = uri();
-    LibvirtHypervisor::connect(&uri).unwrap_or_else(|e| {
-        panic!(
-            "libvirt is unreachable at {uri}: {e}\nrun scripts/libvirt/up.sh as root first, or set HCI_SKIP_LIBVIRT=1"
-        )
-    })
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The test guest, built once per test binary (build.sh returns at once when it is up to date).
-fn guest_disk() -> PathBuf {
-    static GUEST: OnceLock<PathBuf> = OnceLock::new();
-    GUEST
-        .get_or_init(|| {
-            let dir = std::env::var("HCI_TEST_GUEST_DIR").unwrap_or_else(|_| "/var/cache/hci-test-guest".into());
-            let out = Command::new(repo().join("scripts/guest/build.sh")).arg(&dir).output().expect("run build.sh");
-            assert!(
-                out.status.success(),
-                "scripts/guest/build.sh {dir} failed:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Path::new(&dir).join("disk.qcow2")
-        })
-        .clone()
-}
-
-/// One boot at a time: 2 cores, TCG.
-fn boot_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A domain (and its files) that is removed however the test ends.
-struct TestVm<'a> {
-    hv: &'a LibvirtHypervisor,
-    name: String,
-    dir: tempfile::TempDir,
-}
-
-impl<'a> TestVm<'a> {
-    fn new(hv: &'a LibvirtHypervisor, test: &str) -> Self {
-        let name = format!("hci-t-{test}-{}", std::process::id());
-        // libvirt's QEMU (user libvirt-qemu) must reach the disks and NVRAM in here.
-        let dir = tempfile::Builder::new().prefix("hci-hv-test-").tempdir_in("/var/tmp").expect("tempdir");
-        set_mode(dir.path(), 0o755);
-        Self { hv, name, dir }
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
-    }
-
-    fn console_text(&self) -> String {
-        std::fs::read(self.path("log/console.log"))
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// A spec for `profile` with the given disks, a NIC, console and NVRAM in the temp dir.
-    fn spec(&self, profile: &str, disks: Vec<DiskSpec>) -> DomainSpec {
-        let profiles = Profiles::builtin().expect("profiles");
-        DomainSpec {
-            name: self.name.clone(),
-            vm_id: format!("vm-{}", std::process::id()),
-            host_id: HOST.into(),
-            generation: 1,
-            vcpus: 1,
-            memory_mib: 512,
-            domain_type: "qemu".into(),
-            profile: profiles.get(profile).expect("profile").clone(),
-            nvram_path: Some(self.path("nvram/VARS.fd")),
-            tpm_state_dir: None,
-            disks,
-            nics: vec![NicSpec { mac: "52:54:00:7e:57:01".into(), tap: format!("hcit{}", std::process::id()) }],
-            console_log: self.path("log/console.log"),
-            oem_strings: vec![],
-        }
-    }
-
-    /// Boot disk (a copy of the test guest) and a blank 16 MiB raw data disk.
-    fn guest_disks(&self) -> Vec<DiskSpec> {
-        std::fs::copy(guest_disk(), self.path("os.qcow2")).expect("copy guest disk");
-        let data = std::fs::File::create(self.path("data.raw")).expect("data disk");
-        data.set_len(16 << 20).expect("size data disk");
-        vec![
-            DiskSpec {
-                volume_id: "os".into(),
-                source: DiskSource::File { path: self.path("os.qcow2"), format: "qcow2".into() },
-                target: "vda".into(),
-            },
-            DiskSpec {
-                volume_id: "data".into(),
-                source: DiskSource::File { path: self.path("data.raw"), format: "raw".into() },
-                target: "vdb".into(),
-            },
-        ]
-    }
-
-    fn state(&self) -> Option<VmRunState> {
-        self.hv.list().expect("list").into_iter().find(|d| d.name == self.name).map(|d| d.state)
-    }
-
-    /// Waits until the console log has `count` lines containing `needle`; returns the time it took.
-    fn wait_console(&self, needle: &str, count: usize) -> Duration {
-        let started = Instant::now();
-        loop {
-            let console = self.console_text();
-            if console.lines().filter(|l| l.contains(needle)).count() >= count {
-                return started.elapsed();
-            }
-            if started.elapsed() > BOOT_DEADLINE {
-                let qemu_log =
-                    std::fs::read_to_string(format!("/var/log/libvirt/qemu/{}.log", self.name)).unwrap_or_default();
-                let tail: Vec<_> = console.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
-                panic!(
-                    "{}: no {count}x '{needle}' on the console within {BOOT_DEADLINE:?}; console tail:\n{}\nQEMU log:\n{qemu_log}",
-                    self.name,
-                    tail.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for TestVm<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = self.hv.undefine(&self.name) {
-            eprintln!("cleanup: undefine {}: {e}", self.name);
-        }
-        if uri() == "qemu:///system" {
-            let _ = std::fs::remove_file(format!("/var/log/libvirt/qemu/{}.log", self.name));
-            let _ = std::fs::remove_file(format!("/var/log/swtpm/libvirt/qemu/{}-swtpm.log", self.name));
-        }
-    }
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-fn read_marker(disk: &Path) -> String {
-    let mut sector = [0u8; 512];
-    std::fs::File::open(disk).and_then(|mut f| f.read_exact(&mut sector)).expect("read data disk");
-    String::from_utf8_lossy(&sector).trim_end_matches('\0').trim_end().to_string()
-}
-
-/// The UUID libvirt gave a domain (for its swtpm state directory).
-fn uuid_of(name: &str) -> String {
-    let conn = virt::connect::Connect::open(Some(&uri())).expect("open");
-    let domain = conn.lookup_domain_by_name(name).expect("lookup");
-    domain.uuid_string().expect("uuid")
-}
+use hypervisor_common::{boot_lock, connect, read_marker, skip, uri, uuid_of, PrivateLibvirt, TestVm, HOST};
 
 struct Timings {
     define: Duration,
@@ -442,26 +266,6 @@ fn defines_a_ppc64le_pseries_domain_when_the_host_offers_it() {
     assert_eq!(listed.owner.map(|o| o.digest), Some(spec.digest()));
     hv.undefine(&vm.name).expect("undefine");
     assert_eq!(vm.state(), None);
-}
-
-/// A private libvirtd (scripts/libvirt/host.sh) that is stopped and started under a live
-/// `LibvirtHypervisor`; removed with --purge however the test ends.
-struct PrivateLibvirt {
-    id: String,
-}
-
-impl PrivateLibvirt {
-    fn run(&self, cmd: &str) -> String {
-        let out = Command::new(repo().join("scripts/libvirt/host.sh")).args([cmd, &self.id]).output().expect("host.sh");
-        assert!(out.status.success(), "host.sh {cmd} {}: {}", self.id, String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_string()
-    }
-}
-
-impl Drop for PrivateLibvirt {
-    fn drop(&mut self) {
-        let _ = Command::new(repo().join("scripts/libvirt/host.sh")).args(["down", &self.id, "--purge"]).output();
-    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 # run.sh: the agent create-latency benchmark (see BENCHMARKS.md). On one private libvirt instance
 # (scripts/libvirt/host.sh) with one hci-agent (release build) on it, creates test-guest VMs one at a
 # time, alternating in the same run between the agent (PUT a desired state that adds the VM) and raw
-# libvirt (virsh vol-create-as + define + start of the same domain XML), and times each until the
+# libvirt (virsh vol-create + define + start of the same volume and domain XML), and times each until the
 # VM is running and until its console shows HCI-GUEST-BOOTED. Prints a markdown table of medians and
 # p90s, the agent/raw ratios, and where the agent's time goes (its /metrics per create). The timing
 # loop is bench/agent-create/bench.py.
@@ -17,6 +17,7 @@
 #   BENCH_AGENT_LOG=info           the agent's RUST_LOG (e.g. hci_agent=debug)
 #   BENCH_OUT=FILE                 also write the report (markdown) to FILE
 #   BENCH_KEEP=1                   keep the scratch directory (agent log and data, XML, results.json)
+#   BENCH_HCI_VERSION=...          what the report names as the hci version (default: git describe)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib.sh
@@ -108,7 +109,7 @@ HCI_PIDS+=("$!")
 wait_until 30 "hci-agent /healthz on 127.0.0.1:$PORT (log: $WORK/agent.log)" healthz_ok "$PORT"
 log "hci-agent pid ${HCI_PIDS[0]} on 127.0.0.1:$PORT"
 
-BENCH_HCI_VERSION="$(git describe --always --dirty 2>/dev/null || echo '?')" \
+BENCH_HCI_VERSION=${BENCH_HCI_VERSION:-$(git describe --always --dirty 2>/dev/null || echo '?')} \
   python3 bench/agent-create/bench.py --agent-url "http://127.0.0.1:$PORT" --uri "$URI" \
   --host-id "$HOST_ID" --image "$GUEST_DIR/disk.qcow2" --work "$WORK" \
   --iterations "$BENCH_ITERATIONS" --vcpus "$BENCH_VCPUS" --memory-mib "$BENCH_MEMORY_MIB" \

@@ -16,6 +16,15 @@ pub const HCI_NAMESPACE: &str = "urn:hci:agent:1";
 /// The prefix libvirt stores the metadata element under.
 pub const HCI_PREFIX: &str = "hci";
 
+/// Free PCIe root ports a q35 or aarch64 `virt` domain gets for hotplugging devices (disks) while it
+/// runs; libvirt places the defined devices first, so these stay free.
+pub const HOTPLUG_ROOT_PORTS: usize = 8;
+
+/// Machines whose devices sit behind PCIe root ports.
+fn pcie_machine(p: &hci_firmware_profiles::Profile) -> bool {
+    p.machine == "q35" || p.machine.starts_with("pc-q35") || (p.arch == "aarch64" && p.machine.starts_with("virt"))
+}
+
 /// What a domain's XML needs beyond its [`DomainSpec`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RenderOptions {
@@ -107,6 +116,13 @@ pub fn render_with(spec: &DomainSpec, options: &RenderOptions) -> String {
     x.push_str("  <on_crash>destroy</on_crash>\n");
 
     x.push_str("  <devices>\n");
+    if pcie_machine(p) {
+        // A device can only be hotplugged into a free PCIe root port, and libvirt adds just one
+        // beyond those the defined devices take (disks, NICs, its USB controller, RNG, balloon).
+        let ports = spec.disks.len() + spec.nics.len() + 3 + HOTPLUG_ROOT_PORTS;
+        x.push_str("    <controller type='pci' index='0' model='pcie-root'/>\n");
+        x.push_str(&"    <controller type='pci' model='pcie-root-port'/>\n".repeat(ports));
+    }
     for (index, disk) in spec.disks.iter().enumerate() {
         x.push_str(&disk_xml(disk, index == 0));
     }
@@ -162,6 +178,11 @@ pub fn parse_owner(xml: &str) -> Option<DomainOwner> {
         generation: vm.attribute("generation")?.parse().ok()?,
         digest: vm.attribute("digest")?.to_string(),
     })
+}
+
+/// The `<disk>` element [`render`] writes for `disk` (for hotplug); `boot` as for the first disk.
+pub fn disk_device(disk: &DiskSpec, boot: bool) -> String {
+    disk_xml(disk, boot)
 }
 
 fn disk_xml(disk: &DiskSpec, boot: bool) -> String {

@@ -5,8 +5,11 @@
 //! It exists so that the reconciler can be tested without libvirt, including every error path. It
 //! must never be wired into the real agent binary, and must never diverge silently from
 //! `libvirt.rs`: a semantic both can have (idempotent define, no-op start of a running domain,
-//! undefine of a missing domain is Ok, NoSuchDomain elsewhere, foreign domains are not replaced) is
-//! kept the same here.
+//! undefine of a missing domain is Ok, NoSuchDomain elsewhere, foreign domains are not replaced;
+//! disk hotplug live and in the definition without touching the owner metadata, snapshots of qcow2
+//! file disks only, revert only while stopped and dropping later snapshots) is kept the same here.
+
+mod storage;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +18,7 @@ use std::time::Duration;
 use hci_firmware_profiles::HostFirmware;
 use hci_shared::agent::{VmRunState, VmStats};
 
-use super::{Capabilities, DomainInfo, DomainOwner, DomainSpec, Hypervisor, HypervisorError};
+use super::{Capabilities, DiskSpec, DomainInfo, DomainOwner, DomainSpec, Hypervisor, HypervisorError};
 
 /// A method of the [`Hypervisor`] trait, to target injected failures and delays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,6 +31,11 @@ pub enum Method {
     Reboot,
     Undefine,
     Stats,
+    AttachDisk,
+    DetachDisk,
+    SnapshotDisks,
+    ListSnapshots,
+    RevertDisks,
 }
 
 /// One call the fake received, in order.
@@ -39,11 +47,23 @@ pub struct Call {
     pub failed: bool,
 }
 
+/// A disk-only snapshot as the fake holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeSnapshot {
+    pub name: String,
+    /// The disks it covered (the running ones when taken while running).
+    pub disks: Vec<DiskSpec>,
+}
+
 /// A domain as the fake holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeDomain {
     /// The current definition; `None` for a foreign domain added with [`FakeHypervisor::add_foreign`].
+    /// Disk hotplug changes its disk list (as libvirt changes the persistent XML).
     pub spec: Option<DomainSpec>,
+    /// The hci metadata as last defined: like libvirt's metadata element, disk hotplug leaves it
+    /// alone, so its digest is that of the spec passed to the last `define`.
+    pub metadata: Option<DomainOwner>,
     pub state: VmRunState,
     /// The definition the running instance was started from (a redefine applies at the next start).
     pub running_spec: Option<DomainSpec>,
@@ -55,16 +75,42 @@ pub struct FakeDomain {
     pub forced_stops: u64,
     /// The guest ignores ACPI: shutdown forces the stop after the timeout, reboot does nothing.
     pub ignores_acpi: bool,
+    /// The guest never releases a disk: a live detach times out (and the disk stays).
+    pub ignores_unplug: bool,
+    /// Oldest first.
+    pub snapshots: Vec<FakeSnapshot>,
+    pub reverts: u64,
+}
+
+fn owner_of(spec: &DomainSpec) -> DomainOwner {
+    DomainOwner {
+        host_id: spec.host_id.clone(),
+        vm_id: spec.vm_id.clone(),
+        generation: spec.generation,
+        digest: spec.digest(),
+    }
 }
 
 impl FakeDomain {
+    fn new(spec: Option<DomainSpec>, state: VmRunState) -> Self {
+        FakeDomain {
+            metadata: spec.as_ref().map(owner_of),
+            spec,
+            state,
+            running_spec: None,
+            stats: VmStats::default(),
+            starts: 0,
+            reboots: 0,
+            forced_stops: 0,
+            ignores_acpi: false,
+            ignores_unplug: false,
+            snapshots: Vec::new(),
+            reverts: 0,
+        }
+    }
+
     fn owner(&self) -> Option<DomainOwner> {
-        self.spec.as_ref().map(|s| DomainOwner {
-            host_id: s.host_id.clone(),
-            vm_id: s.vm_id.clone(),
-            generation: s.generation,
-            digest: s.digest(),
-        })
+        self.metadata.clone()
     }
 
     fn active(&self) -> bool {
@@ -175,17 +221,7 @@ impl FakeHypervisor {
 
     /// A domain without hci metadata (someone else's), in `state`.
     pub fn add_foreign(&self, name: &str, state: VmRunState) {
-        let domain = FakeDomain {
-            spec: None,
-            state,
-            running_spec: None,
-            stats: VmStats::default(),
-            starts: 0,
-            reboots: 0,
-            forced_stops: 0,
-            ignores_acpi: false,
-        };
-        self.lock().domains.insert(name.to_string(), domain);
+        self.lock().domains.insert(name.to_string(), FakeDomain::new(None, state));
     }
 
     /// Changes a domain's state behind the agent's back (the guest powered off, crashed, paused).
@@ -205,6 +241,10 @@ impl FakeHypervisor {
 
     pub fn set_ignores_acpi(&self, name: &str, ignores: bool) -> bool {
         self.with_domain(name, |d| d.ignores_acpi = ignores)
+    }
+
+    pub fn set_ignores_unplug(&self, name: &str, ignores: bool) -> bool {
+        self.with_domain(name, |d| d.ignores_unplug = ignores)
     }
 
     fn with_domain(&self, name: &str, f: impl FnOnce(&mut FakeDomain)) -> bool {
@@ -299,19 +339,10 @@ impl Hypervisor for FakeHypervisor {
                     }
                 }
                 existing.spec = Some(spec.clone());
+                existing.metadata = Some(owner_of(spec));
                 return Ok(());
             }
-            let domain = FakeDomain {
-                spec: Some(spec.clone()),
-                state: VmRunState::Stopped,
-                running_spec: None,
-                stats: VmStats::default(),
-                starts: 0,
-                reboots: 0,
-                forced_stops: 0,
-                ignores_acpi: false,
-            };
-            s.domains.insert(spec.name.clone(), domain);
+            s.domains.insert(spec.name.clone(), FakeDomain::new(Some(spec.clone()), VmRunState::Stopped));
             Ok(())
         })
     }
@@ -372,5 +403,27 @@ impl Hypervisor for FakeHypervisor {
             let d = get(s, name)?;
             Ok(if d.active() { d.stats.clone() } else { VmStats::default() })
         })
+    }
+
+    fn attach_disk(&self, domain: &str, disk: &DiskSpec) -> Result<(), HypervisorError> {
+        self.call(Method::AttachDisk, Some(domain), |s| storage::attach(domain, get(s, domain)?, disk))
+    }
+
+    fn detach_disk(&self, domain: &str, target: &str) -> Result<(), HypervisorError> {
+        self.call(Method::DetachDisk, Some(domain), |s| storage::detach(domain, get(s, domain)?, target))
+    }
+
+    fn snapshot_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError> {
+        self.call(Method::SnapshotDisks, Some(domain), |s| storage::snapshot(domain, get(s, domain)?, name))
+    }
+
+    fn list_snapshots(&self, domain: &str) -> Result<Vec<String>, HypervisorError> {
+        self.call(Method::ListSnapshots, Some(domain), |s| {
+            Ok(get(s, domain)?.snapshots.iter().map(|snap| snap.name.clone()).collect())
+        })
+    }
+
+    fn revert_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError> {
+        self.call(Method::RevertDisks, Some(domain), |s| storage::revert(domain, get(s, domain)?, name))
     }
 }

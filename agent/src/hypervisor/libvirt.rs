@@ -8,6 +8,9 @@
 
 mod caps;
 mod conn;
+mod disk_xml;
+mod disks;
+mod snapshots;
 mod state;
 
 use std::time::{Duration, Instant};
@@ -20,16 +23,19 @@ use virt::sys;
 use self::conn::{code_is, no_domain, not_running, Connection, Failure, Step};
 use self::state::{destroy, lookup, owner_of, run_state};
 use super::domain_xml::{self, RenderOptions};
-use super::{Capabilities, DomainInfo, DomainSpec, Hypervisor, HypervisorError};
+use super::{Capabilities, DiskSpec, DomainInfo, DomainSpec, Hypervisor, HypervisorError};
 
 /// How often `shutdown` looks at the domain's state while waiting for the guest.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 /// How often `shutdown` presses the power button again: a guest still booting (no ACPI daemon yet)
 /// loses the first press.
 const SHUTDOWN_REPEAT: Duration = Duration::from_secs(5);
+/// How long `detach_disk` waits for the guest to release a disk, unless told otherwise.
+pub const DEFAULT_DETACH_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct LibvirtHypervisor {
     conn: Connection,
+    detach_timeout: Duration,
 }
 
 impl LibvirtHypervisor {
@@ -37,7 +43,14 @@ impl LibvirtHypervisor {
     /// for the process: every error is returned instead.
     pub fn connect(uri: &str) -> Result<Self, HypervisorError> {
         virt::error::clear_error_callback();
-        Ok(Self { conn: Connection::open(uri)? })
+        Ok(Self { conn: Connection::open(uri)?, detach_timeout: DEFAULT_DETACH_TIMEOUT })
+    }
+
+    /// How long `detach_disk` waits for the guest to release a disk (at least the 5 s libvirt
+    /// itself waits inside the detach call).
+    pub fn with_detach_timeout(mut self, timeout: Duration) -> Self {
+        self.detach_timeout = timeout;
+        self
     }
 
     pub fn uri(&self) -> &str {
@@ -275,5 +288,25 @@ impl Hypervisor for LibvirtHypervisor {
             }
             Ok(stats)
         })
+    }
+
+    fn attach_disk(&self, domain: &str, disk: &DiskSpec) -> Result<(), HypervisorError> {
+        self.conn.call(Some(domain), |conn| disks::attach(conn, domain, disk))
+    }
+
+    fn detach_disk(&self, domain: &str, target: &str) -> Result<(), HypervisorError> {
+        self.conn.call(Some(domain), |conn| disks::detach(conn, domain, target, self.detach_timeout))
+    }
+
+    fn snapshot_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError> {
+        self.conn.call(Some(domain), |conn| snapshots::create(conn, domain, name))
+    }
+
+    fn list_snapshots(&self, domain: &str) -> Result<Vec<String>, HypervisorError> {
+        self.conn.call(Some(domain), |conn| snapshots::list(conn, domain))
+    }
+
+    fn revert_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError> {
+        self.conn.call(Some(domain), |conn| snapshots::revert(conn, domain, name))
     }
 }

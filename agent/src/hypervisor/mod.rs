@@ -7,7 +7,9 @@
 
 pub mod domain_xml;
 pub mod fake;
+pub mod layers;
 pub mod libvirt;
+mod qcow2;
 pub mod timed;
 
 use std::path::PathBuf;
@@ -119,6 +121,12 @@ pub enum HypervisorError {
     NoSuchDomain(String),
     #[error("querying the hypervisor: {0}")]
     Query(String),
+    #[error("domain {domain}: disk {target}: {action}: {message}")]
+    Disk { domain: String, target: String, action: &'static str, message: String },
+    #[error("domain {domain}: snapshot {snapshot}: {action}: {message}")]
+    Snapshot { domain: String, snapshot: String, action: &'static str, message: String },
+    #[error("domain {domain} has no snapshot {snapshot}")]
+    NoSuchSnapshot { domain: String, snapshot: String },
 }
 
 /// The narrow interface the reconciler drives. Calls block (libvirt's API is synchronous); callers run
@@ -136,4 +144,29 @@ pub trait Hypervisor: Send + Sync {
     /// Stops (if running) and undefines, removing NVRAM and TPM state.
     fn undefine(&self, name: &str) -> Result<(), HypervisorError>;
     fn stats(&self, name: &str) -> Result<VmStats, HypervisorError>;
+
+    /// Attaches `disk` at `disk.target`: to the running guest when the domain runs
+    /// (`VIR_DOMAIN_AFFECT_LIVE`) and to the persistent definition always (`AFFECT_CONFIG`), each side
+    /// only where it is missing, with the `<disk>` element [`domain_xml::render`] writes for it (boot
+    /// order 1 only when the definition has no disk yet). A disk with the same source already at that
+    /// target is Ok; another disk there is an error. libvirt appends it to the definition's device
+    /// list, so the definition equals `render` of the spec with the disk added, up to the metadata
+    /// digest (unchanged: see docs/LIBVIRT.md, "Disk hotplug") and libvirt-assigned PCI addresses.
+    fn attach_disk(&self, domain: &str, disk: &DiskSpec) -> Result<(), HypervisorError>;
+    /// Detaches the disk at `target` from the running guest, waiting until the guest has released it
+    /// (a [`HypervisorError::Disk`] naming domain and target when it does not within the timeout; the
+    /// unplug request then stays pending and the persistent definition is left as it was), then from
+    /// the persistent definition. A target with no disk is Ok.
+    fn detach_disk(&self, domain: &str, target: &str) -> Result<(), HypervisorError>;
+    /// A disk-only external snapshot `name` of every disk, running or stopped: the disk's file keeps
+    /// its name and stays the active image (a new, empty qcow2 overlay), what it held is kept
+    /// unchanged as `<file>.snap-<name>` below it (see [`layers`]). Only qcow2 file disks can take
+    /// one; any other disk makes it an error before anything changes. Ok when the snapshot exists.
+    fn snapshot_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError>;
+    /// The domain's snapshots, oldest first.
+    fn list_snapshots(&self, domain: &str) -> Result<Vec<String>, HypervisorError>;
+    /// Returns the disks of a **stopped** domain to their content at snapshot `name`, and forgets
+    /// that snapshot and every later one (their files and metadata); earlier snapshots stay. Refused
+    /// while the domain runs, and when a disk of the snapshot is no longer attached at its target.
+    fn revert_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError>;
 }

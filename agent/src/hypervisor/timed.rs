@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use hci_shared::agent::VmStats;
 use prometheus::HistogramVec;
 
-use super::{Capabilities, DomainInfo, DomainSpec, Hypervisor, HypervisorError};
+use super::{Capabilities, DiskSpec, DomainInfo, DomainSpec, Hypervisor, HypervisorError};
 
 pub struct Timed<H> {
     inner: H,
@@ -50,5 +50,20 @@ impl<H: Hypervisor> Hypervisor for Timed<H> {
     }
     fn stats(&self, name: &str) -> Result<VmStats, HypervisorError> {
         self.time("stats", |h| h.stats(name))
+    }
+    fn attach_disk(&self, domain: &str, disk: &DiskSpec) -> Result<(), HypervisorError> {
+        self.time("attach_disk", |h| h.attach_disk(domain, disk))
+    }
+    fn detach_disk(&self, domain: &str, target: &str) -> Result<(), HypervisorError> {
+        self.time("detach_disk", |h| h.detach_disk(domain, target))
+    }
+    fn snapshot_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError> {
+        self.time("snapshot_disks", |h| h.snapshot_disks(domain, name))
+    }
+    fn list_snapshots(&self, domain: &str) -> Result<Vec<String>, HypervisorError> {
+        self.time("list_snapshots", |h| h.list_snapshots(domain))
+    }
+    fn revert_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError> {
+        self.time("revert_disks", |h| h.revert_disks(domain, name))
     }
 }

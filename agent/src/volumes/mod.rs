@@ -12,7 +12,9 @@ mod image_header;
 pub mod images;
 mod libvirt_pool;
 mod libvirt_xml;
+pub mod lvm_thin;
 pub mod names;
+pub mod rbd;
 
 use std::path::PathBuf;
 

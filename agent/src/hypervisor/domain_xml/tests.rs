@@ -271,3 +271,13 @@ fn digest_follows_the_shape_not_the_generation() {
         assert_eq!(attr(d, "metadata/vm", "digest"), Some(base.digest().as_str()));
     });
 }
+
+#[test]
+fn pcie_machines_get_spare_root_ports_for_hotplug() {
+    let ports = |xml: &str| xml.matches("model='pcie-root-port'").count();
+    // 2 disks, 1 NIC, USB + RNG + balloon, then the spares.
+    assert_eq!(ports(&render(&spec("x86_64-bios"))), 2 + 1 + 3 + HOTPLUG_ROOT_PORTS);
+    assert_eq!(ports(&render(&spec("x86_64-uefi"))), 2 + 1 + 3 + HOTPLUG_ROOT_PORTS);
+    assert_eq!(ports(&render(&spec("aarch64-uefi"))), 2 + 1 + 3 + HOTPLUG_ROOT_PORTS);
+    assert_eq!(ports(&render(&spec("ppc64le-pseries"))), 0, "pseries hotplugs into its PCI host bridge");
+}

@@ -53,8 +53,10 @@ impl Connection {
         let conn = self.lock().clone();
         match op(&conn) {
             Ok(value) => Ok(value),
-            Err(Failure::Libvirt { action, err }) if connection_lost(&conn, &err) => {
-                tracing::warn!(uri = %self.uri, action, error = %err.message(), "libvirt connection lost; reconnecting");
+            Err(failure) if failure.virt_error().is_some_and(|err| connection_lost(&conn, err)) => {
+                if let Failure::Libvirt { action, err } | Failure::About { action, err, .. } = &failure {
+                    tracing::warn!(uri = %self.uri, action, error = %err.message(), "libvirt connection lost; reconnecting");
+                }
                 self.reconnect(&conn)?;
                 let conn = self.lock().clone();
                 op(&conn).map_err(|f| into_error(f, domain))
@@ -67,17 +69,48 @@ impl Connection {
 /// One failed step inside an operation, mapped to a [`HypervisorError`] once the operation is known
 /// to have failed for good (after the reconnect retry).
 pub(super) enum Failure {
-    Libvirt { action: &'static str, err: VirtError },
+    Libvirt {
+        action: &'static str,
+        err: VirtError,
+    },
+    /// A libvirt error about one disk (by target) or one snapshot (by name) of the domain.
+    About {
+        subject: Subject,
+        action: &'static str,
+        err: VirtError,
+    },
     Other(HypervisorError),
+}
+
+/// What inside a domain a [`Failure::About`] concerns.
+#[derive(Debug, Clone)]
+pub(super) enum Subject {
+    Disk(String),
+    Snapshot(String),
+}
+
+impl Failure {
+    fn virt_error(&self) -> Option<&VirtError> {
+        match self {
+            Failure::Libvirt { err, .. } | Failure::About { err, .. } => Some(err),
+            Failure::Other(_) => None,
+        }
+    }
 }
 
 pub(super) trait Step<T> {
     fn step(self, action: &'static str) -> Result<T, Failure>;
+    /// Like `step`, naming the disk or snapshot the action was about.
+    fn step_about(self, subject: &Subject, action: &'static str) -> Result<T, Failure>;
 }
 
 impl<T> Step<T> for Result<T, VirtError> {
     fn step(self, action: &'static str) -> Result<T, Failure> {
         self.map_err(|err| Failure::Libvirt { action, err })
+    }
+
+    fn step_about(self, subject: &Subject, action: &'static str) -> Result<T, Failure> {
+        self.map_err(|err| Failure::About { subject: subject.clone(), action, err })
     }
 }
 
@@ -87,6 +120,14 @@ pub(super) fn code_is(err: &VirtError, code: ErrorNumber) -> bool {
 
 pub(super) fn no_domain(err: &VirtError) -> bool {
     code_is(err, ErrorNumber::NoDomain)
+}
+
+/// Whether `err` may mean the connection is gone rather than the call refused (judged without the
+/// connection: a caller must not undo anything on such an error, libvirt may have done the work).
+pub(super) fn maybe_connection_lost(err: &VirtError) -> bool {
+    code_is(err, ErrorNumber::NoConnect)
+        || code_is(err, ErrorNumber::InvalidConn)
+        || err.domain() == Enum::Known(ErrorDomain::Rpc)
 }
 
 /// "domain is not running" and the like: the domain changed state under us.
@@ -101,10 +142,7 @@ fn open(uri: &str) -> Result<Connect, HypervisorError> {
 
 /// Whether `err` means the connection itself is gone (rather than the call being refused).
 fn connection_lost(conn: &Connect, err: &VirtError) -> bool {
-    code_is(err, ErrorNumber::NoConnect)
-        || code_is(err, ErrorNumber::InvalidConn)
-        || err.domain() == Enum::Known(ErrorDomain::Rpc)
-        || !conn.is_alive().unwrap_or(false)
+    maybe_connection_lost(err) || !conn.is_alive().unwrap_or(false)
 }
 
 fn into_error(failure: Failure, domain: Option<&str>) -> HypervisorError {
@@ -117,5 +155,14 @@ fn into_error(failure: Failure, domain: Option<&str>) -> HypervisorError {
             HypervisorError::Domain { domain: name.to_string(), action, message: err.message().to_string() }
         }
         (Failure::Libvirt { action, err }, None) => HypervisorError::Query(format!("{action}: {}", err.message())),
+        (Failure::About { err, .. }, Some(name)) if no_domain(&err) => HypervisorError::NoSuchDomain(name.to_string()),
+        (Failure::About { subject, action, err }, domain) => {
+            let domain = domain.unwrap_or_default().to_string();
+            let message = err.message().to_string();
+            match subject {
+                Subject::Disk(target) => HypervisorError::Disk { domain, target, action, message },
+                Subject::Snapshot(snapshot) => HypervisorError::Snapshot { domain, snapshot, action, message },
+            }
+        }
     }
 }
