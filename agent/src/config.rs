@@ -41,6 +41,9 @@ pub struct Flags {
     /// An LVM-thin pool: NAME=VG/THINPOOL (repeatable; the VG and thin pool must exist).
     #[arg(long = "lvm-pool", value_name = "NAME=VG/THINPOOL", global = true)]
     pub lvm_pools: Vec<String>,
+    /// A Ceph RBD pool: NAME=RBDPOOL@MON[,MON...] (repeatable; auth none until cephx support).
+    #[arg(long = "rbd-pool", value_name = "NAME=RBDPOOL@MONS", global = true)]
+    pub rbd_pools: Vec<String>,
     /// Seconds between drift-repair passes.
     #[arg(long, value_name = "S", global = true)]
     pub reconcile_interval: Option<u64>,
@@ -70,6 +73,7 @@ pub struct FileConfig {
     pub token_file: Option<PathBuf>,
     pub pools: Option<Vec<String>>,
     pub lvm_pools: Option<Vec<String>>,
+    pub rbd_pools: Option<Vec<String>>,
     pub reconcile_interval: Option<u64>,
     pub shutdown_timeout: Option<u64>,
 }
@@ -96,12 +100,14 @@ pub enum PoolConfig {
     Dir { name: String, dir: PathBuf },
     /// Thin LVs in an existing LVM thin pool.
     LvmThin { name: String, vg: String, thin_pool: String },
+    /// RBD images in a Ceph pool.
+    Rbd { name: String, rbd_pool: String, monitors: Vec<String> },
 }
 
 impl PoolConfig {
     pub fn name(&self) -> &str {
         match self {
-            PoolConfig::Dir { name, .. } | PoolConfig::LvmThin { name, .. } => name,
+            PoolConfig::Dir { name, .. } | PoolConfig::LvmThin { name, .. } | PoolConfig::Rbd { name, .. } => name,
         }
     }
 }
@@ -162,6 +168,19 @@ impl Config {
                 why: format!("'{spec}' is not NAME=VG/THINPOOL"),
             })?;
             pools.push(PoolConfig::LvmThin { name, vg: vg.to_string(), thin_pool: thin_pool.to_string() });
+        }
+        let rbd_specs = if flags.rbd_pools.is_empty() { file.rbd_pools.unwrap_or_default() } else { flags.rbd_pools.clone() };
+        for spec in rbd_specs {
+            let (name, rest) = split_pool("rbd-pool", &spec)?;
+            let (rbd_pool, mons) = rest.split_once('@').ok_or_else(|| ConfigError::Invalid {
+                field: "rbd-pool",
+                why: format!("'{spec}' is not NAME=RBDPOOL@MON[,MON...]"),
+            })?;
+            let monitors: Vec<String> = mons.split(',').filter(|m| !m.is_empty()).map(str::to_string).collect();
+            if monitors.is_empty() {
+                return Err(ConfigError::Invalid { field: "rbd-pool", why: format!("'{spec}' names no monitor") });
+            }
+            pools.push(PoolConfig::Rbd { name, rbd_pool: rbd_pool.to_string(), monitors });
         }
         if pools.is_empty() {
             pools.push(PoolConfig::Dir { name: "default".to_string(), dir: data_dir.join("pools").join("default") });

@@ -17,6 +17,7 @@ use hci_agent::service::Agent;
 use hci_agent::volumes::dir_qcow2::DirQcow2Pool;
 use hci_agent::volumes::images::ImageStore;
 use hci_agent::volumes::lvm_thin::LvmThinPool;
+use hci_agent::volumes::rbd::RbdPool;
 use hci_agent::volumes::VolumeBackend;
 use hci_firmware_profiles::Profiles;
 
@@ -64,6 +65,10 @@ fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources
             PoolConfig::LvmThin { name, vg, thin_pool } => Arc::new(
                 LvmThinPool::open(name, &config.host_id, vg, thin_pool)
                     .with_context(|| format!("opening LVM-thin pool {name} on {vg}/{thin_pool}"))?,
+            ),
+            PoolConfig::Rbd { name, rbd_pool, monitors } => Arc::new(
+                RbdPool::open(&config.libvirt_uri, name, &config.host_id, rbd_pool, monitors)
+                    .with_context(|| format!("opening RBD pool {name} on {rbd_pool}@{}", monitors.join(",")))?,
             ),
         };
         pools.insert(pool.name().to_string(), backend);

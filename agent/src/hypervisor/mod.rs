@@ -2,6 +2,9 @@
 //! trait with a real implementation (`libvirt.rs`, crate `virt`) and an in-memory fake (`fake.rs`) of
 //! the same shape for fast reconciler tests.
 //!
+//! Besides the lifecycle it offers disk hotplug and disk-only external snapshots (with revert) whose
+//! files keep each disk's own file the active image (`layers.rs`).
+//!
 //! It must never decide anything (which VMs should exist is the reconciler's job) and never touch a
 //! domain this host does not own: every method takes a domain the agent named itself.
 
@@ -149,9 +152,10 @@ pub trait Hypervisor: Send + Sync {
     /// (`VIR_DOMAIN_AFFECT_LIVE`) and to the persistent definition always (`AFFECT_CONFIG`), each side
     /// only where it is missing, with the `<disk>` element [`domain_xml::render`] writes for it (boot
     /// order 1 only when the definition has no disk yet). A disk with the same source already at that
-    /// target is Ok; another disk there is an error. libvirt appends it to the definition's device
-    /// list, so the definition equals `render` of the spec with the disk added, up to the metadata
-    /// digest (unchanged: see docs/LIBVIRT.md, "Disk hotplug") and libvirt-assigned PCI addresses.
+    /// target is Ok; another disk there is an error. The definition's disks then equal those of
+    /// `render` of the spec with the disk added; the hci metadata (and its digest) is not touched, so
+    /// the caller records the new spec with [`Hypervisor::define`] (which changes no disk then). q35
+    /// and aarch64 `virt` domains have [`domain_xml::HOTPLUG_ROOT_PORTS`] free PCIe ports for this.
     fn attach_disk(&self, domain: &str, disk: &DiskSpec) -> Result<(), HypervisorError>;
     /// Detaches the disk at `target` from the running guest, waiting until the guest has released it
     /// (a [`HypervisorError::Disk`] naming domain and target when it does not within the timeout; the
