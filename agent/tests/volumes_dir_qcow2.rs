@@ -187,9 +187,13 @@ fn empty_volumes_create_grow_refuse_shrink_and_delete() {
     assert!(usage.allocation_bytes <= usage.capacity_bytes, "{usage:?}");
     assert!(usage.allocation_bytes + usage.available_bytes <= usage.capacity_bytes + MIB, "{usage:?}");
 
+    // A disk-only snapshot layer beside the volume (hypervisor/layers.rs) goes with it.
+    let layer = fx.pool_dir().join("hci-v1.qcow2.snap-s1");
+    fs::write(&layer, b"layer").expect("layer");
     fx.pool.delete("v1").expect("delete");
     assert!(fx.listed("v1").is_none());
     assert!(!path.exists(), "file removed");
+    assert!(!layer.exists(), "snapshot layer removed with its volume");
     fx.pool.delete("v1").expect("delete a missing volume");
     assert!(foreign.exists(), "foreign file untouched");
 }

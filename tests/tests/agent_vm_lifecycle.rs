@@ -12,7 +12,7 @@ use hci_shared::agent::{HostDesired, ImageFormat, ImageRef, VmDesired, VmRunStat
 use hci_shared::resources::PowerState;
 use hci_tests::agent::{sha256_file, test_guest, AgentProc, LibvirtHost};
 
-const BOOT: Duration = Duration::from_secs(120);
+const BOOT: Duration = Duration::from_secs(180);
 
 fn image() -> ImageRef {
     let disk = test_guest().join("disk.qcow2");

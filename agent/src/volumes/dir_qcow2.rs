@@ -360,6 +360,12 @@ impl VolumeBackend for DirQcow2Pool {
             Err(e) if has_code(&e, ErrorNumber::NoStorageVolume) => {}
             Err(e) => return Err(Self::vol_err(id, "looking up")(e)),
         }
+        // Disk-only snapshots leave read-only layers beside the volume file (hypervisor/layers.rs).
+        let file = self.pool.dir().join(volume_name(id));
+        let layers = crate::hypervisor::layers::layer_files(&file).map_err(Self::io_err(id, "listing snapshot layers"))?;
+        for layer in layers {
+            remove_if_present(&layer).map_err(Self::io_err(id, "removing a snapshot layer"))?;
+        }
         remove_if_present(&self.marker(id)).map_err(Self::io_err(id, "removing the create marker"))
     }
 }
