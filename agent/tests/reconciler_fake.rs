@@ -102,7 +102,9 @@ fn converges_then_a_second_pass_does_nothing() {
     assert_eq!(h.hv.domain(&name).map(|d| d.state), Some(VmRunState::Running));
     h.hv.clear_calls();
     let creates = h.pool.calls(FakeOp::Create);
+    let lists = h.pool.calls(FakeOp::List);
     let again = h.pass();
+    assert_eq!(h.pool.calls(FakeOp::List) - lists, 1, "a pass with nothing to do lists each pool once");
     assert_eq!(again.report.converged_generation, Some(1));
     assert_eq!(h.hv.count(Method::Define) + h.hv.count(Method::Start), 0, "nothing to do when converged");
     assert_eq!(h.pool.calls(FakeOp::Create), creates);

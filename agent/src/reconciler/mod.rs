@@ -128,14 +128,20 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
     let mut vm_errors: BTreeMap<String, String> = BTreeMap::new();
     let mut state_changed = false;
     let desired = state.desired.clone();
+    // The pools' volumes, listed once per pass and again only after this pass changed them: a listing
+    // costs round trips per volume held, which would otherwise grow every pass with the host.
+    let mut listing: Option<Vec<(String, VolumeInfo)>> = None;
 
     if let Some(desired) = &desired {
         // 1. Volumes: create what is missing, grow what is too small.
-        let present: Vec<PresentVolume> = present_volumes(res, &mut volume_errors)
-            .into_iter()
-            .map(|(pool, v)| PresentVolume { pool, id: v.id, capacity_bytes: v.capacity_bytes })
+        let before = present_volumes(res, &mut volume_errors);
+        let present: Vec<PresentVolume> = before
+            .iter()
+            .map(|(pool, v)| PresentVolume { pool: pool.clone(), id: v.id.clone(), capacity_bytes: v.capacity_bytes })
             .collect();
-        for action in plan::plan_volumes(&desired.volumes, &present) {
+        let actions = plan::plan_volumes(&desired.volumes, &present);
+        let changed = !actions.is_empty();
+        for action in actions {
             let (VolumeAction::Create { id, .. } | VolumeAction::Grow { id, .. }) = &action;
             if let Err(e) = run_volume_action(res, desired, &action) {
                 tracing::warn!(volume = %id, error = %e, "volume action failed");
@@ -144,7 +150,7 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
         }
 
         // 2. Domains: define, start, stop, reboot.
-        let present_after = present_volumes(res, &mut volume_errors);
+        let mut present_after = if changed { present_volumes(res, &mut volume_errors) } else { before };
         let volumes: BTreeMap<String, VolumeInfo> =
             present_after.iter().map(|(_, v)| (v.id.clone(), v.clone())).collect();
         let actual: BTreeMap<String, DomainInfo> = match res.hypervisor.list() {
@@ -216,15 +222,20 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
                 .collect();
             for (pool, id) in plan::plan_volume_deletes(&desired.volumes, &present) {
                 if let Some(backend) = res.pools.get(&pool) {
-                    if let Err(e) = backend.delete(&id) {
-                        volume_errors.insert(id.clone(), e.to_string());
+                    match backend.delete(&id) {
+                        Ok(()) => present_after.retain(|(p, v)| !(p == &pool && v.id == id)),
+                        Err(e) => {
+                            volume_errors.insert(id.clone(), e.to_string());
+                        }
                     }
                 }
             }
         }
+        listing = Some(present_after);
     }
 
-    let report = build_report(res, state, desired.as_ref(), &vm_errors, &volume_errors);
+    let listing = listing.unwrap_or_else(|| present_volumes(res, &mut BTreeMap::new()));
+    let report = build_report(res, state, desired.as_ref(), listing, &vm_errors, &volume_errors);
     PassOutcome { report, state_changed, errors: vm_errors.len() + volume_errors.len() }
 }
 
@@ -232,6 +243,7 @@ fn build_report(
     res: &HostResources,
     state: &AgentState,
     desired: Option<&HostDesired>,
+    listing: Vec<(String, VolumeInfo)>,
     vm_errors: &BTreeMap<String, String>,
     volume_errors: &BTreeMap<String, String>,
 ) -> HostReport {
@@ -254,8 +266,7 @@ fn build_report(
             VmReport { id: vm.id.clone(), state, stats, last_error: vm_errors.get(&vm.id).cloned() }
         })
         .collect();
-    let mut ignored = BTreeMap::new();
-    let volumes = present_volumes(res, &mut ignored)
+    let volumes = listing
         .into_iter()
         .map(|(pool, v)| VolumeReport {
             last_error: volume_errors.get(&v.id).cloned(),
