@@ -160,7 +160,8 @@ impl Config {
             let (name, dir) = split_pool("pool", &spec)?;
             pools.push(PoolConfig::Dir { name, dir: PathBuf::from(dir) });
         }
-        let lvm_specs = if flags.lvm_pools.is_empty() { file.lvm_pools.unwrap_or_default() } else { flags.lvm_pools.clone() };
+        let lvm_specs =
+            if flags.lvm_pools.is_empty() { file.lvm_pools.unwrap_or_default() } else { flags.lvm_pools.clone() };
         for spec in lvm_specs {
             let (name, rest) = split_pool("lvm-pool", &spec)?;
             let (vg, thin_pool) = rest.split_once('/').ok_or_else(|| ConfigError::Invalid {
@@ -169,7 +170,8 @@ impl Config {
             })?;
             pools.push(PoolConfig::LvmThin { name, vg: vg.to_string(), thin_pool: thin_pool.to_string() });
         }
-        let rbd_specs = if flags.rbd_pools.is_empty() { file.rbd_pools.unwrap_or_default() } else { flags.rbd_pools.clone() };
+        let rbd_specs =
+            if flags.rbd_pools.is_empty() { file.rbd_pools.unwrap_or_default() } else { flags.rbd_pools.clone() };
         for spec in rbd_specs {
             let (name, rest) = split_pool("rbd-pool", &spec)?;
             let (rbd_pool, mons) = rest.split_once('@').ok_or_else(|| ConfigError::Invalid {
@@ -188,7 +190,10 @@ impl Config {
         let mut seen = std::collections::BTreeSet::new();
         for pool in &pools {
             if !seen.insert(pool.name().to_string()) {
-                return Err(ConfigError::Invalid { field: "pool", why: format!("pool '{}' is defined twice", pool.name()) });
+                return Err(ConfigError::Invalid {
+                    field: "pool",
+                    why: format!("pool '{}' is defined twice", pool.name()),
+                });
             }
         }
         Ok(Self {

@@ -139,13 +139,17 @@ impl Agent {
     /// Flattens volume `id` into a downloadable export; refused while a running VM uses it.
     pub fn export(&self, id: &str) -> Result<crate::export::Export, crate::export::ExportError> {
         use crate::export::ExportError;
-        let running_user = self.desired().and_then(|d| {
-            d.vms.into_iter().find(|vm| vm.disks.iter().any(|disk| disk == id)).map(|vm| vm.id)
-        });
+        let running_user = self
+            .desired()
+            .and_then(|d| d.vms.into_iter().find(|vm| vm.disks.iter().any(|disk| disk == id)).map(|vm| vm.id));
         if let Some(vm) = running_user {
             let name = crate::reconciler::domain_name(&self.res.host_id, &vm);
             let running = self.res.hypervisor.list().ok().into_iter().flatten().any(|d| {
-                d.name == name && !matches!(d.state, hci_shared::agent::VmRunState::Stopped | hci_shared::agent::VmRunState::Crashed)
+                d.name == name
+                    && !matches!(
+                        d.state,
+                        hci_shared::agent::VmRunState::Stopped | hci_shared::agent::VmRunState::Crashed
+                    )
             });
             if running {
                 return Err(ExportError::InUse { volume: id.to_string(), vm });

@@ -93,11 +93,18 @@ impl Host {
 #[test]
 fn converges_then_a_second_pass_does_nothing() {
     let mut h = host();
-    h.offer(1, vec![vm("a", &["boot", "data"], PowerState::Running, 0)], vec![volume("boot", image()), volume("data", VolumeSource::Empty)]);
+    h.offer(
+        1,
+        vec![vm("a", &["boot", "data"], PowerState::Running, 0)],
+        vec![volume("boot", image()), volume("data", VolumeSource::Empty)],
+    );
     let out = h.pass();
     assert_eq!(out.errors, 0, "{:?}", out.report);
     assert_eq!(out.report.converged_generation, Some(1));
-    assert_eq!(h.pool.volume("boot").map(|v| v.source), Some(SourceSpec::Image { path: "/images/guest.qcow2".into(), format: "qcow2".into() }));
+    assert_eq!(
+        h.pool.volume("boot").map(|v| v.source),
+        Some(SourceSpec::Image { path: "/images/guest.qcow2".into(), format: "qcow2".into() })
+    );
     let name = domain_name("h1", "a");
     assert_eq!(h.hv.domain(&name).map(|d| d.state), Some(VmRunState::Running));
     h.hv.clear_calls();

@@ -176,7 +176,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_fields_by_name() {
-        let cases: Vec<(Box<dyn Fn(&mut HostDesired)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut HostDesired)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|d| d.vms[0].id = "../../etc".into()), "vms[0].id"),
             (Box::new(|d| d.volumes[0].id = "a/b".into()), "volumes[0].id"),
             (Box::new(|d| d.vms[0].disks = vec!["nope".into()]), "vms[0].disks[0]"),

@@ -72,7 +72,12 @@ fn stopped_vm_moves_to_another_host_with_its_data() {
 
     // On B: import (verified) and boot; the guest finds A's marker, then writes its own.
     let marker_b = format!("from-b-{pid}");
-    let on_b = HostDesired { host_id: id_b.clone(), generation: 1, volumes: volumes_b, vms: vec![vm(&marker_b, PowerState::Running)] };
+    let on_b = HostDesired {
+        host_id: id_b.clone(),
+        generation: 1,
+        volumes: volumes_b,
+        vms: vec![vm(&marker_b, PowerState::Running)],
+    };
     assert_eq!(b.put_desired(&on_b), 200);
     b.wait_converged(1, BOOT, |r| match r.vms.first() {
         Some(v) if v.last_error.is_none() => Ok(()),

@@ -362,7 +362,8 @@ impl VolumeBackend for DirQcow2Pool {
         }
         // Disk-only snapshots leave read-only layers beside the volume file (hypervisor/layers.rs).
         let file = self.pool.dir().join(volume_name(id));
-        let layers = crate::hypervisor::layers::layer_files(&file).map_err(Self::io_err(id, "listing snapshot layers"))?;
+        let layers =
+            crate::hypervisor::layers::layer_files(&file).map_err(Self::io_err(id, "listing snapshot layers"))?;
         for layer in layers {
             remove_if_present(&layer).map_err(Self::io_err(id, "removing a snapshot layer"))?;
         }
