@@ -207,3 +207,16 @@ fn a_profile_the_host_cannot_run_is_refused_before_anything_is_defined() {
     assert!(error.contains("aarch64"), "{error}");
     assert_eq!(h.hv.count(Method::Define), 0);
 }
+
+#[test]
+fn a_disk_added_to_a_running_vm_is_hot_plugged() {
+    let mut h = host();
+    h.offer(1, vec![vm("a", &["va"], PowerState::Running, 0)], vec![volume("va", VolumeSource::Empty)]);
+    h.pass();
+    let vols = vec![volume("va", VolumeSource::Empty), volume("vb", VolumeSource::Empty)];
+    h.offer(2, vec![vm("a", &["va", "vb"], PowerState::Running, 0)], vols);
+    let out = h.pass();
+    assert_eq!(out.report.converged_generation, Some(2), "{:?}", out.report);
+    assert!(h.hv.count(Method::AttachDisk) >= 1, "the new disk is attached live");
+    assert_eq!(h.hv.count(Method::Start) + h.hv.count(Method::Shutdown), 1, "no restart: only the first start");
+}

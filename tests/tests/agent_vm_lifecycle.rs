@@ -177,6 +177,27 @@ fn agent_killed_during_create_converges_to_exactly_one_vm() {
     ids.sort();
     assert_eq!(ids, vec!["vol-boot".to_string(), "vol-data".to_string()], "both volumes, once each");
     agent.wait_console("vm-1", "HCI-GUEST-BOOTED", BOOT);
+
+    // A volume added to the running VM is hot-plugged: the live domain gets vdc without a restart.
+    let mut vols = volumes();
+    vols.push(VolumeDesired {
+        id: "vol-extra".into(),
+        pool: "default".into(),
+        size_gib: 1,
+        source: VolumeSource::Empty,
+    });
+    let mut grown = vm("x86_64-bios", "k", PowerState::Running, 0);
+    grown.disks.push("vol-extra".into());
+    assert_eq!(agent.put_desired(&desired(&host_id, 2, vec![grown], vols)), 200);
+    agent.wait_converged(2, BOOT, no_vm_errors);
+    let live = Command::new("virsh")
+        .args(["-c", &host.uri, "domblklist", &format!("hci-{host_id}-vm-1")])
+        .output()
+        .expect("virsh domblklist");
+    let live = String::from_utf8_lossy(&live.stdout).into_owned();
+    assert!(live.contains("vdc") && live.contains("hci-vol-extra.qcow2"), "live disks: {live}");
+    assert_eq!(agent.console("vm-1").matches("HCI-GUEST-BOOTED").count(), 1, "no restart for a hot-plug");
+
     // A converged host needs nothing more: further passes define nothing.
     let defines = |m: &str| {
         m.lines()

@@ -110,10 +110,20 @@ fn run_domain_action(
     res: &HostResources,
     spec: &crate::hypervisor::DomainSpec,
     action: &DomainAction,
+    running: bool,
 ) -> Result<(), String> {
     let name = spec.name.as_str();
     let result = match action {
-        DomainAction::Define => res.hypervisor.define(spec),
+        // A running domain also gets disks added to its spec hot-plugged (attach is idempotent: disks
+        // already there are left alone). A disk removed from the middle shifts later targets; that
+        // is refused by attach and takes effect at the next cold start instead.
+        DomainAction::Define => res.hypervisor.define(spec).and_then(|()| {
+            if running {
+                spec.disks.iter().try_for_each(|disk| res.hypervisor.attach_disk(name, disk))
+            } else {
+                Ok(())
+            }
+        }),
         DomainAction::Start => res.hypervisor.start(name),
         DomainAction::Shutdown => res.hypervisor.shutdown(name, res.shutdown_timeout),
         DomainAction::Reboot => res.hypervisor.reboot(name),
@@ -180,8 +190,10 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
                 power: vm.power,
                 reboot_count: vm.reboot_count,
             };
+            let running =
+                actual.get(&spec.name).is_some_and(|d| matches!(d.state, VmRunState::Running | VmRunState::Paused));
             for action in plan::plan_domain(&wanted, actual.get(&spec.name), applied) {
-                if let Err(e) = run_domain_action(res, &spec, &action) {
+                if let Err(e) = run_domain_action(res, &spec, &action, running) {
                     tracing::warn!(vm = %vm.id, ?action, error = %e, "domain action failed");
                     vm_errors.insert(vm.id.clone(), e);
                     break;
