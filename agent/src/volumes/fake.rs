@@ -152,10 +152,8 @@ impl VolumeBackend for FakePool {
         if let Some(existing) = state.volumes.get(id) {
             return Ok(self.info(id, existing));
         }
+        super::check_capacity(id, capacity_bytes)?;
         let refuse = |message: String| VolumeError::Volume { volume: id.to_string(), action: "creating", message };
-        if capacity_bytes == 0 {
-            return Err(refuse("capacity must be > 0".into()));
-        }
         match source {
             SourceSpec::Empty => {}
             SourceSpec::Image { path, format } => {

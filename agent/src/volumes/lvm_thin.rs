@@ -291,13 +291,7 @@ impl VolumeBackend for LvmThinPool {
 
     fn create(&self, id: &str, capacity_bytes: u64, source: &SourceSpec) -> Result<VolumeInfo, VolumeError> {
         check_fits(&self.vg, &self.host_id, id)?;
-        if capacity_bytes == 0 {
-            return Err(VolumeError::Volume {
-                volume: id.into(),
-                action: "creating",
-                message: "capacity must be > 0".into(),
-            });
-        }
+        super::check_capacity(id, capacity_bytes)?;
         let _changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
         self.create_locked(id, capacity_bytes, source)
     }

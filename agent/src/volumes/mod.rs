@@ -64,6 +64,18 @@ pub enum VolumeError {
     NoSpace { pool: String, needed: u64, available: u64 },
 }
 
+/// The refusal every backend gives a zero-sized create.
+pub fn check_capacity(id: &str, capacity_bytes: u64) -> Result<(), VolumeError> {
+    if capacity_bytes == 0 {
+        return Err(VolumeError::Volume {
+            volume: id.into(),
+            action: "creating",
+            message: "capacity must be > 0".into(),
+        });
+    }
+    Ok(())
+}
+
 pub trait VolumeBackend: Send + Sync {
     /// The pool's name as the API knows it (`default`, ...).
     fn pool(&self) -> &str;
