@@ -1,7 +1,8 @@
 //! `DirQcow2Pool` against the real libvirt on this machine (`qemu:///system`, or `HCI_LIBVIRT_URI`):
 //! empty volumes, idempotent create, grow and refused shrink, overlays over qcow2 and raw images
 //! (backing chain and contents checked with qemu-img), independent clones, delete, recovery from an
-//! interrupted create, pool usage, and the refusal of files and pools that are not hci's.
+//! interrupted create, pool usage, the refusal of files and pools that are not hci's, and of volume
+//! snapshots (a dir-qcow2 volume's snapshots are its VM's).
 //!
 //! Needs root, qemu-img/qemu-io and `scripts/libvirt/up.sh`. Fails loudly when libvirt is unreachable,
 //! unless HCI_SKIP_LIBVIRT=1. Every test uses its own pool `hci-<test>-<pid>-p` in its own temporary
@@ -260,11 +261,11 @@ fn clones_are_independent_full_copies() {
     let base_path = path_of(&base);
     run("qemu-io", &["-f", "qcow2", "-c", "write -P 0x11 1M 64k", &base_path.to_string_lossy()]);
 
-    let from_base = SourceSpec::Clone { from_volume: "base".into() };
+    let from_base = SourceSpec::Clone { from_volume: "base".into(), snapshot: None };
     let err = fx.pool.create("tiny", MIB, &from_base).expect_err("smaller than the source");
     assert!(err.to_string().contains("larger than"), "{err}");
     assert!(matches!(
-        fx.pool.create("orphan", 16 * MIB, &SourceSpec::Clone { from_volume: "ghost".into() }),
+        fx.pool.create("orphan", 16 * MIB, &SourceSpec::Clone { from_volume: "ghost".into(), snapshot: None }),
         Err(VolumeError::NoSuchVolume(v)) if v == "ghost"
     ));
 
@@ -278,6 +279,19 @@ fn clones_are_independent_full_copies() {
     assert_eq!(guest_bytes(&copy_path, 0, 64 * 1024), vec![0xab; 64 * 1024]);
     assert_eq!(guest_bytes(&copy_path, MIB, 64 * 1024), vec![0x11; 64 * 1024]);
     assert_eq!(fx.pool.create("copy", 32 * MIB, &from_base).expect("idempotent"), copy);
+
+    // Snapshots of a dir-qcow2 volume are its VM's (hypervisor disk-only snapshots), not the pool's.
+    let from_snapshot = SourceSpec::Clone { from_volume: "base".into(), snapshot: Some("s".into()) };
+    for err in [
+        fx.pool.snapshot("copy", "s").expect_err("snapshot"),
+        fx.pool.list_snapshots("copy").expect_err("list snapshots"),
+        fx.pool.rollback("copy", "s").expect_err("rollback"),
+        fx.pool.delete_snapshot("copy", "s").expect_err("delete a snapshot"),
+        fx.pool.create("c2", 32 * MIB, &from_snapshot).expect_err("clone from a snapshot"),
+    ] {
+        assert!(matches!(err, VolumeError::Unsupported { .. }) && err.to_string().contains("hypervisor"), "{err}");
+    }
+    assert!(fx.pool.snapshot("copy", "a/b").expect_err("bad name").to_string().contains("snapshot name"));
 
     // Independent: writes to the copy do not reach the source, and the source can go.
     run("qemu-io", &["-f", "qcow2", "-c", "write -P 0x22 0 64k", &copy_path.to_string_lossy()]);

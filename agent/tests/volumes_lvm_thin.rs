@@ -2,7 +2,9 @@
 //! device on it, a VG `hci-test-<pid>-<test>` and a 1.5 GiB thin pool `pool`, then checks empty
 //! volumes (block devices), idempotent create, grow and refused shrink, image volumes (bytes read
 //! back from the LV), independent thin-snapshot clones, delete, recovery from interrupted creates,
-//! pool usage, and that LVs which are not this host's are neither listed nor changed.
+//! pool usage, that LVs which are not this host's are neither listed nor changed, and volume
+//! snapshots (take, list, roll back twice, refused while open, an interrupted rollback settled,
+//! clones from a snapshot, delete with snapshots, bad names).
 //!
 //! Needs root, a kernel with device-mapper and dm-thin, lvm2 + thin-provisioning-tools, qemu-img and
 //! qemu-io. Fails loudly when any is missing, unless HCI_SKIP_LVM=1. The tests' own LVM commands see
@@ -302,7 +304,7 @@ fn lvs_that_are_not_this_hosts_are_neither_listed_nor_changed() {
         assert!(err.to_string().contains("refusing"), "{err}");
         assert!(fx.pool.create(id, 16 * MIB, &SourceSpec::Empty).is_err(), "{id}: not ours to replace");
         assert!(fx.pool.resize(id, 64 * MIB).is_err(), "{id}: not ours to grow");
-        let clone = SourceSpec::Clone { from_volume: id.into() };
+        let clone = SourceSpec::Clone { from_volume: id.into(), snapshot: None };
         assert!(fx.pool.create(&format!("from-{id}"), 64 * MIB, &clone).is_err(), "{id}: not ours to clone");
         assert!(fx.attrs(&fx.lv(id)).is_some(), "{id} untouched");
     }
@@ -375,15 +377,18 @@ fn clones_are_independent_thin_snapshots() {
     let base_path = block_path(&base);
     fx.dd(&base_path, MIB, 0x11);
 
-    let from_base = SourceSpec::Clone { from_volume: "base".into() };
+    let from_base = SourceSpec::Clone { from_volume: "base".into(), snapshot: None };
     let err = fx.pool.create("tiny", 8 * MIB, &from_base).expect_err("smaller than the source");
     assert!(err.to_string().contains("larger than"), "{err}");
     assert!(matches!(
-        fx.pool.create("orphan", 16 * MIB, &SourceSpec::Clone { from_volume: "ghost".into() }),
+        fx.pool.create("orphan", 16 * MIB, &SourceSpec::Clone { from_volume: "ghost".into(), snapshot: None }),
         Err(VolumeError::NoSuchVolume(v)) if v == "ghost"
     ));
     assert!(fx.pool.create("base", 16 * MIB, &from_base).is_ok(), "an existing volume is returned as it is");
-    assert!(fx.pool.create("self", 16 * MIB, &SourceSpec::Clone { from_volume: "self".into() }).is_err());
+    assert!(fx
+        .pool
+        .create("self", 16 * MIB, &SourceSpec::Clone { from_volume: "self".into(), snapshot: None })
+        .is_err());
 
     let copy = fx.pool.create("copy", 32 * MIB, &from_base).expect("clone");
     assert_eq!(copy.capacity_bytes, 32 * MIB, "grown to the size asked for");
@@ -442,14 +447,17 @@ fn interrupted_creates_are_detected_and_redone() {
 
     // A clone cut short, and an unfinished LV that is deleted instead of recreated.
     fx.thin_lv(&fx.lv("copy"), &["hci-creating", &host_tag]);
-    let copy = fx.pool.create("copy", 16 * MIB, &SourceSpec::Clone { from_volume: "img".into() }).expect("clone");
+    let copy = fx
+        .pool
+        .create("copy", 16 * MIB, &SourceSpec::Clone { from_volume: "img".into(), snapshot: None })
+        .expect("clone");
     assert_eq!(read_at(&block_path(&copy), 0, KIB64), vec![0xab; KIB64]);
     fx.thin_lv(&fx.lv("half"), &["hci-creating", &host_tag]);
     fx.pool.delete("half").expect("delete an unfinished volume");
     assert!(fx.attrs(&fx.lv("half")).is_none());
     // A clone of an unfinished volume is refused: there is no such volume yet.
     fx.thin_lv(&fx.lv("half2"), &["hci-creating", &host_tag]);
-    let from_half = SourceSpec::Clone { from_volume: "half2".into() };
+    let from_half = SourceSpec::Clone { from_volume: "half2".into(), snapshot: None };
     assert!(matches!(fx.pool.create("c2", 16 * MIB, &from_half), Err(VolumeError::NoSuchVolume(_))));
     assert_eq!(fx.ids(), ["copy", "img", "marked"]);
 }
@@ -490,4 +498,79 @@ fn open_checks_the_volume_group_and_the_thin_pool() {
     assert_eq!(usage.capacity_bytes, 1536 * MIB);
     let info = reopened.create("v", 16 * MIB, &SourceSpec::Empty).expect("create");
     assert_eq!(fx.pool.list().expect("list"), vec![info]);
+}
+
+#[test]
+fn thin_snapshots_roll_back_clone_and_go_with_their_volume() {
+    if skip("thin_snapshots_roll_back_clone_and_go_with_their_volume") {
+        return;
+    }
+    let fx = Fixture::new("snap");
+    let host_tag = format!("hci-host={}", fx.host);
+    let path = block_path(&fx.pool.create("v", 16 * MIB, &SourceSpec::Empty).expect("create"));
+    fx.dd(&path, 0, 0xaa);
+    fx.pool.snapshot("v", "before").expect("snapshot");
+    fx.pool.snapshot("v", "before").expect("taking an existing snapshot again is Ok");
+    fx.dd(&path, 0, 0xbb);
+    fx.pool.snapshot("v", "after").expect("second snapshot");
+    fx.dd(&path, 0, 0xcc);
+    assert_eq!(fx.pool.list_snapshots("v").expect("list"), ["before", "after"], "oldest first");
+    let snap_lv = format!("{}+before", fx.lv("v"));
+    let (attr, tags) = fx.attrs(&snap_lv).expect("the snapshot's LV");
+    assert!(attr.starts_with('V') && attr.ends_with('k'), "a thin LV with activation skip: {attr}");
+    assert!(tags.split(',').any(|t| t == host_tag) && tags.split(',').any(|t| t == "hci-seq=1"), "{tags}");
+    assert_eq!(fx.ids(), ["v"], "snapshots are not volumes");
+
+    // Grown after the snapshots: a rollback brings the bytes back and keeps the capacity.
+    fx.pool.resize("v", 24 * MIB).expect("grow");
+    fx.dd(&path, 20 * MIB, 0xdd);
+    fx.pool.rollback("v", "before").expect("rollback");
+    assert_eq!(read_at(&path, 0, KIB64), vec![0xaa; KIB64], "the snapshot's bytes are back");
+    assert_eq!((device_size(&path), fx.listed("v").map(|v| v.capacity_bytes)), (24 * MIB, Some(24 * MIB)));
+    assert_eq!(read_at(&path, 20 * MIB, KIB64), vec![0; KIB64], "what came after reads as zeros");
+    assert_eq!(fx.pool.list_snapshots("v").expect("list"), ["before", "after"], "every snapshot stays");
+    fx.pool.rollback("v", "after").expect("a second rollback, to the other snapshot");
+    assert_eq!(read_at(&path, 0, KIB64), vec![0xbb; KIB64]);
+    assert!(matches!(fx.pool.rollback("v", "nope"), Err(VolumeError::NoSuchSnapshot { .. })));
+    let holder = File::open(&path).expect("hold the volume open");
+    let err = fx.pool.rollback("v", "before").expect_err("rollback of an open volume");
+    assert!(err.to_string().contains("open"), "{err}");
+    drop(holder);
+
+    // A rollback cut short after the volume was set aside: the next create finishes it.
+    let (new, old) = (format!("{}++new", fx.lv("v")), format!("{}++old", fx.lv("v")));
+    let from = format!("{}/{snap_lv}", fx.vg);
+    fx.lvm(&["lvcreate", "--snapshot", "--setactivationskip", "n", "-ay", "-n", &new, "--addtag", &host_tag, &from]);
+    fx.lvm(&["lvrename", &fx.vg, &fx.lv("v"), &old]);
+    assert!(fx.listed("v").is_none());
+    fx.pool.create("v", 24 * MIB, &SourceSpec::Empty).expect("create settles the rollback");
+    assert_eq!(read_at(&path, 0, KIB64), vec![0xaa; KIB64], "the copy took the volume's place");
+    assert!(fx.attrs(&new).is_none() && fx.attrs(&old).is_none(), "no rollback LV left");
+
+    // A clone from a snapshot: independent of the snapshot and of the volume.
+    let from_after = SourceSpec::Clone { from_volume: "v".into(), snapshot: Some("after".into()) };
+    let missing = SourceSpec::Clone { from_volume: "v".into(), snapshot: Some("nope".into()) };
+    assert!(matches!(fx.pool.create("c", 16 * MIB, &missing), Err(VolumeError::NoSuchSnapshot { .. })));
+    let clone = block_path(&fx.pool.create("c", 16 * MIB, &from_after).expect("clone from a snapshot"));
+    assert_eq!(read_at(&clone, 0, KIB64), vec![0xbb; KIB64]);
+    fx.pool.delete_snapshot("v", "after").expect("delete a snapshot");
+    fx.pool.delete_snapshot("v", "after").expect("deleting a missing snapshot is Ok");
+    assert_eq!(fx.pool.list_snapshots("v").expect("list"), ["before"]);
+    fx.pool.delete("v").expect("delete a volume with a snapshot");
+    for lv in [fx.lv("v"), snap_lv, new, old] {
+        assert!(fx.attrs(&lv).is_none(), "{lv} is gone");
+    }
+    assert_eq!(read_at(&clone, 0, KIB64), vec![0xbb; KIB64], "the clone outlives its source");
+    assert!(matches!(fx.pool.snapshot("v", "x"), Err(VolumeError::NoSuchVolume(_))));
+
+    for bad in ["", "a@b", "a/b", "../x", "-x"] {
+        for err in [
+            fx.pool.snapshot("c", bad).expect_err(bad),
+            fx.pool.rollback("c", bad).expect_err(bad),
+            fx.pool.delete_snapshot("c", bad).expect_err(bad),
+        ] {
+            assert!(err.to_string().contains("snapshot name"), "{bad:?}: {err}");
+        }
+    }
+    assert_eq!(fx.ids(), ["c"]);
 }

@@ -1,9 +1,11 @@
 //! `RbdPool` against a real one-node Ceph cluster (scripts/ceph/up.sh in a temporary directory) and a
 //! private libvirtd (scripts/libvirt/host.sh): empty volumes, idempotent create, grow and refused
 //! shrink, volumes from a qcow2 image (bytes checked with `rbd export`), independent clones, delete,
-//! interrupted creates, foreign images left alone, libvirtd and Ceph restarts; and the test guest
-//! booted with `LibvirtHypervisor` from a local qcow2 boot disk with its data disk on an RBD volume,
-//! whose marker is then read back from the cluster.
+//! interrupted creates, foreign images left alone, libvirtd and Ceph restarts; snapshots (bytes
+//! written with qemu-io, snapshot, overwrite, list, roll back and back again, clones from a snapshot
+//! that outlive their source, refused rollback of an open image, delete with snapshots, bad names);
+//! and the test guest booted with `LibvirtHypervisor` from a local qcow2 boot disk with its data disk
+//! on an RBD volume, whose marker is then read back from the cluster.
 //!
 //! Needs root, `scripts/libvirt/up.sh` (packages) and qemu-img/qemu-io; up.sh installs Ceph when it
 //! is missing. HCI_SKIP_CEPH=1 or HCI_SKIP_LIBVIRT=1 skips. The cluster and the libvirtd are shared
@@ -130,13 +132,17 @@ impl Env {
         run("rbd", &all)
     }
 
-    /// `rbd ls -l hci`: image name -> size.
-    fn images(&self) -> Vec<(String, u64)> {
+    /// The entries of `rbd ls -l hci`: images and their snapshots.
+    fn entries(&self) -> Vec<serde_json::Value> {
         let json: serde_json::Value =
             serde_json::from_slice(&self.rbd(&["ls", "-l", "--format", "json", "hci"])).expect("rbd ls JSON");
-        let mut out: Vec<_> = json
-            .as_array()
-            .expect("array")
+        json.as_array().expect("array").clone()
+    }
+
+    /// `rbd ls -l hci`: image name -> size.
+    fn images(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<_> = self
+            .entries()
             .iter()
             .filter(|i| i.get("snapshot").is_none())
             .map(|i| (i["image"].as_str().expect("name").to_string(), i["size"].as_u64().expect("size")))
@@ -251,7 +257,7 @@ fn rbd_volumes_create_grow_clone_delete_and_recover() {
     assert!(matches!(small, VolumeError::Volume { action: "checking the size", .. }), "{small}");
 
     // Clone: a full, flattened copy, independent of its source.
-    let clone = SourceSpec::Clone { from_volume: "i1".into() };
+    let clone = SourceSpec::Clone { from_volume: "i1".into(), snapshot: None };
     let c1 = timed("clone 32 MiB -> 40 MiB", || pool.create("c1", 40 * MIB, &clone).expect("clone"));
     assert_eq!((c1.capacity_bytes, env.size_of("hci-c1")), (40 * MIB, Some(40 * MIB)));
     let info: serde_json::Value =
@@ -317,6 +323,109 @@ fn rbd_volumes_create_grow_clone_delete_and_recover() {
     }
     assert_eq!(env.images(), vec![("foreign".to_string(), MIB)], "only the foreign image is left");
     env.rbd(&["rm", "--no-progress", "hci/foreign"]);
+}
+
+/// Writes 64 KiB of `pattern` at `offset` of an image, through QEMU's rbd driver.
+fn write_pattern(env: &Env, image: &str, pattern: u8, offset: u64) {
+    run("qemu-io", &["-f", "raw", "-c", &format!("write -P {pattern:#x} {offset} 64k"), &env.qemu_name(image)]);
+}
+
+/// `len` bytes of an image at `offset`, through `rbd export`.
+fn bytes_at(env: &Env, image: &str, offset: usize, len: usize) -> Vec<u8> {
+    env.head(image, offset + len).split_off(offset)
+}
+
+#[test]
+fn rbd_snapshots_roll_back_clone_and_go_with_their_volume() {
+    if skip("snapshots") {
+        return;
+    }
+    let env = Env::get();
+    let _serial = env.lock();
+    let pool = env.pool();
+    const K64: usize = 64 * 1024;
+    pool.create("s1", 16 * MIB, &SourceSpec::Empty).expect("create");
+    write_pattern(&env, "hci-s1", 0xaa, 0);
+
+    // Take, idempotently; overwrite; take another; list oldest first.
+    timed("snapshot", || pool.snapshot("s1", "before").expect("snapshot"));
+    pool.snapshot("s1", "before").expect("taking an existing snapshot again is Ok");
+    write_pattern(&env, "hci-s1", 0xbb, 0);
+    pool.snapshot("s1", "after").expect("second snapshot");
+    write_pattern(&env, "hci-s1", 0xcc, 0);
+    assert_eq!(timed("list snapshots", || pool.list_snapshots("s1").expect("list")), ["before", "after"]);
+
+    // Grown after the snapshots: a rollback brings the bytes back and keeps the capacity.
+    pool.resize("s1", 24 * MIB).expect("grow");
+    write_pattern(&env, "hci-s1", 0xdd, 20 * MIB);
+    timed("rollback (24 MiB volume)", || pool.rollback("s1", "before").expect("rollback"));
+    assert_eq!(bytes_at(&env, "hci-s1", 0, K64), vec![0xaa; K64], "the snapshot's bytes are back");
+    assert_eq!(env.size_of("hci-s1"), Some(24 * MIB), "the capacity stays");
+    let listed = pool.list().expect("list").into_iter().find(|v| v.id == "s1").map(|v| v.capacity_bytes);
+    assert_eq!(listed, Some(24 * MIB));
+    assert_eq!(bytes_at(&env, "hci-s1", 20 * MIB as usize, K64), vec![0; K64], "what came after reads as zeros");
+    assert_eq!(pool.list_snapshots("s1").expect("list"), ["before", "after"], "every snapshot stays");
+    pool.rollback("s1", "after").expect("roll forward to the later snapshot");
+    assert_eq!(bytes_at(&env, "hci-s1", 0, K64), vec![0xbb; K64]);
+    assert!(matches!(pool.rollback("s1", "nope"), Err(VolumeError::NoSuchSnapshot { .. })));
+
+    // A client holding the image open (as a running VM's QEMU does): the rollback is refused.
+    let mut holder = Command::new("qemu-io")
+        .args(["-f", "raw", &env.qemu_name("hci-s1")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("qemu-io");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&env.rbd(&["status", "--format", "json", "hci/hci-s1"])).contains("address") {
+        assert!(Instant::now() < deadline, "qemu-io did not open the image");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = pool.rollback("s1", "before").expect_err("rollback of an open image");
+    assert!(err.to_string().contains("open"), "{err}");
+    drop(holder.stdin.take());
+    holder.wait().expect("qemu-io exits");
+    assert_eq!(bytes_at(&env, "hci-s1", 0, K64), vec![0xbb; K64], "nothing was rolled back");
+
+    // A clone from a snapshot: a flattened copy of the snapshot's bytes that outlives the source.
+    let from_before = SourceSpec::Clone { from_volume: "s1".into(), snapshot: Some("before".into()) };
+    let small = pool.create("s2", 8 * MIB, &from_before).expect_err("smaller than the snapshot");
+    assert!(matches!(small, VolumeError::Volume { action: "cloning", .. }), "{small}");
+    let missing = SourceSpec::Clone { from_volume: "s1".into(), snapshot: Some("nope".into()) };
+    assert!(matches!(pool.create("s2", 16 * MIB, &missing), Err(VolumeError::NoSuchSnapshot { .. })));
+    timed("clone 16 MiB from a snapshot", || pool.create("s2", 16 * MIB, &from_before).expect("clone"));
+    assert_eq!(bytes_at(&env, "hci-s2", 0, K64), vec![0xaa; K64]);
+    let info: serde_json::Value =
+        serde_json::from_slice(&env.rbd(&["info", "--format", "json", "hci/hci-s2"])).expect("rbd info JSON");
+    assert!(info.get("parent").is_none() && info["snapshot_count"] == 0, "independent: {info}");
+
+    // Delete a snapshot (twice, and of a missing volume); delete the volume with the other one.
+    pool.delete_snapshot("s1", "after").expect("delete snapshot");
+    pool.delete_snapshot("s1", "after").expect("deleting a missing snapshot is Ok");
+    pool.delete_snapshot("ghost", "after").expect("a snapshot of a missing volume is Ok to delete");
+    assert_eq!(pool.list_snapshots("s1").expect("list"), ["before"]);
+    timed("delete a volume with a snapshot", || pool.delete("s1").expect("delete with snapshots"));
+    let left: Vec<_> = env.entries().into_iter().filter(|e| e["image"] == "hci-s1").collect();
+    assert!(left.is_empty(), "neither image nor snapshot is left: {left:?}");
+    assert_eq!(bytes_at(&env, "hci-s2", 0, 4), [0xaa; 4], "the clone outlives its source and the snapshot");
+    assert!(matches!(pool.snapshot("s1", "x"), Err(VolumeError::NoSuchVolume(_))));
+    assert!(matches!(pool.list_snapshots("s1"), Err(VolumeError::NoSuchVolume(_))));
+
+    // Bad names: refused before anything is asked of the cluster, naming the field.
+    for bad in ["", "a@b", "a/b", "../x", "-x", "a:b"] {
+        for err in [
+            pool.snapshot("s2", bad).expect_err(bad),
+            pool.rollback("s2", bad).expect_err(bad),
+            pool.delete_snapshot("s2", bad).expect_err(bad),
+        ] {
+            assert!(err.to_string().contains("snapshot name"), "{bad:?}: {err}");
+        }
+        let from_bad = SourceSpec::Clone { from_volume: "s2".into(), snapshot: Some(bad.into()) };
+        assert!(pool.create("s3", 16 * MIB, &from_bad).expect_err(bad).to_string().contains("snapshot name"));
+    }
+    assert!(pool.list_snapshots("s2").expect("list").is_empty());
+    pool.delete("s2").expect("delete the clone");
+    assert!(env.images().iter().all(|(n, _)| !n.starts_with("hci-s")), "{:?}", env.images());
 }
 
 #[test]

@@ -85,7 +85,7 @@ fn source_spec(res: &HostResources, source: &VolumeSource) -> Result<SourceSpec,
             };
             SourceSpec::Image { path, format: format.to_string() }
         }
-        VolumeSource::Clone { from } => SourceSpec::Clone { from_volume: from.clone() },
+        VolumeSource::Clone { from } => SourceSpec::Clone { from_volume: from.clone(), snapshot: None },
     })
 }
 

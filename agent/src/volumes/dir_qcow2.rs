@@ -10,6 +10,11 @@
 //! file, is an interrupted create: `list` does not report it and `create` deletes and recreates it.
 //! Any other file that libvirt does not see as qcow2 is left alone and reported as an error.
 //!
+//! Snapshots: this backend takes none. A dir-qcow2 volume is snapshotted through its VM (the
+//! hypervisor's disk-only external snapshots, `hypervisor/layers.rs`, which keep their layers beside
+//! the volume file and are deleted with it); the snapshot calls and clones from a snapshot answer
+//! [`VolumeError::Unsupported`] saying so.
+//!
 //! It must never touch a volume or file whose name lacks the `hci-` prefix, and never shrink a volume.
 
 use std::fs::File;
@@ -22,7 +27,7 @@ use virt::storage_vol::StorageVol;
 
 use super::libvirt_pool::{has_code, LibvirtPool};
 use super::libvirt_xml::{self, Backing};
-use super::names::{check_volume_id, PREFIX};
+use super::names::{check_snapshot_name, check_volume_id, PREFIX};
 use super::{image_header, PoolUsage, SourceSpec, VolumeBackend, VolumeError, VolumeInfo};
 use crate::hypervisor::DiskSource;
 
@@ -38,6 +43,18 @@ pub fn volume_name(id: &str) -> String {
 fn volume_id(name: &str) -> Option<&str> {
     let id = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
     check_volume_id(id).ok().map(|()| id)
+}
+
+/// The answer to every volume-snapshot call (after the names are checked).
+fn snapshots_unsupported(id: &str, action: &'static str) -> VolumeError {
+    VolumeError::Unsupported {
+        volume: id.to_string(),
+        backend: "dir-qcow2",
+        action,
+        message: "a dir-qcow2 volume is snapshotted through its VM (hypervisor disk-only external snapshots, \
+                  hypervisor/layers.rs), not by the storage layer"
+            .into(),
+    }
 }
 
 /// A volume as found in the pool.
@@ -193,7 +210,11 @@ impl DirQcow2Pool {
                 let backing = Backing::File { path, format };
                 Ok((libvirt_xml::qcow2_volume(&name, capacity, backing), None))
             }
-            SourceSpec::Clone { from_volume } => {
+            SourceSpec::Clone { from_volume, snapshot } => {
+                if let Some(snapshot) = snapshot {
+                    check_snapshot_name(from_volume, snapshot)?;
+                    return Err(snapshots_unsupported(id, "cloning from a snapshot"));
+                }
                 check_volume_id(from_volume)?;
                 if from_volume == id {
                     return Err(refuse("cloning", "a volume cannot be cloned from itself".into()));
@@ -362,6 +383,26 @@ impl VolumeBackend for DirQcow2Pool {
             remove_if_present(&layer).map_err(Self::io_err(id, "removing a snapshot layer"))?;
         }
         remove_if_present(&self.marker(id)).map_err(Self::io_err(id, "removing the create marker"))
+    }
+
+    fn snapshot(&self, id: &str, name: &str) -> Result<(), VolumeError> {
+        check_snapshot_name(id, name)?;
+        Err(snapshots_unsupported(id, "taking a snapshot"))
+    }
+
+    fn list_snapshots(&self, id: &str) -> Result<Vec<String>, VolumeError> {
+        check_volume_id(id)?;
+        Err(snapshots_unsupported(id, "listing snapshots"))
+    }
+
+    fn rollback(&self, id: &str, name: &str) -> Result<(), VolumeError> {
+        check_snapshot_name(id, name)?;
+        Err(snapshots_unsupported(id, "rolling back to a snapshot"))
+    }
+
+    fn delete_snapshot(&self, id: &str, name: &str) -> Result<(), VolumeError> {
+        check_snapshot_name(id, name)?;
+        Err(snapshots_unsupported(id, "deleting a snapshot"))
     }
 }
 

@@ -14,7 +14,10 @@
 //! - Clone: a thin snapshot (`lvcreate -s` of the source LV, same pool): an independent thin volume
 //!   sharing blocks copy-on-write, which outlives its source. It is created without LVM's activation
 //!   skip flag, so it activates like any volume at boot, and grown when more capacity is asked for.
-//! - Resize grows only (`lvextend`); delete is `lvremove`, a missing volume is fine.
+//! - Resize grows only (`lvextend`); delete is `lvremove` (of the volume's snapshots first), a
+//!   missing volume is fine.
+//! - Snapshots: thin snapshots `hci-<host>-<id>+<name>`; rollback replaces the volume's LV with a
+//!   thin snapshot of the snapshot; a clone from a snapshot is a thin snapshot of it (`snapshots.rs`).
 //!
 //! Ownership: an LV is this host's only with the name prefix `hci-<host>-` *and* the tag
 //! `hci-host=<host>` (names alone are ambiguous, see `naming.rs`), and it must be a thin volume of
@@ -28,18 +31,18 @@
 //!
 //! Without udev (containers, minimal hosts) LVM is told to make the device nodes itself.
 
-mod command;
 mod create;
 mod lvm;
 mod naming;
+mod snapshots;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use self::command::Failure;
 use self::lvm::{LvRow, Lvm};
 use self::naming::{check_fits, check_lvm_name, host_tag, lv_name, volume_id, CREATING_TAG};
+use super::command::Failure;
 use super::names::{check_name, check_volume_id};
 use super::{PoolUsage, SourceSpec, VolumeBackend, VolumeError, VolumeInfo};
 use crate::hypervisor::DiskSource;
@@ -178,25 +181,31 @@ impl LvmThinPool {
         Ok((rows, pool))
     }
 
-    fn classify(&self, rows: &[LvRow], id: &str) -> Found {
-        let name = lv_name(&self.host_id, id);
-        let Some(row) = rows.iter().find(|r| r.lv_name == name) else { return Found::Missing };
-        let tag = host_tag(&self.host_id);
+    /// Why LV `row` is not provably this host's thin volume in this pool (`None`: it is ours).
+    fn not_ours(&self, row: &LvRow) -> Option<String> {
+        let (vg, name, tag) = (&self.vg, &row.lv_name, host_tag(&self.host_id));
         if !row.has_tag(&tag) {
-            return Found::Foreign(format!(
-                "LV {}/{name} exists without the tag {tag}, so this host's agent did not make it; \
-                 refusing to touch it",
-                self.vg
+            return Some(format!(
+                "LV {vg}/{name} exists without the tag {tag}, so this host's agent did not make it; \
+                 refusing to touch it"
             ));
         }
         if row.segtype != "thin" || row.pool_lv != self.thin_pool {
-            return Found::Foreign(format!(
-                "LV {}/{name} is a {} LV{}, not a thin volume of {}; refusing to touch it",
-                self.vg,
+            return Some(format!(
+                "LV {vg}/{name} is a {} LV{}, not a thin volume of {}; refusing to touch it",
                 row.segtype,
                 if row.pool_lv.is_empty() { String::new() } else { format!(" in pool {}", row.pool_lv) },
                 self.thin_pool
             ));
+        }
+        None
+    }
+
+    fn classify(&self, rows: &[LvRow], id: &str) -> Found {
+        let name = lv_name(&self.host_id, id);
+        let Some(row) = rows.iter().find(|r| r.lv_name == name) else { return Found::Missing };
+        if let Some(message) = self.not_ours(row) {
+            return Found::Foreign(message);
         }
         if row.has_tag(CREATING_TAG) {
             Found::Incomplete(row.clone())
@@ -325,15 +334,36 @@ impl VolumeBackend for LvmThinPool {
     fn delete(&self, id: &str) -> Result<(), VolumeError> {
         check_volume_id(id)?;
         let _changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
-        let row = match self.find(id)? {
-            Found::Missing => return Ok(()),
+        let (rows, _) = self.scan()?;
+        let row = match self.classify(&rows, id) {
             Found::Foreign(message) => {
                 return Err(VolumeError::Volume { volume: id.into(), action: "deleting", message })
             }
-            Found::Valid(row) | Found::Incomplete(row) => row,
+            Found::Missing => None,
+            Found::Valid(row) | Found::Incomplete(row) => Some(row),
         };
-        self.lvm.run(&self.args(&["lvremove", "-f"], &row.lv_name)).map_err(Self::vol_err(id, "deleting"))?;
-        tracing::info!(volume = id, pool = %self.api_name, "volume deleted");
+        // Snapshots (and rollback leftovers) first: none outlives its volume, even after a crash.
+        self.remove_dependents(&rows, id)?;
+        if let Some(row) = row {
+            self.lvm.run(&self.args(&["lvremove", "-f"], &row.lv_name)).map_err(Self::vol_err(id, "deleting"))?;
+            tracing::info!(volume = id, pool = %self.api_name, "volume deleted");
+        }
         Ok(())
+    }
+
+    fn snapshot(&self, id: &str, name: &str) -> Result<(), VolumeError> {
+        self.take_snapshot(id, name)
+    }
+
+    fn list_snapshots(&self, id: &str) -> Result<Vec<String>, VolumeError> {
+        self.snapshot_names(id)
+    }
+
+    fn rollback(&self, id: &str, name: &str) -> Result<(), VolumeError> {
+        self.roll_back(id, name)
+    }
+
+    fn delete_snapshot(&self, id: &str, name: &str) -> Result<(), VolumeError> {
+        self.remove_snapshot(id, name)
     }
 }

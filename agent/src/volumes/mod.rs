@@ -1,10 +1,16 @@
 //! The storage interface: volumes in one pool, behind one narrow trait with real backends
-//! (`dir_qcow2.rs` through a libvirt directory pool; LVM-thin and Ceph RBD later) and an in-memory
-//! fake of the same shape.
+//! (`dir_qcow2.rs` through a libvirt directory pool, `lvm_thin.rs` over an LVM thin pool, `rbd.rs`
+//! over a Ceph RBD pool) and an in-memory fake of the same shape (`fake.rs`).
+//!
+//! Volume snapshots (take, list oldest first, roll back, delete, clone from one) belong to the
+//! storage layer on LVM-thin and RBD. A dir-qcow2 volume is snapshotted through its VM instead
+//! (hypervisor disk-only external snapshots, `hypervisor/layers.rs`), so its backend refuses them
+//! with [`VolumeError::Unsupported`].
 //!
 //! It must never delete or change a volume it did not create: every volume name it touches carries the
 //! hci prefix of this host. Sizes are bytes here; the API speaks GiB.
 
+mod command;
 pub mod dir_qcow2;
 pub mod fake;
 mod image_fetch;
@@ -29,9 +35,11 @@ pub enum SourceSpec {
         path: PathBuf,
         format: String,
     },
-    /// Another volume of the same pool.
+    /// Another volume of the same pool, as it is now or (`snapshot`) as one of its snapshots holds
+    /// it. Either way the new volume is independent: its source and the snapshot may be deleted.
     Clone {
         from_volume: String,
+        snapshot: Option<String>,
     },
 }
 
@@ -62,6 +70,13 @@ pub enum VolumeError {
     Shrink { volume: String, from: u64, to: u64 },
     #[error("pool {pool}: {needed} bytes needed, {available} available")]
     NoSpace { pool: String, needed: u64, available: u64 },
+    #[error("volume {volume}, snapshot {snapshot}: {action}: {message}")]
+    Snapshot { volume: String, snapshot: String, action: &'static str, message: String },
+    #[error("volume {volume} has no snapshot {snapshot}")]
+    NoSuchSnapshot { volume: String, snapshot: String },
+    /// What this backend does not do (the message says what does).
+    #[error("volume {volume}: {action} is not supported by the {backend} backend: {message}")]
+    Unsupported { volume: String, backend: &'static str, action: &'static str, message: String },
 }
 
 /// The refusal every backend gives a zero-sized create.
@@ -81,6 +96,12 @@ pub trait VolumeBackend: Send + Sync {
     fn pool(&self) -> &str;
     /// `dir-qcow2`, `lvm-thin`, `rbd`.
     fn kind(&self) -> &'static str;
+    /// Whether other hosts see the same volumes (a Ceph pool): then a volume missing from this host's
+    /// desired state may be in use elsewhere, so it is deleted only when the desired state retires it
+    /// explicitly, and a listing shows other hosts' volumes too.
+    fn shared(&self) -> bool {
+        false
+    }
     fn usage(&self) -> Result<PoolUsage, VolumeError>;
     fn list(&self) -> Result<Vec<VolumeInfo>, VolumeError>;
     /// Creates `id` with `capacity_bytes` from `source`; returns the existing volume when it is there.
@@ -89,4 +110,17 @@ pub trait VolumeBackend: Send + Sync {
     fn resize(&self, id: &str, capacity_bytes: u64) -> Result<VolumeInfo, VolumeError>;
     /// Deletes a volume (and its snapshots); deleting a missing one is not an error.
     fn delete(&self, id: &str) -> Result<(), VolumeError>;
+    /// Takes snapshot `name` of volume `id` (crash-consistent if a VM is writing to it); Ok when the
+    /// snapshot already exists. Names follow [`names::check_name`].
+    fn snapshot(&self, id: &str, name: &str) -> Result<(), VolumeError>;
+    /// The names of volume `id`'s snapshots, oldest first.
+    fn list_snapshots(&self, id: &str) -> Result<Vec<String>, VolumeError>;
+    /// Returns volume `id` to the content of its snapshot `name`; the snapshot stays, later ones too,
+    /// and the capacity stays as it is (grown after the snapshot: the rest reads as zeros).
+    ///
+    /// The caller guarantees that no running VM uses the volume (its disk would change under it);
+    /// backends refuse when they can see that one does.
+    fn rollback(&self, id: &str, name: &str) -> Result<(), VolumeError>;
+    /// Deletes snapshot `name` of volume `id`; a missing snapshot (or volume) is not an error.
+    fn delete_snapshot(&self, id: &str, name: &str) -> Result<(), VolumeError>;
 }

@@ -1,5 +1,5 @@
-//! Names the storage layer puts on disk: volume ids, image names, and the `hci-` prefix that marks a
-//! file or volume as ours.
+//! Names the storage layer puts on disk: volume ids, snapshot names, image names, and the `hci-`
+//! prefix that marks a file or volume as ours.
 //!
 //! Every id that ends up in a file name is checked here first, so that no request can reach outside
 //! its directory (`../x`, `/etc/x`) or collide with a name hci does not own. It must never accept a
@@ -36,6 +36,18 @@ pub fn check_volume_id(id: &str) -> Result<(), VolumeError> {
     })
 }
 
+/// Checks volume `id` and its snapshot name `snapshot` (the same rule as ids; neither can hold the
+/// `@`, `+` or `/` that backends put between them). The error names the field.
+pub fn check_snapshot_name(id: &str, snapshot: &str) -> Result<(), VolumeError> {
+    check_volume_id(id)?;
+    check_name(snapshot).map_err(|message| VolumeError::Snapshot {
+        volume: id.to_string(),
+        snapshot: snapshot.to_string(),
+        action: "checking the snapshot name",
+        message: format!("snapshot name {snapshot:?} {message}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +60,15 @@ mod tests {
         for bad in ["", ".", "..", "../x", "a/b", "-x", ".hidden", "a b", "é", &"x".repeat(129)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn snapshot_names_are_checked_and_the_error_names_the_field() {
+        assert!(check_snapshot_name("v1", "before-upgrade.2").is_ok());
+        for bad in ["", "a@b", "a+b", "../x", "a:b", "-x"] {
+            let err = check_snapshot_name("v1", bad).expect_err(bad).to_string();
+            assert!(err.contains("snapshot name") && err.contains("volume v1"), "{err}");
+        }
+        assert!(check_snapshot_name("../v", "s").expect_err("bad id").to_string().contains("volume id"));
     }
 }

@@ -5,6 +5,13 @@
 //! a full, flattened `qemu-img` copy of its source, independent of it (see `rbd/copy.rs` for why not
 //! libvirt). VMs get `DiskSource::Rbd { pool, image, monitors }`.
 //!
+//! Snapshots are RBD image snapshots `hci-<id>@<name>`, made, listed, rolled back and removed with
+//! the `rbd` CLI (libvirt has no RBD snapshot API; `rbd/cli.rs`, `rbd/snapshots.rs`). A clone from a
+//! snapshot is the same flattened `qemu-img` copy, read from `hci-<id>@<name>`, so neither the source
+//! nor the snapshot is held by it. Deleting a volume deletes its snapshots first (RBD refuses to
+//! remove an image that has some; libvirt's delete-with-snapshots flag removes them one by one, so an
+//! interrupted delete leaves the image with fewer snapshots, and the next delete finishes it).
+//!
 //! Crash safety: before each create the backend makes a marker image `hci-<id>+creating` (1 byte) in
 //! the same RBD pool and deletes it only once the volume is complete. A volume whose marker is still
 //! there is an interrupted create: `list` does not report it and `create` deletes and recreates it.
@@ -13,8 +20,10 @@
 //!
 //! It must never touch an image whose name lacks the `hci-` prefix, and never shrink a volume.
 
+mod cli;
 mod copy;
 mod pool;
+mod snapshots;
 mod xml;
 
 use std::collections::HashSet;
@@ -24,11 +33,12 @@ use virt::error::{Error as VirtError, ErrorNumber};
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 
+use self::cli::RbdCli;
 use self::copy::Source;
 use self::pool::RbdLibvirtPool;
 pub use self::xml::Monitor;
 use super::libvirt_pool::has_code;
-use super::names::{check_name, check_volume_id, PREFIX};
+use super::names::{check_name, check_snapshot_name, check_volume_id, PREFIX};
 use super::{image_header, PoolUsage, SourceSpec, VolumeBackend, VolumeError, VolumeInfo};
 use crate::hypervisor::DiskSource;
 
@@ -64,7 +74,9 @@ pub struct RbdPool {
     rbd_pool: String,
     monitors: Vec<Monitor>,
     pool: RbdLibvirtPool,
-    /// Serialises this pool's changes (create, resize, delete) within the agent.
+    /// For snapshots.
+    cli: RbdCli,
+    /// Serialises this pool's changes (create, resize, delete, snapshots) within the agent.
     changes: Mutex<()>,
 }
 
@@ -112,6 +124,7 @@ impl RbdPool {
             api_name: pool.to_string(),
             rbd_pool: rbd_pool.to_string(),
             pool: RbdLibvirtPool::open(conn_uri, &libvirt_name, rbd_pool, &monitors)?,
+            cli: RbdCli::new(rbd_pool, &monitors),
             monitors,
             changes: Mutex::new(()),
         })
@@ -139,6 +152,14 @@ impl RbdPool {
             (Some(vol), None) => Found::Valid(vol),
             (vol, Some(_)) => Found::Incomplete(vol),
         })
+    }
+
+    /// Volume `id` when it is there and complete; `NoSuchVolume` otherwise.
+    fn valid(&self, pool: &StoragePool, id: &str) -> Result<StorageVol, VolumeError> {
+        match self.find(pool, id)? {
+            Found::Valid(vol) => Ok(vol),
+            Found::Missing | Found::Incomplete(_) => Err(VolumeError::NoSuchVolume(id.to_string())),
+        }
     }
 
     fn info(&self, id: &str, vol: &StorageVol) -> Result<VolumeInfo, VolumeError> {
@@ -187,18 +208,19 @@ impl RbdPool {
                 }
                 Ok(Some(Source::File { path, format }))
             }
-            SourceSpec::Clone { from_volume } => {
-                check_volume_id(from_volume)?;
+            SourceSpec::Clone { from_volume, snapshot } => {
+                match snapshot {
+                    Some(snap) => check_snapshot_name(from_volume, snap)?,
+                    None => check_volume_id(from_volume)?,
+                }
                 if from_volume == id {
                     return Err(refuse("cloning", "a volume cannot be cloned from itself".into()));
                 }
-                let from = match self.find(pool, from_volume)? {
-                    Found::Valid(vol) => vol,
-                    Found::Missing | Found::Incomplete(_) => {
-                        return Err(VolumeError::NoSuchVolume(from_volume.clone()))
-                    }
+                let from = self.valid(pool, from_volume)?;
+                let src = match snapshot {
+                    Some(snap) => self.snapshot_info(from_volume, snap)?.size,
+                    None => from.info().map_err(vol_err(from_volume, "reading volume info"))?.capacity,
                 };
-                let src = from.info().map_err(vol_err(from_volume, "reading volume info"))?.capacity;
                 if src > capacity {
                     return Err(refuse(
                         "cloning",
@@ -207,7 +229,7 @@ impl RbdPool {
                 }
                 // No space check: RBD images are thin, and libvirt reports a clone source's
                 // allocation as its full capacity; a full cluster fails the copy instead.
-                Ok(Some(Source::Rbd { image: image_name(from_volume) }))
+                Ok(Some(Source::Rbd { image: image_name(from_volume), snapshot: snapshot.as_deref() }))
             }
         }
     }
@@ -262,6 +284,10 @@ impl VolumeBackend for RbdPool {
         "rbd"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn usage(&self) -> Result<PoolUsage, VolumeError> {
         let pool = self.pool.handle()?;
         self.pool.refresh(&pool, false)?;
@@ -304,10 +330,7 @@ impl VolumeBackend for RbdPool {
         let _changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
         let pool = self.pool.handle()?;
         self.pool.refresh(&pool, true)?;
-        let vol = match self.find(&pool, id)? {
-            Found::Valid(vol) => vol,
-            Found::Missing | Found::Incomplete(_) => return Err(VolumeError::NoSuchVolume(id.to_string())),
-        };
+        let vol = self.valid(&pool, id)?;
         let from = vol.info().map_err(vol_err(id, "reading volume info"))?.capacity;
         if capacity_bytes < from {
             return Err(VolumeError::Shrink { volume: id.to_string(), from, to: capacity_bytes });
@@ -327,6 +350,22 @@ impl VolumeBackend for RbdPool {
             remove(id, &vol, "deleting")?;
         }
         self.drop_marker(&pool, id)
+    }
+
+    fn snapshot(&self, id: &str, name: &str) -> Result<(), VolumeError> {
+        self.take_snapshot(id, name)
+    }
+
+    fn list_snapshots(&self, id: &str) -> Result<Vec<String>, VolumeError> {
+        self.snapshot_names(id)
+    }
+
+    fn rollback(&self, id: &str, name: &str) -> Result<(), VolumeError> {
+        self.roll_back(id, name)
+    }
+
+    fn delete_snapshot(&self, id: &str, name: &str) -> Result<(), VolumeError> {
+        self.remove_snapshot(id, name)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Creating a volume in the LVM thin pool: check the source first (nothing is changed for a request
 //! that cannot succeed), make the LV tagged `hci-creating` and `hci-host=<host>` in one `lvcreate`,
-//! fill it (image bytes, or grow a clone), make it durable, then drop the `hci-creating` tag.
+//! fill it (image bytes, or grow a clone), make it durable, then drop the `hci-creating` tag. An
+//! interrupted rollback of the volume is settled first (`snapshots.rs`), so that a volume whose LV
+//! was mid-swap is found rather than made anew.
 //!
 //! It must never write into an LV it did not just create: an interrupted create is removed and made
 //! anew, never reused, so `qemu-img --target-is-zero` may trust that the LV reads as zeros.
@@ -9,11 +11,11 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::path::Path;
 
-use super::command;
 use super::lvm::LvRow;
 use super::naming::{host_tag, lv_name, CREATING_TAG};
 use super::{Found, LvmThinPool, Plan, QEMU_IMG_TIMEOUT};
-use crate::volumes::names::check_volume_id;
+use crate::volumes::command;
+use crate::volumes::names::{check_snapshot_name, check_volume_id};
 use crate::volumes::{image_header, SourceSpec, VolumeError, VolumeInfo};
 
 fn refuse(id: &str, action: &'static str, message: String) -> VolumeError {
@@ -28,7 +30,10 @@ impl LvmThinPool {
         capacity: u64,
         source: &SourceSpec,
     ) -> Result<VolumeInfo, VolumeError> {
-        let (rows, pool) = self.scan()?;
+        let (mut rows, mut pool) = self.scan()?;
+        if self.settle_rollback(&rows, id)? {
+            (rows, pool) = self.scan()?;
+        }
         let interrupted = match self.classify(&rows, id) {
             Found::Valid(row) => {
                 // Idempotent: the volume as it is (whatever size is asked now), usable.
@@ -91,8 +96,11 @@ impl LvmThinPool {
                 }
                 Ok(Plan::Image { path: path.clone(), format: format.clone() })
             }
-            SourceSpec::Clone { from_volume } => {
-                check_volume_id(from_volume)?;
+            SourceSpec::Clone { from_volume, snapshot } => {
+                match snapshot {
+                    Some(snap) => check_snapshot_name(from_volume, snap)?,
+                    None => check_volume_id(from_volume)?,
+                }
                 if from_volume == id {
                     return Err(refuse(id, "cloning", "a volume cannot be cloned from itself".into()));
                 }
@@ -104,6 +112,11 @@ impl LvmThinPool {
                     Found::Foreign(message) => {
                         return Err(refuse(id, "cloning", format!("source {from_volume}: {message}")))
                     }
+                };
+                // From a snapshot: a thin snapshot of the snapshot's LV, as independent of it.
+                let from = match snapshot {
+                    Some(snap) => self.snapshot_row(rows, from_volume, snap)?,
+                    None => from,
                 };
                 let from_size = self.info(from_volume, &from)?.capacity_bytes;
                 if from_size > capacity {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::command::{self, Failure, Output};
+use crate::volumes::command::{self, Failure, Output};
 
 /// LVM commands normally take well under a second; a hung one (a lock held elsewhere) is killed.
 const LVM_TIMEOUT: Duration = Duration::from_secs(300);
@@ -23,8 +23,8 @@ const LV_FIELDS: &str = "lv_name,lv_attr,segtype,pool_lv,lv_size,lv_tags,data_pe
 #[serde(default)]
 pub struct LvRow {
     pub lv_name: String,
-    /// `Vwi-a-tz--`: [0] type (`V` thin volume, `t` thin pool), [4] state (`a` active), [7] `z` for a
-    /// pool that zeroes new blocks, [9] `k` for activation skip.
+    /// `Vwi-aotz--`: [0] type (`V` thin volume, `t` thin pool), [4] state (`a` active), [5] `o` when
+    /// open, [7] `z` for a pool that zeroes new blocks, [9] `k` for activation skip.
     pub lv_attr: String,
     pub segtype: String,
     pub pool_lv: String,
@@ -53,6 +53,11 @@ impl LvRow {
 
     pub fn active(&self) -> bool {
         self.attr(4) == Some('a')
+    }
+
+    /// Held open by some process (a running VM's QEMU, a mount).
+    pub fn open(&self) -> bool {
+        self.attr(5) == Some('o')
     }
 
     /// For a thin pool: new blocks are zeroed before a volume sees them.
@@ -165,6 +170,7 @@ mod tests {
         assert_eq!(rows.len(), 3);
         let v = &rows[0];
         assert!(v.active() && v.has_tag("hci-creating") && v.has_tag("hci-host=h") && !v.has_tag("hci-host"));
+        assert!(!v.open() && rows[1].open());
         assert_eq!((v.size(), v.extent_size()), (Ok(64 << 20), Ok(4 << 20)));
         assert_eq!(v.used_bytes(64 << 20), 16 << 20);
         let pool = &rows[1];

@@ -1,5 +1,5 @@
-//! Runs one external program (an LVM tool, qemu-img) with an explicit argument vector, no shell,
-//! stdin closed, its output captured, and a deadline after which it is killed.
+//! Runs one external program (an LVM tool, the `rbd` CLI, qemu-img) with an explicit argument
+//! vector, no shell, stdin closed, its output captured, and a deadline after which it is killed.
 //!
 //! It must never build a shell string: every argument reaches the program as it was given.
 
