@@ -9,6 +9,9 @@
 #   uefi-sb   QEMU directly, OVMF with Secure Boot enforced (secboot code, MS-key vars, SMM), q35
 #   pseries   QEMU directly, ppc64le pseries under TCG, SLOF, direct kernel boot of the ppc64el build
 #             (GUEST_DIR from HCI_GUEST_ARCH=ppc64el build.sh), the data disk as the only disk
+#   pseries-disk  the same, but booted from disk-ppc64le.qcow2 by the firmware: SLOF -> the PReP
+#             partition's GRUB (ieee1275) -> kernel + initrd from the disk; the settings (marker) on
+#             the data disk's second sector, since pseries has no SMBIOS
 #   libvirt-bios, libvirt-uefi, libvirt-uefi-sb (the last with a vTPM 2.0 too), libvirt-pseries
 #             the same through libvirt (needs scripts/libvirt/up.sh first): virsh define of
 #             scripts/guest/domain-example.xml (domain-pseries-example.xml), start, console log read,
@@ -31,12 +34,14 @@ OVMF=/usr/share/OVMF
 # The libvirt instance for the libvirt-* modes (e.g. one of scripts/libvirt/host.sh).
 export LIBVIRT_DEFAULT_URI=${HCI_LIBVIRT_URI:-${LIBVIRT_DEFAULT_URI:-qemu:///system}}
 
-[[ $# -ge 1 ]] || { echo "usage: $0 GUEST_DIR [bios|uefi|uefi-sb|pseries|libvirt-bios|libvirt-uefi|libvirt-uefi-sb|libvirt-net|libvirt-pseries ...]" >&2; exit 2; }
+[[ $# -ge 1 ]] || { echo "usage: $0 GUEST_DIR [bios|uefi|uefi-sb|pseries|pseries-disk|libvirt-bios|libvirt-uefi|libvirt-uefi-sb|libvirt-net|libvirt-pseries ...]" >&2; exit 2; }
 GUEST=$(cd "$1" && pwd); shift
 MODES=("$@")
 [[ ${#MODES[@]} -gt 0 ]] || MODES=(bios uefi)
 for MODE in "${MODES[@]}"; do
-  if [[ $MODE == *pseries ]]; then
+  if [[ $MODE == pseries-disk ]]; then
+    [[ -f $GUEST/disk-ppc64le.qcow2 ]] || { echo "no $GUEST/disk-ppc64le.qcow2; run HCI_GUEST_ARCH=ppc64el scripts/guest/build.sh $GUEST first" >&2; exit 2; }
+  elif [[ $MODE == *pseries ]]; then
     [[ -f $GUEST/vmlinux ]] || { echo "no $GUEST/vmlinux; run HCI_GUEST_ARCH=ppc64el scripts/guest/build.sh $GUEST first" >&2; exit 2; }
   else
     [[ -f $GUEST/disk.qcow2 ]] || { echo "no $GUEST/disk.qcow2; run scripts/guest/build.sh $GUEST first" >&2; exit 2; }
@@ -81,12 +86,21 @@ wait_line() {
   done
 }
 
-prepare_disks() {
+prepare_disks() { # prepare_disks [SETTINGS]: SETTINGS (hci.* words) go to the data disk's second sector
   rm -f "$WORK/os.qcow2" "$WORK/data.qcow2" "$WORK/serial.log"
-  if [[ -f $GUEST/disk.qcow2 ]]; then
-    qemu-img create -q -f qcow2 -b "$GUEST/disk.qcow2" -F qcow2 "$WORK/os.qcow2"
+  local image=$GUEST/disk.qcow2
+  [[ $MODE != pseries-disk ]] || image=$GUEST/disk-ppc64le.qcow2
+  if [[ -f $image ]]; then
+    qemu-img create -q -f qcow2 -b "$image" -F qcow2 "$WORK/os.qcow2"
   fi
-  qemu-img create -q -f qcow2 "$WORK/data.qcow2" 16M
+  if [[ -n ${1:-} ]]; then
+    truncate -s 16M "$WORK/data.raw"
+    printf 'HCI-SETTINGS %s\n' "$1" | dd of="$WORK/data.raw" bs=512 seek=1 conv=notrunc status=none
+    qemu-img convert -f raw -O qcow2 "$WORK/data.raw" "$WORK/data.qcow2"
+    rm -f "$WORK/data.raw"
+  else
+    qemu-img create -q -f qcow2 "$WORK/data.qcow2" 16M
+  fi
 }
 
 check_marker() { # check_marker EXPECTED
@@ -109,8 +123,8 @@ check_log() { # check_log LOG FIRMWARE MARKER
   grep -ao 'HCI-.*' "$log" | sed "s/^/check[$MODE]:   /"
 }
 
-boot_qemu() { # boot_qemu FIRMWARE(bios|uefi|uefi-sb)
-  local fw=$1 marker="m-$1-$$"
+boot_qemu() { # boot_qemu FIRMWARE(bios|uefi|uefi-sb|pseries|pseries-disk)
+  local fw=$1 marker="m-$1-$$" settings=""
   local -a args=(-accel "$ACCEL" -m 512 -smp 1 -nodefaults -display none -no-user-config
     -serial "file:$WORK/serial.log"
     -drive "file=$WORK/os.qcow2,if=virtio,format=qcow2"
@@ -124,6 +138,13 @@ boot_qemu() { # boot_qemu FIRMWARE(bios|uefi|uefi-sb)
         -kernel "$GUEST/vmlinux" -initrd "$GUEST/initrd.img"
         -append "console=hvc0 panic=5 loglevel=4 hci.disk=/dev/vda hci.name=check-$fw hci.marker=$marker"
         -drive "file=$WORK/data.qcow2,if=none,id=data,format=qcow2" -device virtio-blk-pci,drive=data) ;;
+    pseries-disk)
+      # SLOF boots the OS disk (bootindex 1) itself; the guest's name comes from -name (device tree).
+      settings="hci.marker=$marker hci.heartbeat=0"
+      args=(-accel tcg -machine pseries -m 512 -smp 1 -nodefaults -display none -no-user-config
+        -name "guest=check-$fw" -serial "file:$WORK/serial.log"
+        -drive "file=$WORK/os.qcow2,if=none,id=os,format=qcow2" -device virtio-blk-pci,drive=os,bootindex=1
+        -drive "file=$WORK/data.qcow2,if=none,id=data,format=qcow2" -device virtio-blk-pci,drive=data) ;;
     bios) args+=(-machine pc) ;;
     uefi)
       cp "$OVMF/OVMF_VARS_4M.fd" "$WORK/vars.fd"
@@ -136,10 +157,10 @@ boot_qemu() { # boot_qemu FIRMWARE(bios|uefi|uefi-sb)
         -drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF/OVMF_CODE_4M.secboot.fd"
         -drive "if=pflash,format=raw,unit=1,file=$WORK/vars.fd") ;;
   esac
-  prepare_disks
+  prepare_disks "$settings"
   local t0; t0=$(now_ms)
   local qemu="qemu-system-x86_64"
-  [[ $fw != pseries ]] || qemu="qemu-system-ppc64"
+  [[ $fw != pseries* ]] || qemu="qemu-system-ppc64"
   "$qemu" "${args[@]}" </dev/null >"$WORK/qemu.out" 2>&1 &
   QEMU_PID=$!
   if wait_line "$WORK/serial.log" HCI-GUEST-READY "$TIMEOUT" "$QEMU_PID"; then
@@ -149,10 +170,14 @@ boot_qemu() { # boot_qemu FIRMWARE(bios|uefi|uefi-sb)
   fi
   kill "$QEMU_PID" 2>/dev/null || true; wait "$QEMU_PID" 2>/dev/null || true; QEMU_PID=""
   local expect_fw=${fw%-sb}
-  [[ $fw != pseries ]] || expect_fw=of
+  [[ $fw != pseries* ]] || expect_fw=of
   check_log "$WORK/serial.log" "$expect_fw" "$marker"
   if [[ $fw == uefi-sb ]]; then
     grep -aq "secureboot=1" "$WORK/serial.log" || fail "the guest did not see Secure Boot enabled"
+  fi
+  if [[ $fw == pseries-disk ]]; then
+    grep -aq "BOOT_IMAGE=/vmlinux.gz" "$WORK/serial.log" || fail "GRUB did not boot the kernel from the disk"
+    grep -aq "name=check-$fw" "$WORK/serial.log" || fail "the guest did not take its name from the device tree"
   fi
   check_marker "$marker"
 }
@@ -249,7 +274,7 @@ boot_libvirt() { # boot_libvirt FIRMWARE(bios|uefi)
 
 for MODE in "${MODES[@]}"; do
   case $MODE in
-    bios | uefi | uefi-sb | pseries) boot_qemu "$MODE" ;;
+    bios | uefi | uefi-sb | pseries | pseries-disk) boot_qemu "$MODE" ;;
     libvirt-bios | libvirt-uefi | libvirt-uefi-sb | libvirt-pseries) boot_libvirt "${MODE#libvirt-}" ;;
     libvirt-net)
       NETNS=hci-chk-$$ TAP=hcichk$$ HOST_IP=10.99.0.1 GUEST_IP=10.99.0.2

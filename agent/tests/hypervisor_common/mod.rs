@@ -1,7 +1,8 @@
 //! Helpers shared by the real-libvirt test binaries (`hypervisor_libvirt.rs`,
-//! `hypervisor_hotplug.rs`): the libvirt URI and the switch-off, the test guest (built once), a
-//! per-test domain with its files that is removed however the test ends, console waits, XML and
-//! image inspection, and a private libvirtd from scripts/libvirt/host.sh.
+//! `hypervisor_hotplug.rs`, `hypervisor_pseries.rs`): the libvirt URI and the switch-off, the test
+//! guest (built once; its ppc64le build too), a per-test domain with its files that is removed however
+//! the test ends, console waits, XML and image inspection, and a private libvirtd from
+//! scripts/libvirt/host.sh.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
@@ -62,6 +63,42 @@ pub fn guest_disk() -> PathBuf {
             Path::new(&dir).join("disk.qcow2")
         })
         .clone()
+}
+
+/// The ppc64le build of the test guest (`HCI_GUEST_ARCH=ppc64el build.sh`), built once per test binary
+/// into `ppc64el/` under the guest directory; returns its pseries disk image (SLOF -> PReP -> GRUB).
+pub fn pseries_guest_disk() -> PathBuf {
+    static GUEST: OnceLock<PathBuf> = OnceLock::new();
+    GUEST
+        .get_or_init(|| {
+            let base = std::env::var("HCI_TEST_GUEST_DIR").unwrap_or_else(|_| "/var/cache/hci-test-guest".into());
+            let dir = Path::new(&base).join("ppc64el");
+            let out = Command::new(repo().join("scripts/guest/build.sh"))
+                .env("HCI_GUEST_ARCH", "ppc64el")
+                .arg(&dir)
+                .output()
+                .expect("run build.sh");
+            assert!(
+                out.status.success(),
+                "HCI_GUEST_ARCH=ppc64el scripts/guest/build.sh {} failed:\n{}{}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            dir.join("disk-ppc64le.qcow2")
+        })
+        .clone()
+}
+
+/// Writes `HCI-SETTINGS <words>` as the second sector of a raw disk: the guest's settings where there
+/// is no SMBIOS (pseries). The guest's marker goes to the first sector and never touches it.
+pub fn write_settings(disk: &Path, words: &[String]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let line = format!("HCI-SETTINGS {}\n", words.join(" "));
+    assert!(line.len() <= 512, "settings fit one sector: {line}");
+    let mut file = std::fs::OpenOptions::new().write(true).open(disk).expect("open data disk");
+    file.seek(SeekFrom::Start(512)).and_then(|_| file.write_all(line.as_bytes())).expect("write settings");
+    file.sync_all().expect("sync data disk");
 }
 
 /// One boot at a time: 2 cores, TCG.
@@ -125,6 +162,16 @@ impl<'a> TestVm<'a> {
     /// A copy of the test guest as `file` (qcow2), as disk `target`.
     pub fn os_disk(&self, file: &str, target: &str) -> DiskSpec {
         std::fs::copy(guest_disk(), self.path(file)).expect("copy guest disk");
+        DiskSpec {
+            volume_id: "os".into(),
+            source: DiskSource::File { path: self.path(file), format: "qcow2".into() },
+            target: target.into(),
+        }
+    }
+
+    /// A copy of the image `image` as `file` (qcow2), as disk `target` (volume id `os`).
+    pub fn os_disk_from(&self, image: &Path, file: &str, target: &str) -> DiskSpec {
+        std::fs::copy(image, self.path(file)).expect("copy guest disk");
         DiskSpec {
             volume_id: "os".into(),
             source: DiskSource::File { path: self.path(file), format: "qcow2".into() },
