@@ -15,7 +15,7 @@ pub struct Flags {
     /// This host's id (a DNS label, unique in the site).
     #[arg(long, global = true)]
     pub host_id: Option<String>,
-    /// Controller URLs (comma separated); agents join the cluster in a later issue.
+    /// Controller URLs (comma separated): join the cluster, send heartbeats, follow the desired state.
     #[arg(long, value_delimiter = ',', global = true)]
     pub controller: Vec<String>,
     /// Directory for the agent's state, per-VM files, images and the default pool.
@@ -32,9 +32,15 @@ pub struct Flags {
     /// The host's architecture; must match what libvirt reports.
     #[arg(long, global = true)]
     pub arch: Option<String>,
-    /// Single-use join token file (used from the cluster-join issue on).
+    /// Single-use join token file (first join; later starts use the credential kept in the data dir).
     #[arg(long, value_name = "FILE", global = true)]
     pub token_file: Option<PathBuf>,
+    /// This agent's API as the controllers and other agents reach it (default: http://LISTEN).
+    #[arg(long, value_name = "URL", global = true)]
+    pub advertise: Option<String>,
+    /// Send heartbeats at least this often (the controllers ask for a quarter of their host lease).
+    #[arg(long, value_name = "MS", global = true)]
+    pub heartbeat_ms: Option<u64>,
     /// A directory-backed qcow2 pool: NAME=DIR (repeatable; default: default=DATA_DIR/pools/default).
     #[arg(long = "pool", value_name = "NAME=DIR", global = true)]
     pub pools: Vec<String>,
@@ -71,6 +77,8 @@ pub struct FileConfig {
     pub site: Option<String>,
     pub arch: Option<String>,
     pub token_file: Option<PathBuf>,
+    pub advertise: Option<String>,
+    pub heartbeat_ms: Option<u64>,
     pub pools: Option<Vec<String>>,
     pub lvm_pools: Option<Vec<String>>,
     pub rbd_pools: Option<Vec<String>>,
@@ -88,6 +96,9 @@ pub struct Config {
     pub site: String,
     pub arch: Option<String>,
     pub token_file: Option<PathBuf>,
+    /// `http(s)://HOST:PORT` of this agent's API.
+    pub advertise: String,
+    pub heartbeat_ms: Option<u64>,
     pub pools: Vec<PoolConfig>,
     pub reconcile_interval_s: u64,
     pub shutdown_timeout_s: u64,
@@ -196,18 +207,41 @@ impl Config {
                 });
             }
         }
+        let listen = flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7100)));
+        let controllers =
+            if flags.controller.is_empty() { file.controller.unwrap_or_default() } else { flags.controller.clone() };
+        for url in &controllers {
+            hci_shared::hosts_validate::agent_url("controller", url).map_err(|e| ConfigError::Invalid {
+                field: "controller",
+                why: e.message.trim_start_matches("controller: ").to_string(),
+            })?;
+        }
+        let advertise = flags.advertise.clone().or(file.advertise);
+        if !controllers.is_empty() && advertise.is_none() && listen.ip().is_unspecified() {
+            return Err(ConfigError::Invalid {
+                field: "advertise",
+                why: format!("--listen {listen} is no address others can reach; give --advertise http://HOST:PORT"),
+            });
+        }
+        let advertise = advertise.unwrap_or_else(|| format!("http://{listen}"));
+        hci_shared::hosts_validate::agent_url("advertise", &advertise).map_err(|e| ConfigError::Invalid {
+            field: "advertise",
+            why: e.message.trim_start_matches("advertise: ").to_string(),
+        })?;
+        let heartbeat_ms = flags.heartbeat_ms.or(file.heartbeat_ms);
+        if heartbeat_ms.is_some_and(|ms| ms < 100) {
+            return Err(ConfigError::Invalid { field: "heartbeat-ms", why: "at least 100".into() });
+        }
         Ok(Self {
             host_id,
-            controllers: if flags.controller.is_empty() {
-                file.controller.unwrap_or_default()
-            } else {
-                flags.controller.clone()
-            },
-            listen: flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7100))),
+            controllers,
+            listen,
             libvirt_uri: flags.libvirt_uri.clone().or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into()),
             site,
             arch,
             token_file: flags.token_file.clone().or(file.token_file),
+            advertise,
+            heartbeat_ms,
             pools,
             reconcile_interval_s: flags.reconcile_interval.or(file.reconcile_interval).unwrap_or(10).max(1),
             shutdown_timeout_s: flags.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30),

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod config;
+pub mod controller;
 pub mod export;
 pub mod hypervisor;
 pub mod inventory;

@@ -87,6 +87,17 @@ fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources
     })
 }
 
+/// What the agent needs to join the controller cluster (`--controller`, `--token-file`, `--advertise`).
+fn cluster_settings(config: &Config) -> hci_agent::controller::Settings {
+    hci_agent::controller::Settings {
+        controllers: config.controllers.clone(),
+        token_file: config.token_file.clone(),
+        advertise: config.advertise.clone(),
+        heartbeat: config.heartbeat_ms.map(Duration::from_millis),
+        data_dir: config.data_dir.clone(),
+    }
+}
+
 fn serve(config: Config, res: HostResources, metrics: AgentMetrics) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
@@ -96,6 +107,9 @@ fn serve(config: Config, res: HostResources, metrics: AgentMetrics) -> anyhow::R
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(host = %config.host_id, listen = %config.listen, "agent serving");
         tokio::spawn(agent.clone().run(Duration::from_secs(config.reconcile_interval_s)));
+        if !config.controllers.is_empty() {
+            tokio::spawn(hci_agent::controller::run(agent.clone(), cluster_settings(&config)));
+        }
         axum::serve(listener, hci_agent::api::router(agent))
             .with_graceful_shutdown(async {
                 use tokio::signal::unix::{signal, SignalKind};

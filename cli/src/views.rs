@@ -4,7 +4,8 @@
 //! (list, create, start, ...) ends up printing it.
 
 use hci_shared::api::{ClusterStatus, Member};
-use hci_shared::resources::{etag, AuditRecord, Host, Tenant, Vm, Volume, Zone, ZonePolicy};
+use hci_shared::hosts::HostView;
+use hci_shared::resources::{etag, AuditRecord, Tenant, Vm, Volume, Zone, ZonePolicy};
 use serde::Serialize;
 
 use crate::output::{opt, Table, View};
@@ -144,12 +145,78 @@ impl View for Vm {
     }
 }
 
-impl View for Host {
+/// A heartbeat's age for people: `850ms`, `12.3s`, `-` when none reached the leader.
+fn heartbeat_age(view: &HostView) -> String {
+    match &view.heartbeat {
+        None => "-".to_string(),
+        Some(hb) if hb.age_ms < 1000 => format!("{}ms", hb.age_ms),
+        Some(hb) => format!("{:.1}s", hb.age_ms as f64 / 1000.0),
+    }
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / f64::from(1u32 << 30))
+}
+
+impl View for HostView {
     fn headers() -> &'static [&'static str] {
-        &["ID", "NAME", "SITE", "ARCH", "STATE"]
+        &["ID", "SITE", "ARCH", "STATE", "CPUS", "MEMORY_MIB", "VMS", "HEARTBEAT"]
     }
     fn row(&self) -> Vec<String> {
-        vec![self.id.clone(), self.name.clone(), self.site.clone(), self.arch.clone(), wire(&self.state)]
+        let h = &self.host;
+        let vms = self.heartbeat.as_ref().map(|hb| format!("{}/{}", hb.usage.vms_running, hb.usage.vms_desired));
+        vec![
+            h.id.clone(),
+            h.site.clone(),
+            h.arch.clone(),
+            wire(&h.state),
+            h.inventory.cpus.to_string(),
+            h.inventory.memory_mib.to_string(),
+            opt(vms),
+            heartbeat_age(self),
+        ]
+    }
+    fn details(&self) -> Vec<(&'static str, String)> {
+        let h = &self.host;
+        let pools: Vec<_> = h
+            .inventory
+            .pools
+            .iter()
+            .map(|p| {
+                format!("{} ({}, {} of {} GiB free)", p.name, p.backend, gib(p.available_bytes), gib(p.capacity_bytes))
+            })
+            .collect();
+        let mut pairs = vec![
+            ("id", h.id.clone()),
+            ("name", h.name.clone()),
+            ("site", h.site.clone()),
+            ("arch", h.arch.clone()),
+            ("state", wire(&h.state)),
+            ("state_reason", h.state_reason.clone()),
+            ("state_since", h.state_since.clone()),
+            ("agent_url", h.agent_url.clone()),
+            ("cpus", h.inventory.cpus.to_string()),
+            ("memory_mib", h.inventory.memory_mib.to_string()),
+            ("accelerator", h.inventory.accelerator.clone()),
+            ("libvirt_version", h.inventory.libvirt_version.clone()),
+            ("pools", pools.join("; ")),
+            ("firmware_profiles", h.inventory.firmware_profiles.join(", ")),
+            ("joined_at", h.joined_at.clone()),
+            ("desired_generation", h.desired_generation.to_string()),
+            ("last_heartbeat", heartbeat_age(self)),
+        ];
+        if let Some(hb) = &self.heartbeat {
+            let u = &hb.usage;
+            pairs.push(("vms (running/desired)", format!("{}/{}", u.vms_running, u.vms_desired)));
+            pairs.push(("vcpus_allocated", u.vcpus_allocated.to_string()));
+            pairs.push(("memory_mib_allocated", u.memory_mib_allocated.to_string()));
+            pairs.push((
+                "agent_generation",
+                format!("{} (converged {})", hb.desired_generation, opt(hb.converged_generation)),
+            ));
+        }
+        pairs.push(("etag", etag(h.revision)));
+        pairs
     }
 }
 
@@ -253,6 +320,41 @@ mod tests {
         let text = crate::output::details(&vm.details());
         assert!(text.contains("nics:                 dmz 52:54:00:00:00:01 10.0.0.2\n"), "{text}");
         assert!(text.contains("host:                 -\n"), "{text}");
+    }
+
+    #[test]
+    fn host_row_and_details_show_state_inventory_and_heartbeat() {
+        use hci_shared::hosts::{HeartbeatStatus, HostInventory, HostUsage};
+        use hci_shared::resources::{Host, HostState};
+        let mut view = HostView {
+            host: Host {
+                id: "h1".into(),
+                name: "h1".into(),
+                site: "primary".into(),
+                arch: "x86_64".into(),
+                state: HostState::Ready,
+                state_reason: "joined".into(),
+                state_since: "now".into(),
+                agent_url: "http://10.0.0.1:7100".into(),
+                inventory: HostInventory { cpus: 8, memory_mib: 16384, ..Default::default() },
+                joined_at: "now".into(),
+                desired_generation: 4,
+                revision: 9,
+            },
+            heartbeat: None,
+        };
+        assert_eq!(view.row(), ["h1", "primary", "x86_64", "ready", "8", "16384", "-", "-"]);
+        view.heartbeat = Some(HeartbeatStatus {
+            age_ms: 1530,
+            observed_by: 2,
+            usage: HostUsage { vms_desired: 3, vms_running: 2, ..Default::default() },
+            desired_generation: 4,
+            converged_generation: Some(4),
+        });
+        assert_eq!(view.row()[6..], ["2/3", "1.5s"]);
+        let text = crate::output::details(&view.details());
+        assert!(text.contains("state_reason:           joined\n"), "{text}");
+        assert!(text.contains("agent_generation:       4 (converged 4)\n"), "{text}");
     }
 
     #[test]

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 
+/// Bounds of `--host-lease-ms`: shorter leases flap on a loaded machine, longer ones hide failures.
+const MIN_HOST_LEASE_MS: u64 = 500;
+const MAX_HOST_LEASE_MS: u64 = 600_000;
+
 #[derive(Debug, Parser)]
 #[command(name = "hci-controller", version, about = "One member of an hci site's controller cluster")]
 pub struct Flags {
@@ -48,6 +52,10 @@ pub struct Flags {
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// A host whose heartbeats stop for this many milliseconds goes offline (agents are asked to
+    /// send one every quarter of it).
+    #[arg(long, value_name = "MS")]
+    pub host_lease_ms: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Tool>,
 }
@@ -73,6 +81,7 @@ pub struct FileConfig {
     pub election_timeout_ms: Option<u64>,
     pub write_timeout_ms: Option<u64>,
     pub log_format: Option<String>,
+    pub host_lease_ms: Option<u64>,
 }
 
 /// The effective settings of one member.
@@ -89,6 +98,7 @@ pub struct Config {
     pub election_timeout_ms: u64,
     pub write_timeout_ms: u64,
     pub log_format: String,
+    pub host_lease_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +154,13 @@ impl Config {
         }
         let site = flags.site.clone().or(file.site).unwrap_or_else(|| "primary".into());
         hci_shared::names::check_name(&site).map_err(|why| ConfigError::Invalid { field: "site", why })?;
+        let host_lease_ms = flags.host_lease_ms.or(file.host_lease_ms).unwrap_or(10_000);
+        if !(MIN_HOST_LEASE_MS..=MAX_HOST_LEASE_MS).contains(&host_lease_ms) {
+            return Err(ConfigError::Invalid {
+                field: "host-lease-ms",
+                why: format!("{host_lease_ms} is outside {MIN_HOST_LEASE_MS}-{MAX_HOST_LEASE_MS}"),
+            });
+        }
         let snapshot_every = flags.snapshot_every.or(file.snapshot_every).unwrap_or(10_000);
         if snapshot_every == 0 {
             return Err(ConfigError::Invalid { field: "snapshot-every", why: "must be positive".into() });
@@ -160,6 +177,7 @@ impl Config {
             election_timeout_ms,
             write_timeout_ms: flags.write_timeout_ms.or(file.write_timeout_ms).unwrap_or(5_000),
             log_format,
+            host_lease_ms,
         })
     }
 }
@@ -191,32 +209,24 @@ mod tests {
         assert_eq!(config.site, "dr");
         assert_eq!(config.heartbeat_ms, 100);
         assert_eq!(config.election_timeout_ms, 1000, "default");
+        assert_eq!(config.host_lease_ms, 10_000, "default");
     }
 
     #[test]
     fn refuses_bad_settings_naming_them() {
-        let cases: &[(&[&str], &str)] = &[
-            (&["hci-controller", "--listen", "127.0.0.1:1", "--data-dir", "/d"], "--id"),
-            (&["hci-controller", "--id", "0", "--listen", "127.0.0.1:1", "--data-dir", "/d"], "--id"),
-            (&["hci-controller", "--id", "1", "--listen", "0.0.0.0:1", "--data-dir", "/d"], "--advertise"),
-            (&["hci-controller", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "/d", "--site", "DR"], "--site"),
-            (
-                &[
-                    "hci-controller",
-                    "--id",
-                    "1",
-                    "--listen",
-                    "127.0.0.1:1",
-                    "--data-dir",
-                    "/d",
-                    "--election-timeout-ms",
-                    "100",
-                ],
-                "--election-timeout-ms",
-            ),
+        let base = ["hci-controller", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "/d"];
+        let with = |extra: &[&'static str]| -> Vec<&'static str> { base.iter().chain(extra).copied().collect() };
+        let cases: Vec<(Vec<&str>, &str)> = vec![
+            (vec!["hci-controller", "--listen", "127.0.0.1:1", "--data-dir", "/d"], "--id"),
+            (vec!["hci-controller", "--id", "0", "--listen", "127.0.0.1:1", "--data-dir", "/d"], "--id"),
+            (vec!["hci-controller", "--id", "1", "--listen", "0.0.0.0:1", "--data-dir", "/d"], "--advertise"),
+            (with(&["--site", "DR"]), "--site"),
+            (with(&["--election-timeout-ms", "100"]), "--election-timeout-ms"),
+            (with(&["--host-lease-ms", "10"]), "--host-lease-ms"),
+            (with(&["--host-lease-ms", "600001"]), "--host-lease-ms"),
         ];
         for (args, field) in cases {
-            let err = Config::resolve(&Flags::parse_from(*args)).expect_err("invalid").to_string();
+            let err = Config::resolve(&Flags::parse_from(args)).expect_err("invalid").to_string();
             assert!(err.contains(field), "{err} should name {field}");
         }
         let dir = tempfile::tempdir().expect("tempdir");

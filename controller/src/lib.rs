@@ -6,6 +6,7 @@
 pub mod api;
 pub mod batcher;
 pub mod config;
+pub mod hosts;
 pub mod metrics;
 pub mod node;
 pub mod raft;

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::batcher::Batcher;
 use crate::config::Config;
+use crate::hosts::Leases;
 use crate::metrics::Metrics;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
@@ -57,6 +58,8 @@ pub struct App {
     pub metrics: Metrics,
     pub committed: Arc<AtomicU64>,
     pub config: Config,
+    /// Host leases over heartbeats (live only while this member leads).
+    pub leases: Leases,
 }
 
 impl std::fmt::Debug for App {
@@ -208,7 +211,9 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Arc<App>, NodeErr
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
     let batcher = Batcher::spawn(raft.clone());
-    let app = Arc::new(App { id: config.id, raft, batcher, state, http, metrics, committed, config });
+    let leases = Leases::new(Duration::from_millis(config.host_lease_ms), std::time::Instant::now());
+    let app = Arc::new(App { id: config.id, raft, batcher, state, http, metrics, committed, config, leases });
+    tokio::spawn(crate::hosts::monitor::run(app.clone()));
     if app.config.bootstrap {
         let initialized = app.raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
         if !initialized {

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::*;
 use crate::error::ApiError;
-use crate::resources::{Tenant, Vm, Volume, Zone, ZonePolicy};
+use crate::hosts::HostJoin;
+use crate::resources::{Host, Tenant, Vm, Volume, Zone, ZonePolicy};
 
 /// What is written to the log: the command plus who asked and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +25,14 @@ pub enum PowerAction {
     Start,
     Stop,
     Reboot,
+}
+
+/// What authorises a join: the SHA-256 (lowercase hex) of a single-use join token, or of the
+/// credential the host received when it first joined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinAuth {
+    Token { sha256: String },
+    Credential { sha256: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +110,26 @@ pub enum Command {
         id: String,
         request: VmMigrate,
     },
+    /// A single-use join token, kept only as its SHA-256; `expires_at` is RFC 3339 UTC.
+    CreateJoinToken {
+        sha256: String,
+        site: String,
+        expires_at: String,
+    },
+    /// An agent joins (or re-joins): consumes the join token, or proves the host's credential, and
+    /// registers or updates the host. A token join carries the SHA-256 of the new host credential.
+    JoinHost {
+        auth: JoinAuth,
+        new_credential_sha256: Option<String>,
+        spec: HostJoin,
+    },
+    /// The leader's lease verdict: a ready host went silent (`alive: false`) or an offline host is
+    /// heard from again (`alive: true`). Hosts in maintenance or fenced are left as they are.
+    SetHostLiveness {
+        id: String,
+        alive: bool,
+        reason: String,
+    },
 }
 
 impl Command {
@@ -128,6 +157,12 @@ impl Command {
                 PowerAction::Reboot => ("vm.reboot", id.clone()),
             },
             Command::MigrateVm { id, .. } => ("vm.migrate", id.clone()),
+            Command::CreateJoinToken { sha256, .. } => {
+                ("host.join_token.create", format!("join token {}", sha256.get(..12).unwrap_or(sha256)))
+            }
+            Command::JoinHost { spec, .. } => ("host.join", spec.host_id.clone()),
+            Command::SetHostLiveness { id, alive: true, .. } => ("host.ready", id.clone()),
+            Command::SetHostLiveness { id, alive: false, .. } => ("host.offline", id.clone()),
         }
     }
 }
@@ -141,6 +176,11 @@ pub enum Applied {
     ZonePolicy(ZonePolicy),
     Volume(Volume),
     Vm(Vm),
+    Host(Host),
+    /// A join token was stored; it expires at this RFC 3339 time.
+    JoinToken {
+        expires_at: String,
+    },
     Deleted,
 }
 

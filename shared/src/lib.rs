@@ -10,8 +10,11 @@ pub mod api;
 pub mod codec;
 pub mod command;
 pub mod error;
+pub mod hosts;
+pub mod hosts_validate;
 pub mod names;
 pub mod resources;
+pub mod time;
 pub mod validate;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};

@@ -163,14 +163,28 @@ pub enum HostState {
     Fenced,
 }
 
-/// A hypervisor host. Agents register hosts (issue #4); until then the table is empty.
+/// A hypervisor host, registered by its agent joining the cluster (`POST /v1/hosts/join`).
+///
+/// Only state *transitions* are replicated (ready ↔ offline, decided by the leader's leases;
+/// maintenance and fenced, set by operators): heartbeats stay in the leader's memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Host {
+    /// The agent's `--host-id`.
     pub id: String,
     pub name: String,
     pub site: String,
     pub arch: String,
     pub state: HostState,
+    /// Why the host is in its state (e.g. `no heartbeat within the 10000 ms lease`).
+    pub state_reason: String,
+    /// RFC 3339 time of the last state change.
+    pub state_since: String,
+    /// The agent's API (`http(s)://HOST:PORT`).
+    pub agent_url: String,
+    pub inventory: crate::hosts::HostInventory,
+    pub joined_at: String,
+    /// The generation of this host's desired state (the revision that last changed it).
+    pub desired_generation: u64,
     pub revision: u64,
 }
 

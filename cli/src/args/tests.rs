@@ -4,6 +4,7 @@
 use super::*;
 use crate::commands::cluster::MembersCmd;
 use crate::commands::dr::DrMode;
+use crate::commands::host::JoinTokenCmd;
 use crate::commands::zone::KindArg;
 use crate::commands::zone_policy::ProtocolArg;
 use clap::CommandFactory;
@@ -275,6 +276,13 @@ fn vm_verbs() {
 fn host_audit_dr_verbs() {
     assert!(matches!(parse(&["host", "list"]).command, Command::Host(HostCmd::List)));
     assert!(matches!(parse(&["host", "show", "h1"]).command, Command::Host(HostCmd::Show { .. })));
+    match parse(&["host", "join-token", "create", "--ttl", "600"]).command {
+        Command::Host(HostCmd::JoinToken(JoinTokenCmd::Create { ttl, site })) => {
+            assert_eq!((ttl, site), (Some(600), None))
+        }
+        other => panic!("{other:?}"),
+    }
+    usage_error(&["host", "join-token", "create", "--ttl", "0"]);
     match parse(&["audit", "--after", "10", "--limit", "5"]).command {
         Command::Audit(a) => assert_eq!((a.after, a.limit), (Some(10), Some(5))),
         other => panic!("{other:?}"),

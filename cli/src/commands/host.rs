@@ -1,31 +1,54 @@
-//! `hcictl host`: the hypervisor hosts agents have registered.
+//! `hcictl host`: the hypervisor hosts agents have registered, and the join tokens they join with.
 
-use clap::Subcommand;
-use hci_shared::resources::Host;
+use clap::{value_parser, Subcommand};
+use hci_shared::hosts::{HostView, JoinTokenCreate};
 
 use crate::client::Client;
 use crate::error::CliError;
-use crate::output::{all, Output};
+use crate::output::{all, Format, Output};
 use crate::resolve::{resolve, HOST};
 
 #[derive(Debug, Subcommand)]
 pub enum HostCmd {
-    /// List hosts and their state
+    /// List hosts: state, size, VMs and the age of their last heartbeat
     List,
-    /// Show one host (-o json shows its whole inventory)
+    /// Show one host: state, inventory, usage (-o json shows everything)
     Show {
         /// The host's id or name
         #[arg(value_name = "ID|NAME")]
         id: String,
     },
+    /// Single-use tokens agents join the cluster with
+    #[command(subcommand, name = "join-token")]
+    JoinToken(JoinTokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JoinTokenCmd {
+    /// Create a join token: give it to one agent (its --token-file); it works once, until it expires
+    Create {
+        /// Lifetime in seconds
+        #[arg(long, value_name = "SECONDS", value_parser = value_parser!(u64).range(1..=604_800))]
+        ttl: Option<u64>,
+        /// The site the joining host must be in (default: the cluster's)
+        #[arg(long)]
+        site: Option<String>,
+    },
 }
 
 pub fn run(cmd: HostCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        HostCmd::List => out.list::<Host>(&client.get(&["v1", "hosts"])?, &all),
+        HostCmd::List => out.list::<HostView>(&client.get(&["v1", "hosts"])?, &all),
         HostCmd::Show { id } => {
             let id = resolve(client, HOST, &id, None)?;
-            out.one::<Host>(&client.get(&["v1", "hosts", &id])?, true)
+            out.one::<HostView>(&client.get(&["v1", "hosts", &id])?, true)
+        }
+        HostCmd::JoinToken(JoinTokenCmd::Create { ttl, site }) => {
+            let reply = client.post(&["v1", "hosts", "join-tokens"], &JoinTokenCreate { site, ttl_seconds: ttl })?;
+            if out.format == Format::Json {
+                return out.json(&reply.value()?);
+            }
+            out.generic(&reply)
         }
     }
 }

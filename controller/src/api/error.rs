@@ -82,16 +82,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(q) => Ok(Self(q.0)),
             Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
-                Err(HttpError(ApiError::invalid("query", e.body_text())))
+                let field = failing_parameter::<T>(parts.uri.query().unwrap_or_default());
+                Err(HttpError(ApiError::invalid(field.as_deref().unwrap_or("query"), e.body_text())))
             }
             Err(e) => Err(HttpError(ApiError::invalid("query", e.body_text()))),
         }
     }
 }
 
+/// The parameter whose value does not parse (a bad number names no field in serde's message): the
+/// first `key=value` that fails on its own for another reason than a missing field.
+fn failing_parameter<T: DeserializeOwned>(query: &str) -> Option<String> {
+    query.split('&').filter(|pair| !pair.is_empty()).find_map(|pair| {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        let uri: axum::http::Uri = format!("/?{pair}").parse().ok()?;
+        match axum::extract::Query::<T>::try_from_uri(&uri) {
+            Err(e) if !e.body_text().contains("missing field") => Some(key.to_string()),
+            _ => None,
+        }
+    })
+}
+
 /// `?stale=true` on any GET.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
     /// Serve from this member's applied state without a leader round-trip.
     #[serde(default)]

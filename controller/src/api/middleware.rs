@@ -3,7 +3,8 @@
 //!
 //! Any member accepts any request: a follower proxies writes and linearizable reads to the leader
 //! (once; a forwarded request that lands on a non-leader gets 503), and serves `?stale=true` reads
-//! itself. Authentication happens on the member that executes the request.
+//! itself (and the per-host desired-state feed). Authentication happens on the member that executes
+//! the request, which also enforces what each kind of token may reach (`access`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hci_shared::ApiError;
 
+use super::access::{self, Principal};
 use super::error::HttpError;
 use crate::node::{sha256_hex, App, Caller};
 
@@ -71,9 +73,22 @@ fn is_stale_read(req: &Request) -> bool {
         && req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "stale=true" || kv == "stale=1"))
 }
 
+/// `GET /v1/hosts/{id}/desired` is a feed of generations that agents long-poll: any member serves
+/// it from its own state (an agent keeps only newer generations), which spreads the long polls over
+/// the members and keeps them off the proxy's timeout.
+fn is_local_feed(req: &Request) -> bool {
+    req.method() == Method::GET
+        && req
+            .uri()
+            .path()
+            .strip_prefix("/v1/hosts/")
+            .and_then(|rest| rest.strip_suffix("/desired"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 /// Sends the request to the leader unless this member can answer it itself.
 pub async fn forward_to_leader(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    if is_stale_read(&req) || app.is_leader() {
+    if is_stale_read(&req) || is_local_feed(&req) || app.is_leader() {
         return next.run(req).await;
     }
     if req.headers().contains_key(FORWARDED) {
@@ -135,7 +150,7 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
         return unauthorized("missing Authorization: Bearer TOKEN header");
     };
     let hash = sha256_hex(token);
-    let caller = {
+    let found = {
         let model = app.state.read();
         if !model.is_bootstrapped() {
             return HttpError(ApiError::unavailable(
@@ -143,15 +158,15 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
             ))
             .into_response();
         }
-        model.caller_for_token(&hash).map(str::to_string)
+        Principal::of_token(&model, &hash)
     };
-    match caller {
-        Some(name) => {
-            req.extensions_mut().insert(Caller(name));
-            next.run(req).await
-        }
-        None => unauthorized("unknown token"),
+    let Some((principal, name)) = found else { return unauthorized("unknown token") };
+    if let Err(refusal) = access::check(&principal, req.method(), req.uri().path()) {
+        return HttpError(refusal).into_response();
     }
+    req.extensions_mut().insert(Caller(name));
+    req.extensions_mut().insert(principal);
+    next.run(req).await
 }
 
 fn unauthorized(why: &str) -> Response {

@@ -1,37 +1,20 @@
-//! `/v1/hosts` (read-only until agents join in a later issue) and `/v1/audit`.
+//! `/v1/audit`: the replicated audit log, read from the store (it is not held in memory).
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::extract::State;
 use axum::Json;
 use hci_shared::api::List;
-use hci_shared::resources::{AuditRecord, Host};
+use hci_shared::resources::AuditRecord;
 use hci_shared::{ApiError, ErrorBody};
 
-use super::error::{ApiQuery, ApiResult, ReadParams};
-use super::resource;
+use super::error::{ApiQuery, ApiResult};
 use crate::node::App;
-
-#[utoipa::path(get, path = "/v1/hosts", params(ReadParams), tag = "hosts",
-    responses((status = 200, body = List<Host>), (status = "4XX", body = ErrorBody)))]
-pub async fn list_hosts(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ReadParams>) -> ApiResult<Json<List<Host>>> {
-    resource::list(&app, q.stale, |m| m.hosts().cloned().collect()).await
-}
-
-#[utoipa::path(get, path = "/v1/hosts/{id}", params(("id" = String, Path), ReadParams), tag = "hosts",
-    responses((status = 200, body = Host), (status = "4XX", body = ErrorBody)))]
-pub async fn get_host(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ReadParams>,
-) -> ApiResult<Response> {
-    resource::get(&app, q.stale, &id, |m| m.host(&id).cloned()).await
-}
 
 /// `GET /v1/audit?after=SEQ&limit=N`.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// Only records with a sequence number greater than this.
     #[serde(default)]

@@ -3,8 +3,10 @@
 //! Request flow: metrics → (for `/v1`) forward-to-leader → authenticate → handler → `App::write`
 //! (one Raft command) or `App::read` (linearizable unless `?stale=true`).
 
+pub mod access;
 pub mod cluster;
 pub mod error;
+pub mod hosts;
 pub mod middleware;
 pub mod misc;
 pub mod openapi;
@@ -50,8 +52,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/vms/:id", get(vms::get).delete(vms::delete))
         .route("/v1/vms/:id/migrate", post(vms::migrate))
         .route("/v1/vms/:id/:action", post(vms::power))
-        .route("/v1/hosts", get(misc::list_hosts))
-        .route("/v1/hosts/:id", get(misc::get_host))
+        .route("/v1/hosts", get(hosts::list_hosts))
+        .route("/v1/hosts/join-tokens", post(hosts::create_join_token))
+        .route("/v1/hosts/join", post(hosts::join_host))
+        .route("/v1/hosts/:id", get(hosts::get_host))
+        .route("/v1/hosts/:id/heartbeat", post(hosts::host_heartbeat))
+        .route("/v1/hosts/:id/desired", get(hosts::host_desired))
         .route("/v1/audit", get(misc::audit))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), middleware::authenticate))

@@ -4,7 +4,7 @@
 
 use utoipa::OpenApi;
 
-use super::{cluster, misc, tenants, vms, volumes, zones};
+use super::{cluster, hosts, misc, tenants, vms, volumes, zones};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,9 @@ use super::{cluster, misc, tenants, vms, volumes, zones};
         volumes::create, volumes::list, volumes::get, volumes::delete,
         volumes::resize, volumes::snapshot, volumes::clone,
         vms::create, vms::list, vms::get, vms::delete, vms::power, vms::migrate,
-        misc::list_hosts, misc::get_host, misc::audit,
+        hosts::list_hosts, hosts::get_host, hosts::create_join_token, hosts::join_host, hosts::host_heartbeat,
+        hosts::host_desired,
+        misc::audit,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -9,7 +9,8 @@ use axum::response::Response;
 use axum::Json;
 use hci_shared::api::List;
 use hci_shared::command::{Applied, Command};
-use hci_shared::resources::{Host, Tenant, Vm, Volume, Zone, ZonePolicy};
+use hci_shared::hosts::HostView;
+use hci_shared::resources::{Tenant, Vm, Volume, Zone, ZonePolicy};
 use hci_shared::ApiError;
 use hci_state::Model;
 use serde::Serialize;
@@ -49,13 +50,16 @@ resource!(ZonePolicy, "zone policy", ZonePolicy);
 resource!(Volume, "volume", Volume);
 resource!(Vm, "vm", Vm);
 
-impl Resource for Host {
+impl Resource for HostView {
     const KIND: &'static str = "host";
     fn revision(&self) -> u64 {
-        self.revision
+        self.host.revision
     }
-    fn from_applied(_: Applied) -> Option<Self> {
-        None
+    fn from_applied(applied: Applied) -> Option<Self> {
+        match applied {
+            Applied::Host(host) => Some(HostView { host, heartbeat: None }),
+            _ => None,
+        }
     }
 }
 

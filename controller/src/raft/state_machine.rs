@@ -52,6 +52,7 @@ struct StoredSnapshot {
 pub struct StateView {
     model: Arc<RwLock<Model>>,
     db: Arc<DB>,
+    applied: tokio::sync::watch::Receiver<u64>,
 }
 
 impl StateView {
@@ -60,6 +61,12 @@ impl StateView {
         // A poisoned lock means an apply panicked mid-way; the model is still the last consistent one
         // because apply checks before it mutates.
         self.model.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes (to the model's sequence number) after every applied batch and snapshot install:
+    /// what long polls wait on.
+    pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.clone()
     }
 
     /// Audit records with sequence number > `after`, oldest first, at most `limit`.
@@ -92,6 +99,7 @@ pub struct StateMachine {
     last_seq: u64,
     snapshot_seq: u64,
     metrics: Metrics,
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 fn read_err(e: impl std::fmt::Display) -> StorageError {
@@ -135,8 +143,9 @@ impl StateMachine {
     pub fn open(db: Arc<DB>, metrics: Metrics) -> Result<(Self, StateView), StorageError> {
         let (last_applied, membership, last_seq, model) = load_pairs(state_pairs(&db, None)?)?;
         let model = Arc::new(RwLock::new(model));
-        let view = StateView { model: model.clone(), db: db.clone() };
-        Ok((Self { db, model, last_applied, membership, last_seq, snapshot_seq: 0, metrics }, view))
+        let (applied, applied_rx) = tokio::sync::watch::channel(last_seq);
+        let view = StateView { model: model.clone(), db: db.clone(), applied: applied_rx };
+        Ok((Self { db, model, last_applied, membership, last_seq, snapshot_seq: 0, metrics, applied }, view))
     }
 
     fn model_mut(&self) -> std::sync::RwLockWriteGuard<'_, Model> {
@@ -254,6 +263,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(m) = membership {
             self.membership = m;
         }
+        self.applied.send_replace(seq);
         self.metrics.applied_entries.inc_by(responses.len() as u64);
         self.metrics.apply_seconds.observe(started.elapsed().as_secs_f64());
         Ok(responses)
@@ -286,6 +296,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_applied = last_applied;
         self.last_seq = last_seq;
         self.membership = membership;
+        self.applied.send_replace(last_seq);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use hci_shared::ApiError;
 
 use crate::change::{Change, KvWrite};
 use crate::model::Model;
-use crate::{audit, cluster, policies, tenants, vm_actions, vms, volumes, zones};
+use crate::{audit, cluster, hosts, join_tokens, policies, tenants, vm_actions, vms, volumes, zones};
 
 /// What a handler knows about the entry besides its command.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +19,8 @@ pub(crate) struct Ctx<'a> {
     pub index: u64,
     /// The entry's time stamp: `created_at` of everything it creates.
     pub at: &'a str,
+    /// Who asked (the envelope's caller), for records that keep it.
+    pub caller: &'a str,
 }
 
 /// An accepted command: the answer for the caller and the record changes to commit.
@@ -63,7 +65,7 @@ impl Model {
     /// ending with exactly one audit record, to `writes`. A refusal is returned as
     /// `CommandResponse(Err(..))` and leaves the model unchanged (only the audit record is written).
     pub fn apply(&mut self, index: u64, env: &Envelope, writes: &mut Vec<KvWrite>) -> CommandResponse {
-        let ctx = Ctx { index, at: &env.at };
+        let ctx = Ctx { index, at: &env.at, caller: &env.caller };
         let result = match self.decide(&ctx, &env.command) {
             Ok(outcome) => self.commit_all(outcome, writes),
             Err(refusal) => Err(refusal),
@@ -103,6 +105,13 @@ impl Model {
             Command::DeleteVm { id, if_match } => vms::delete(self, ctx, id, *if_match),
             Command::SetVmPower { id, action } => vm_actions::set_power(self, ctx, id, *action),
             Command::MigrateVm { id, request } => vm_actions::migrate(self, ctx, id, request),
+            Command::CreateJoinToken { sha256, site, expires_at } => {
+                join_tokens::create_join_token(self, ctx, sha256, site, expires_at)
+            }
+            Command::JoinHost { auth, new_credential_sha256, spec } => {
+                hosts::join(self, ctx, auth, new_credential_sha256.as_deref(), spec)
+            }
+            Command::SetHostLiveness { id, alive, reason } => hosts::set_liveness(self, ctx, id, *alive, reason),
         }
     }
 }

@@ -6,9 +6,10 @@
 //! must never refuse or check anything; every check belongs to the handlers.
 
 use hci_shared::codec::{self, CodecError};
-use hci_shared::resources::{Tenant, Vm, Volume, Zone, ZonePolicy};
+use hci_shared::resources::{Host, Tenant, Vm, Volume, Zone, ZonePolicy};
 
 use crate::cluster::TokenRecord;
+use crate::join_tokens::{HostCredential, JoinTokenRecord};
 use crate::keys;
 use crate::model::Model;
 
@@ -43,6 +44,11 @@ pub(crate) enum Change {
     DeleteVolume(String),
     PutVm(Vm),
     DeleteVm(String),
+    PutHost(Host),
+    PutJoinToken { sha256_hex: String, record: JoinTokenRecord },
+    DeleteJoinToken(String),
+    PutHostCredential { sha256_hex: String, record: HostCredential },
+    DeleteHostCredential(String),
 }
 
 fn put<T: serde::Serialize>(key: Vec<u8>, value: &T) -> Result<KvWrite, CodecError> {
@@ -70,6 +76,13 @@ impl Change {
             Change::DeleteVolume(id) => Ok(delete(VOLUME_PREFIX, id)),
             Change::PutVm(vm) => put(record_key(VM_PREFIX, &vm.id), vm),
             Change::DeleteVm(id) => Ok(delete(VM_PREFIX, id)),
+            Change::PutHost(h) => put(record_key(HOST_PREFIX, &h.id), h),
+            Change::PutJoinToken { sha256_hex, record } => put(record_key(JOIN_TOKEN_PREFIX, sha256_hex), record),
+            Change::DeleteJoinToken(hash) => Ok(delete(JOIN_TOKEN_PREFIX, hash)),
+            Change::PutHostCredential { sha256_hex, record } => {
+                put(record_key(HOST_CREDENTIAL_PREFIX, sha256_hex), record)
+            }
+            Change::DeleteHostCredential(hash) => Ok(delete(HOST_CREDENTIAL_PREFIX, hash)),
         }
     }
 }
@@ -129,6 +142,21 @@ impl Model {
                 if let Some(old) = self.vms.remove(&id) {
                     self.index.remove_vm(&old);
                 }
+            }
+            Change::PutHost(h) => {
+                self.hosts.insert(h.id.clone(), h);
+            }
+            Change::PutJoinToken { sha256_hex, record } => {
+                self.join_tokens.insert(sha256_hex, record);
+            }
+            Change::DeleteJoinToken(hash) => {
+                self.join_tokens.remove(&hash);
+            }
+            Change::PutHostCredential { sha256_hex, record } => {
+                self.host_credentials.insert(sha256_hex, record);
+            }
+            Change::DeleteHostCredential(hash) => {
+                self.host_credentials.remove(&hash);
             }
         }
     }

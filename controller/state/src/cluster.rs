@@ -31,12 +31,13 @@ pub struct TokenRecord {
 /// The caller name of the bootstrap token.
 pub const ADMIN_CALLER: &str = "admin";
 
-fn check_sha256_hex(hash: &str) -> Result<(), ApiError> {
+/// A token hash as the log carries it: 64 lowercase hex digits.
+pub(crate) fn check_sha256_hex(field: &str, hash: &str) -> Result<(), ApiError> {
     let ok = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid("admin_token_sha256", "must be 64 lowercase hexadecimal digits"))
+        Err(ApiError::invalid(field, "must be 64 lowercase hexadecimal digits"))
     }
 }
 
@@ -45,7 +46,7 @@ pub(crate) fn bootstrap(model: &Model, site: &str, admin_token_sha256: &str) -> 
         return Err(ApiError::conflict(format!("the cluster is already bootstrapped as site '{existing}'")));
     }
     check_name(site).map_err(|why| ApiError::invalid("site", why))?;
-    check_sha256_hex(admin_token_sha256)?;
+    check_sha256_hex("admin_token_sha256", admin_token_sha256)?;
     let record = TokenRecord { name: ADMIN_CALLER.to_string(), role: Role::Admin };
     Ok(Outcome::new(
         Applied::Bootstrapped,

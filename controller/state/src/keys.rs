@@ -20,6 +20,10 @@ pub const VOLUME_PREFIX: &[u8] = b"volume/";
 pub const VM_PREFIX: &[u8] = b"vm/";
 /// `host/<id>` → `Host`.
 pub const HOST_PREFIX: &[u8] = b"host/";
+/// `jointoken/<lowercase hex SHA-256 of the join token>` → `JoinTokenRecord`.
+pub const JOIN_TOKEN_PREFIX: &[u8] = b"jointoken/";
+/// `hostcred/<lowercase hex SHA-256 of a host's credential>` → `HostCredential`.
+pub const HOST_CREDENTIAL_PREFIX: &[u8] = b"hostcred/";
 /// `audit/<index, 20-digit zero-padded decimal>` → `AuditRecord`. Not held in memory.
 pub const AUDIT_PREFIX: &[u8] = b"audit/";
 
@@ -48,6 +52,8 @@ pub(crate) enum KeyKind<'a> {
     Volume(&'a str),
     Vm(&'a str),
     Host(&'a str),
+    JoinToken(&'a str),
+    HostCredential(&'a str),
     Audit,
 }
 
@@ -62,7 +68,7 @@ pub(crate) fn classify<'k>(key: &'k [u8]) -> Option<KeyKind<'k>> {
     if key.starts_with(AUDIT_PREFIX) {
         return Some(KeyKind::Audit);
     }
-    let tables: [(&[u8], KindOf<'k>); 7] = [
+    let tables: [(&[u8], KindOf<'k>); 9] = [
         (TOKEN_PREFIX, KeyKind::Token),
         (TENANT_PREFIX, KeyKind::Tenant),
         (ZONE_PREFIX, KeyKind::Zone),
@@ -70,6 +76,8 @@ pub(crate) fn classify<'k>(key: &'k [u8]) -> Option<KeyKind<'k>> {
         (VOLUME_PREFIX, KeyKind::Volume),
         (VM_PREFIX, KeyKind::Vm),
         (HOST_PREFIX, KeyKind::Host),
+        (JOIN_TOKEN_PREFIX, KeyKind::JoinToken),
+        (HOST_CREDENTIAL_PREFIX, KeyKind::HostCredential),
     ];
     for (prefix, kind) in tables {
         if let Some(rest) = key.strip_prefix(prefix) {
@@ -106,6 +114,9 @@ mod tests {
         assert_eq!(classify(&record_key(TENANT_PREFIX, "finance")), Some(KeyKind::Tenant("finance")));
         assert_eq!(classify(&record_key(VM_PREFIX, "a/b")), Some(KeyKind::Vm("a/b")));
         assert_eq!(classify(&audit_key(7)), Some(KeyKind::Audit));
+        assert_eq!(classify(b"hostcred/ab"), Some(KeyKind::HostCredential("ab")));
+        assert_eq!(classify(b"host/ab"), Some(KeyKind::Host("ab")));
+        assert_eq!(classify(b"jointoken/ab"), Some(KeyKind::JoinToken("ab")));
         assert_eq!(classify(b"vm/"), None);
         assert_eq!(classify(b"other/x"), None);
         assert_eq!(classify(b"vm/\xff"), None);

@@ -1,8 +1,8 @@
 //! `hci-state`: the controller's replicated model, the deterministic state machine behind Raft.
 //!
 //! It exists so that every controller member, applying the same log, holds the same tenants,
-//! zones, policies, volumes and VMs, persists the same key/value writes and gives callers the same
-//! answers. `Model::apply` takes one log entry; `Model::load` rebuilds the model from the store.
+//! zones, policies, volumes, VMs and hosts, persists the same key/value writes and gives callers the
+//! same answers. `Model::apply` takes one log entry; `Model::load` rebuilds the model from the store.
 //!
 //! It must never read clocks, randomness, the network or the disk, never let `HashMap` order reach a
 //! result, and never panic on any input: a bad command is a refusal, a bad store is a `StateError`.
@@ -12,8 +12,10 @@ mod audit;
 mod change;
 mod cluster;
 mod error;
+mod hosts;
 mod index;
 mod ipam;
+mod join_tokens;
 pub mod keys;
 mod load;
 mod model;
@@ -28,4 +30,5 @@ mod zones;
 pub use change::KvWrite;
 pub use cluster::{Role, TokenRecord, ADMIN_CALLER};
 pub use error::StateError;
+pub use join_tokens::{HostCredential, JoinTokenRecord};
 pub use model::Model;

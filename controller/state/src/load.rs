@@ -79,6 +79,12 @@ impl Model {
                 same_key(key, id, &host.id)?;
                 self.hosts.insert(host.id.clone(), host);
             }
+            KeyKind::JoinToken(hash) => {
+                self.join_tokens.insert(hash.to_string(), decode(key, value)?);
+            }
+            KeyKind::HostCredential(hash) => {
+                self.host_credentials.insert(hash.to_string(), decode(key, value)?);
+            }
         }
         Ok(())
     }

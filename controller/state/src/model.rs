@@ -11,6 +11,7 @@ use hci_shared::resources::{Host, Tenant, Vm, Volume, Zone, ZonePolicy};
 
 use crate::cluster::TokenRecord;
 use crate::index::Indexes;
+use crate::join_tokens::{HostCredential, JoinTokenRecord};
 
 /// The controller's replicated state. Two models are equal exactly when they hold the same records
 /// (the derived indexes follow from the records).
@@ -31,6 +32,10 @@ pub struct Model {
     pub(crate) vms: BTreeMap<String, Vm>,
     /// By host id.
     pub(crate) hosts: BTreeMap<String, Host>,
+    /// Join token SHA-256 (lowercase hex) → the token (used ones are kept a day for clear refusals).
+    pub(crate) join_tokens: BTreeMap<String, JoinTokenRecord>,
+    /// Host credential SHA-256 (lowercase hex) → the host it belongs to.
+    pub(crate) host_credentials: BTreeMap<String, HostCredential>,
     pub(crate) index: Indexes,
 }
 
@@ -111,6 +116,16 @@ impl Model {
 
     pub fn host(&self, id: &str) -> Option<&Host> {
         self.hosts.get(id)
+    }
+
+    /// The join token with this SHA-256 (lowercase hex), used or not.
+    pub fn join_token(&self, sha256_hex: &str) -> Option<&JoinTokenRecord> {
+        self.join_tokens.get(sha256_hex)
+    }
+
+    /// The host a credential belongs to, given the credential's SHA-256 (lowercase hex).
+    pub fn host_for_credential(&self, sha256_hex: &str) -> Option<&str> {
+        self.host_credentials.get(sha256_hex).map(|c| c.host_id.as_str())
     }
 
     /// The id of the volume named `name` in `tenant`.

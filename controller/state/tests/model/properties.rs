@@ -301,6 +301,31 @@ proptest! {
             Command::MigrateVm { id: id.clone(), request: VmMigrate { host: Some(name.clone()), live: true } },
             Command::DeleteVm { id: id.clone(), if_match: Some(n) },
             Command::DeleteZone { name: name.clone(), if_match: None },
+            Command::CreateJoinToken { sha256: id.clone(), site: name.clone(), expires_at: other.clone() },
+            Command::CreateJoinToken { sha256: "0".repeat(64), site: "primary".into(), expires_at: other.clone() },
+            Command::JoinHost {
+                auth: hci_shared::command::JoinAuth::Token { sha256: "0".repeat(64) },
+                new_credential_sha256: Some(id.clone()),
+                spec: hci_shared::hosts::HostJoin {
+                    host_id: name.clone(),
+                    site: "primary".into(),
+                    arch: other.clone(),
+                    agent_url: id.clone(),
+                    inventory: Default::default(),
+                },
+            },
+            Command::JoinHost {
+                auth: hci_shared::command::JoinAuth::Credential { sha256: other.clone() },
+                new_credential_sha256: None,
+                spec: hci_shared::hosts::HostJoin {
+                    host_id: name.clone(),
+                    site: other.clone(),
+                    arch: "x86_64".into(),
+                    agent_url: id.clone(),
+                    inventory: Default::default(),
+                },
+            },
+            Command::SetHostLiveness { id: id.clone(), alive: n % 2 == 0, reason: other.clone() },
         ];
         for command in samples {
             let _ = h.run(command);
@@ -310,7 +335,7 @@ proptest! {
 
     /// Arbitrary bytes in a store are an error or a model, never a panic.
     #[test]
-    fn load_of_garbage_never_panics(pairs in prop::collection::vec((prop::collection::vec(any::<u8>(), 0..12), prop::collection::vec(any::<u8>(), 0..40)), 0..8), prefix in pick(&["tenant/", "zone/", "vm/", "volume/", "policy/", "host/", "token/", "meta/site"])) {
+    fn load_of_garbage_never_panics(pairs in prop::collection::vec((prop::collection::vec(any::<u8>(), 0..12), prop::collection::vec(any::<u8>(), 0..40)), 0..8), prefix in pick(&["tenant/", "zone/", "vm/", "volume/", "policy/", "host/", "token/", "jointoken/", "hostcred/", "meta/site"])) {
         let pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs
             .into_iter()
             .map(|(key, value)| {

@@ -39,6 +39,8 @@ pub struct Harness {
     pub store: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The writes of the last step.
     pub writes: Vec<KvWrite>,
+    /// The time stamp of the next entries (default [`AT`]).
+    pub at: String,
 }
 
 impl Default for Harness {
@@ -49,14 +51,14 @@ impl Default for Harness {
 
 impl Harness {
     pub fn new() -> Self {
-        Self { model: Model::new(), index: 0, store: BTreeMap::new(), writes: Vec::new() }
+        Self { model: Model::new(), index: 0, store: BTreeMap::new(), writes: Vec::new(), at: AT.to_string() }
     }
 
     /// Applies one command and checks the contract of `apply` around it.
     pub fn run(&mut self, command: Command) -> Result<Applied, ApiError> {
         self.index += 1;
         let before = self.model.clone();
-        let env = envelope(command);
+        let env = Envelope { at: self.at.clone(), caller: "admin".to_string(), command };
         let mut writes = Vec::new();
         let response = self.model.apply(self.index, &env, &mut writes).0;
 
@@ -68,7 +70,7 @@ impl Harness {
         let audit: AuditRecord = codec::decode(value).expect("audit decodes");
         let (action, target) = env.command.audit_label();
         assert_eq!(audit.seq, self.index);
-        assert_eq!(audit.time, AT);
+        assert_eq!(audit.time, self.at);
         assert_eq!(audit.caller, "admin");
         assert_eq!(audit.action, action);
         assert_eq!(audit.target, target);

@@ -194,11 +194,17 @@ fn host(id: &str, arch: &str, state: HostState) -> Host {
         site: "dc".to_string(),
         arch: arch.to_string(),
         state,
+        state_reason: String::new(),
+        state_since: AT.to_string(),
+        agent_url: "http://127.0.0.1:7100".to_string(),
+        inventory: Default::default(),
+        joined_at: AT.to_string(),
+        desired_generation: 1,
         revision: 1,
     }
 }
 
-/// Hosts are registered by agents (not yet in this crate): inject them through the store.
+/// Hosts in states a join cannot produce (maintenance): inject them through the store.
 fn with_placed_vm(h: &mut Harness, vm_id: &str, on: &str, hosts: &[Host]) {
     let key = format!("vm/{vm_id}").into_bytes();
     let mut vm: Vm = codec::decode(&h.store[&key]).expect("vm decodes");

@@ -1,0 +1,105 @@
+//! Heartbeats: every few seconds the agent tells the leader it is alive, with its usage (from its
+//! last reconcile report and its pools) and where it is in the desired-state feed.
+//!
+//! A heartbeat only refreshes a lease in the leader's memory; the controller marks the host offline
+//! when they stop. Pool usage asks libvirt, so it is sampled at most every [`POOL_SAMPLE_EVERY`]; the
+//! rest comes from what the agent already holds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hci_shared::agent::PoolInfo;
+use hci_shared::hosts::{HeartbeatAck, HostHeartbeat, HostUsage};
+use reqwest::Method;
+
+use super::client::{ClientError, ControllerClient};
+use super::join::Joined;
+use crate::service::Agent;
+
+const POOL_SAMPLE_EVERY: Duration = Duration::from_secs(30);
+/// Consecutive refusals of the credential before re-joining: a member that has not applied the join
+/// yet (a failover right after it) refuses it for a moment.
+const REFUSALS_BEFORE_REJOIN: u32 = 3;
+
+/// Pool usage, refreshed at most every [`POOL_SAMPLE_EVERY`].
+#[derive(Debug, Default)]
+struct PoolSampler {
+    pools: Vec<PoolInfo>,
+    at: Option<Instant>,
+}
+
+impl PoolSampler {
+    async fn pools(&mut self, agent: &Arc<Agent>) -> Vec<PoolInfo> {
+        let due = match self.at {
+            Some(at) => at.elapsed() >= POOL_SAMPLE_EVERY,
+            None => true,
+        };
+        if due {
+            let a = agent.clone();
+            if let Ok(Ok(info)) =
+                tokio::task::spawn_blocking(move || crate::inventory::host_info(&a.res, &a.site)).await
+            {
+                self.pools = info.pools;
+            }
+            self.at = Some(Instant::now());
+        }
+        self.pools.clone()
+    }
+}
+
+fn beat(agent: &Agent, pools: &[PoolInfo]) -> HostHeartbeat {
+    let report = agent.last_report();
+    let desired = agent.desired();
+    HostHeartbeat {
+        usage: HostUsage::from_report(report.as_ref(), desired.as_ref(), pools),
+        desired_generation: desired.as_ref().map_or(0, |d| d.generation),
+        converged_generation: report.and_then(|r| r.converged_generation),
+    }
+}
+
+/// Why the heartbeat loop stopped: the controller no longer accepts this host's credential.
+#[derive(Debug)]
+pub struct Rejected(pub ClientError);
+
+/// Sends heartbeats until the controller refuses the credential (then the caller re-joins).
+pub async fn run(agent: &Arc<Agent>, client: &ControllerClient, joined: &Joined) -> Rejected {
+    let path = format!("/v1/hosts/{}/heartbeat", agent.res.host_id);
+    let mut interval = joined.heartbeat;
+    let mut sampler = PoolSampler::default();
+    let mut failing_since: Option<Instant> = None;
+    let mut refusals = 0;
+    loop {
+        let pools = sampler.pools(agent).await;
+        let body = beat(agent, &pools);
+        let timeout = interval.max(Duration::from_secs(2));
+        match client.call(Method::POST, &path, &joined.credential, Some(&body), timeout).await {
+            Ok(answer) => {
+                refusals = 0;
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(
+                        after_ms = since.elapsed().as_millis() as u64,
+                        "heartbeats reach the controller again"
+                    );
+                }
+                if let Ok(ack) = answer.json::<HeartbeatAck>() {
+                    let asked = Duration::from_millis(ack.heartbeat_ms.max(100));
+                    interval = interval.min(asked).max(Duration::from_millis(100));
+                }
+            }
+            Err(e) if e.is_auth() => {
+                refusals += 1;
+                if refusals >= REFUSALS_BEFORE_REJOIN {
+                    return Rejected(e);
+                }
+                tracing::warn!(error = %e, "heartbeat refused; retrying before re-joining");
+            }
+            Err(e) => {
+                if failing_since.is_none() {
+                    tracing::warn!(error = %e, "heartbeat not delivered; VMs keep running, retrying");
+                    failing_since = Some(Instant::now());
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
