@@ -1,10 +1,10 @@
-//! Prometheus metrics of one controller member: Raft progress, apply latency, API traffic.
+//! Prometheus metrics of one controller member: Raft progress, apply latency, API traffic, hosts.
 //!
 //! It exists so operators can alert on leadership churn, lagging members and slow or failing API
 //! calls. It only counts; it must never change behaviour.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct Metrics {
     pub applied_entries: IntCounter,
     pub api_requests: IntCounterVec,
     pub api_seconds: HistogramVec,
+    /// Registered hosts by state (ready, maintenance, offline, fenced), set at each scrape.
+    pub hosts: IntGaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -63,6 +65,9 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
         register(&registry, Box::new(api_seconds.clone()));
+        let hosts = IntGaugeVec::new(Opts::new("hci_hosts", "Registered hosts by state"), &["state"])
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        register(&registry, Box::new(hosts.clone()));
         Self {
             raft_term: gauge(&registry, "hci_raft_term", "Current Raft term"),
             raft_leader_id: gauge(&registry, "hci_raft_leader_id", "Id of the current leader, 0 when unknown"),
@@ -76,6 +81,7 @@ impl Metrics {
             applied_entries,
             api_requests,
             api_seconds,
+            hosts,
             registry,
         }
     }

@@ -203,6 +203,11 @@ fn host_endpoints_join_heartbeat_lease_and_refuse_bad_input() {
         audit["items"].as_array().expect("items").iter().filter_map(|r| r["action"].as_str()).collect();
     assert!(actions.contains(&"host.offline") && actions.contains(&"host.ready"), "{actions:?}");
 
+    let metrics = api.try_get_noauth(1, "/metrics").expect("metrics").text;
+    // fake-1 is ready or (its 1 s lease ran out again) offline; nothing else.
+    let one_of = metrics.contains("hci_hosts{state=\"ready\"} 1") || metrics.contains("hci_hosts{state=\"offline\"} 1");
+    assert!(one_of && metrics.contains("hci_hosts{state=\"fenced\"} 0"), "{metrics}");
+
     // --- the desired-state feed --------------------------------------------------------------
     let feed =
         |query: &str, auth: Auth| send(api, Method::GET, &format!("/v1/hosts/fake-1/desired{query}"), None, auth);

@@ -98,5 +98,18 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         g.raft_voters.set(m.membership_config.membership().voter_ids().count() as i64);
         g.raft_commit_index.set(committed_index(&app) as i64);
     }
+    {
+        use hci_shared::resources::HostState;
+        let model = app.state.read();
+        for (state, label) in [
+            (HostState::Ready, "ready"),
+            (HostState::Maintenance, "maintenance"),
+            (HostState::Offline, "offline"),
+            (HostState::Fenced, "fenced"),
+        ] {
+            let n = model.hosts().filter(|h| h.state == state).count();
+            app.metrics.hosts.with_label_values(&[label]).set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
     (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], app.metrics.render())
 }
