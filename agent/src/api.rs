@@ -10,9 +10,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hci_shared::agent::HostDesired;
+use hci_shared::agent::{HostDesired, IncomingRequest};
 use hci_shared::{ApiError, ErrorCode};
 
+use crate::reconciler::OfferRefusal;
 use crate::service::{Agent, OfferError};
 use crate::store::AcceptError;
 
@@ -35,6 +36,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/agent/v1/host-info", get(host_info))
         .route("/agent/v1/desired", get(get_desired).put(put_desired))
         .route("/agent/v1/report", get(report))
+        .route("/agent/v1/incoming/:id", axum::routing::post(incoming))
         .route("/agent/v1/vms/:id/console", get(console))
         .route("/agent/v1/volumes/:id/export", axum::routing::post(export_volume))
         .route("/agent/v1/exports/:name", get(download_export).delete(delete_export))
@@ -79,6 +81,25 @@ async fn put_desired(
         }
         Err(OfferError::Refused(e)) => Error(ApiError::new(ErrorCode::Conflict, e.to_string())).into_response(),
         Err(OfferError::Store(e)) => Error(ApiError::unavailable(e.to_string())).into_response(),
+    }
+}
+
+/// A source host asks for this host's offer for an incoming VM (live migration).
+async fn incoming(
+    State(agent): State<Arc<Agent>>,
+    Path(id): Path<String>,
+    body: Result<Json<IncomingRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let request = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return Error(ApiError::invalid("body", e.body_text())).into_response(),
+    };
+    match agent.incoming_offer(id.clone(), request).await {
+        Ok(offer) => Json(offer).into_response(),
+        Err(OfferRefusal::BadRequest { field, message }) => Error(ApiError::invalid(field, message)).into_response(),
+        Err(OfferRefusal::NotDesired(_)) => Error(ApiError::not_found("vm", &id)).into_response(),
+        Err(OfferRefusal::Internal(e)) => Error(ApiError::unavailable(e)).into_response(),
+        Err(e) => Error(ApiError::new(ErrorCode::Conflict, e.to_string())).into_response(),
     }
 }
 

@@ -27,6 +27,15 @@ pub struct Flags {
     /// libvirt connection URI.
     #[arg(long, value_name = "URI", global = true)]
     pub libvirt_uri: Option<String>,
+    /// The libvirt URI other hosts' libvirtd use to migrate VMs here (e.g. qemu+tls://HOST/system;
+    /// default: --libvirt-uri, through the `qemu+unix` transport when it names a socket; that only
+    /// reaches simulated hosts on one machine).
+    #[arg(long, value_name = "URI", global = true)]
+    pub migration_libvirt_uri: Option<String>,
+    /// The address live-migration streams to this host go to (the migration network); default: the
+    /// host name libvirt resolves.
+    #[arg(long, value_name = "IP", global = true)]
+    pub migration_address: Option<std::net::IpAddr>,
     #[arg(long, global = true)]
     pub site: Option<String>,
     /// The host's architecture; must match what libvirt reports.
@@ -74,6 +83,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub libvirt_uri: Option<String>,
+    pub migration_libvirt_uri: Option<String>,
+    pub migration_address: Option<std::net::IpAddr>,
     pub site: Option<String>,
     pub arch: Option<String>,
     pub token_file: Option<PathBuf>,
@@ -93,6 +104,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub libvirt_uri: String,
+    pub migration_libvirt_uri: String,
+    pub migration_address: Option<std::net::IpAddr>,
     pub site: String,
     pub arch: Option<String>,
     pub token_file: Option<PathBuf>,
@@ -207,6 +220,7 @@ impl Config {
                 });
             }
         }
+        let libvirt_uri = flags.libvirt_uri.clone().or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into());
         let listen = flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7100)));
         let controllers =
             if flags.controller.is_empty() { file.controller.unwrap_or_default() } else { flags.controller.clone() };
@@ -236,7 +250,13 @@ impl Config {
             host_id,
             controllers,
             listen,
-            libvirt_uri: flags.libvirt_uri.clone().or(file.libvirt_uri).unwrap_or_else(|| "qemu:///system".into()),
+            migration_libvirt_uri: flags
+                .migration_libvirt_uri
+                .clone()
+                .or(file.migration_libvirt_uri)
+                .unwrap_or_else(|| peer_uri(&libvirt_uri)),
+            migration_address: flags.migration_address.or(file.migration_address),
+            libvirt_uri,
             site,
             arch,
             token_file: flags.token_file.clone().or(file.token_file),
@@ -247,5 +267,26 @@ impl Config {
             shutdown_timeout_s: flags.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30),
             data_dir,
         })
+    }
+}
+
+/// `uri` as another libvirtd must name it. Inside a libvirtd, `qemu:///system` is that daemon itself
+/// whatever its `socket=` parameter says; `qemu+unix` goes through the remote driver to the socket.
+fn peer_uri(uri: &str) -> String {
+    match uri.strip_prefix("qemu:///") {
+        Some(rest) if uri.contains("socket=") => format!("qemu+unix:///{rest}"),
+        _ => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peer_uri;
+
+    #[test]
+    fn peers_reach_a_socket_through_the_remote_driver() {
+        assert_eq!(peer_uri("qemu:///system?socket=/run/h/x/sock"), "qemu+unix:///system?socket=/run/h/x/sock");
+        assert_eq!(peer_uri("qemu:///system"), "qemu:///system");
+        assert_eq!(peer_uri("qemu+tls://h1/system"), "qemu+tls://h1/system");
     }
 }

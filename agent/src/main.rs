@@ -12,7 +12,8 @@ use hci_agent::hypervisor::libvirt::LibvirtHypervisor;
 use hci_agent::hypervisor::timed::Timed;
 use hci_agent::hypervisor::Hypervisor;
 use hci_agent::metrics::AgentMetrics;
-use hci_agent::reconciler::HostResources;
+use hci_agent::peers::HttpPeers;
+use hci_agent::reconciler::{HostResources, IncomingEndpoint};
 use hci_agent::service::Agent;
 use hci_agent::volumes::dir_qcow2::DirQcow2Pool;
 use hci_agent::volumes::images::ImageStore;
@@ -84,6 +85,14 @@ fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources
         profiles: Profiles::builtin().context("loading firmware profiles")?,
         vm_dir: config.data_dir.join("vms"),
         shutdown_timeout: Duration::from_secs(config.shutdown_timeout_s),
+        peers: Arc::new(HttpPeers::new().context("building the HTTP client for other agents")?),
+        incoming: IncomingEndpoint {
+            libvirt_uri: config.migration_libvirt_uri.clone(),
+            address: config.migration_address.map(|ip| match ip {
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            }),
+        },
     })
 }
 

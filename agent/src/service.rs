@@ -8,10 +8,10 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hci_shared::agent::{HostDesired, HostReport};
+use hci_shared::agent::{HostDesired, HostReport, IncomingOffer, IncomingRequest};
 
 use crate::metrics::AgentMetrics;
-use crate::reconciler::{reconcile, HostResources};
+use crate::reconciler::{reconcile, HostResources, OfferRefusal};
 use crate::store::{AcceptError, AgentState, StateFile, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +90,19 @@ impl Agent {
     }
 
     /// Runs one pass now (waiting for a running one to finish first) and returns its report.
+    /// The target's answer to a source host about an incoming VM (see `reconciler::incoming_offer`).
+    pub async fn incoming_offer(
+        self: &Arc<Self>,
+        vm_id: String,
+        request: IncomingRequest,
+    ) -> Result<IncomingOffer, OfferRefusal> {
+        let agent = self.clone();
+        let state = lock(&self.state).clone();
+        tokio::task::spawn_blocking(move || crate::reconciler::incoming_offer(&agent.res, &state, &vm_id, &request))
+            .await
+            .unwrap_or_else(|e| Err(OfferRefusal::Internal(format!("the offer task failed: {e}"))))
+    }
+
     pub async fn pass(self: &Arc<Self>) -> HostReport {
         let _guard = self.pass_lock.lock().await;
         let agent = self.clone();

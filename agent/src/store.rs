@@ -119,7 +119,7 @@ mod tests {
     use super::*;
 
     fn desired(generation: u64) -> HostDesired {
-        HostDesired { host_id: "h1".into(), generation, volumes: vec![], vms: vec![] }
+        HostDesired { host_id: "h1".into(), generation, volumes: vec![], vms: vec![], retired_volumes: vec![] }
     }
 
     #[test]

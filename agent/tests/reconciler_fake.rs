@@ -2,28 +2,18 @@
 //! per-resource failure isolation, removal order, reboots, foreign domains, refusal of a profile the
 //! host cannot run. (The same flows run against real libvirt in tests/tests/agent_vm_lifecycle.rs.)
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod reconciler_common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use hci_agent::hypervisor::fake::{FakeHypervisor, Method};
-use hci_agent::hypervisor::Hypervisor;
-use hci_agent::reconciler::{domain_name, reconcile, HostResources, ImageSource};
+use hci_agent::reconciler::{domain_name, reconcile, HostResources};
 use hci_agent::store::AgentState;
 use hci_agent::volumes::fake::{FakeOp, FakePool};
-use hci_agent::volumes::{SourceSpec, VolumeBackend};
-use hci_firmware_profiles::Profiles;
-use hci_shared::agent::{HostDesired, ImageFormat, ImageRef, VmDesired, VmRunState, VolumeDesired, VolumeSource};
+use hci_agent::volumes::SourceSpec;
+use hci_shared::agent::{HostDesired, VmDesired, VmRunState, VolumeDesired, VolumeSource};
 use hci_shared::resources::PowerState;
-
-struct FakeImages;
-
-impl ImageSource for FakeImages {
-    fn ensure(&self, image: &ImageRef) -> Result<PathBuf, String> {
-        Ok(PathBuf::from(format!("/images/{}.qcow2", image.name)))
-    }
-}
+use reconciler_common::{image, resources, vm, volume, NoPeers};
 
 struct Host {
     hv: Arc<FakeHypervisor>,
@@ -35,53 +25,13 @@ struct Host {
 fn host() -> Host {
     let hv = Arc::new(FakeHypervisor::new());
     let pool = Arc::new(FakePool::new("default", 100 << 30));
-    let caps = hv.capabilities().expect("caps");
-    let res = HostResources {
-        host_id: "h1".into(),
-        hypervisor: hv.clone(),
-        pools: BTreeMap::from([("default".to_string(), pool.clone() as Arc<dyn VolumeBackend>)]),
-        images: Arc::new(FakeImages),
-        profiles: Profiles::builtin().expect("profiles"),
-        firmware: caps.firmware,
-        domain_type: "qemu".into(),
-        vm_dir: std::env::temp_dir().join(format!("hci-reconciler-test-{}", std::process::id())),
-        shutdown_timeout: Duration::from_secs(1),
-    };
+    let res = resources("h1", hv.clone(), pool.clone(), Arc::new(NoPeers));
     Host { hv, pool, res, state: AgentState::default() }
-}
-
-fn volume(id: &str, source: VolumeSource) -> VolumeDesired {
-    VolumeDesired { id: id.into(), pool: "default".into(), size_gib: 2, source }
-}
-
-fn image() -> VolumeSource {
-    VolumeSource::Image(ImageRef {
-        name: "guest".into(),
-        source: "file:///srv/guest.qcow2".into(),
-        format: ImageFormat::Qcow2,
-        sha256: "0".repeat(64),
-    })
-}
-
-fn vm(id: &str, disks: &[&str], power: PowerState, reboots: u64) -> VmDesired {
-    VmDesired {
-        id: id.into(),
-        name: id.into(),
-        vcpus: 1,
-        memory_mib: 256,
-        arch: "x86_64".into(),
-        firmware: "x86_64-bios".into(),
-        disks: disks.iter().map(|d| d.to_string()).collect(),
-        nics: vec![],
-        power,
-        reboot_count: reboots,
-        oem_strings: vec![],
-    }
 }
 
 impl Host {
     fn offer(&mut self, generation: u64, vms: Vec<VmDesired>, volumes: Vec<VolumeDesired>) {
-        let d = HostDesired { host_id: "h1".into(), generation, volumes, vms };
+        let d = HostDesired { host_id: "h1".into(), generation, volumes, vms, retired_volumes: vec![] };
         self.state.accept("h1", d).expect("accept");
     }
 

@@ -14,6 +14,8 @@
 # and /var/log/swtpm; /dev/kvm is hidden there as in up.sh when KVM is unusable. The socket is then
 # $HCI_HOSTS_DIR/ID/run/libvirt-sock outside the namespace:
 #   virsh -c 'qemu:///system?socket=/run/hci-hosts/ID/run/libvirt-sock' ...
+# Each instance has its own host UUID, so live migration between instances works (peer-to-peer:
+# the source libvirtd reaches the target's socket, which is visible to every namespace).
 # Caveats (see docs/LIBVIRT.md): tap names and cgroup names (from domain names) are host-global, so
 # keep domain names and tap names unique across instances (hci-<host>-<vm>); image paths are the
 # host's paths (nothing else is remapped).
@@ -60,6 +62,12 @@ prepare() {
     chmod 751 "$DIR/lib/qemu" 2>/dev/null || true
     chmod 711 "$DIR/lib/swtpm"
   fi
+  # Its own host UUID (libvirt refuses to migrate a domain to a host with its own UUID, and every
+  # instance would otherwise take the machine's): stable, derived from the ID.
+  local h
+  h=$(printf 'hci-host/%s' "$ID" | md5sum | cut -c1-32)
+  sed -i '/^host_uuid *=/d' "$DIR/etc/libvirtd.conf"
+  echo "host_uuid = \"${h:0:8}-${h:8:4}-${h:12:4}-${h:16:4}-${h:20:12}\"" >>"$DIR/etc/libvirtd.conf"
 }
 
 up() {

@@ -79,6 +79,59 @@ pub struct VmDesired {
     /// settings a guest can read without a network metadata service.
     #[serde(default)]
     pub oem_strings: Vec<String>,
+    /// Set while the VM moves to another host by live migration (see [`VmMigration`]).
+    #[serde(default)]
+    pub migration: Option<VmMigration>,
+}
+
+/// A live migration in progress, as the controller writes it into both hosts' desired states at the
+/// same generation step: the source gets `Outgoing`, the target `Incoming`. The target never defines
+/// or starts the VM itself: the VM arrives only through libvirt's migration (which stops the source
+/// instance as the target one takes over), so it never runs twice. When the target reports it
+/// running, the controller removes the VM from the source and clears `Incoming` on the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmMigration {
+    /// Live-migrate this running VM to host `to_host`, whose agent API is at `to_agent`
+    /// (`http(s)://HOST:PORT`); the target agent renders the domain it will run there.
+    Outgoing { to_host: String, to_agent: String },
+    /// The VM is arriving from host `from_host`: wait for it, never create it here.
+    Incoming { from_host: String },
+}
+
+/// A source agent's request to the target agent for an incoming VM: `POST /agent/v1/incoming/{vm id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingRequest {
+    pub from_host: String,
+    /// The domain's name on the source host; the target's XML carries it (libvirt renames on arrival).
+    pub domain_name: String,
+    /// The domain's UUID, which it keeps across the migration.
+    pub uuid: String,
+}
+
+/// The target agent's answer: where and as what the VM will run there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncomingOffer {
+    pub host_id: String,
+    /// The domain name on the target (`hci-<target host>-<vm id>`).
+    pub domain_name: String,
+    /// The target's domain XML (its disks, files and hci metadata), with the VM's UUID.
+    pub domain_xml: String,
+    /// The libvirt URI the source's libvirtd connects to (peer-to-peer migration).
+    pub libvirt_uri: String,
+    /// Where QEMU's migration stream goes (`tcp://ADDRESS`); `None` lets libvirt choose.
+    pub migration_uri: Option<String>,
+}
+
+/// A volume to delete from a shared pool (Ceph), which other hosts see too: on a shared pool, a
+/// volume missing from the desired state may be in use by another host, so only an explicit
+/// retirement deletes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredVolume {
+    pub pool: String,
+    pub id: String,
 }
 
 /// Everything one host should be running, at one generation.
@@ -89,6 +142,9 @@ pub struct HostDesired {
     pub generation: u64,
     pub volumes: Vec<VolumeDesired>,
     pub vms: Vec<VmDesired>,
+    /// Volumes of shared pools to delete (see [`RetiredVolume`]); local pools delete by absence.
+    #[serde(default)]
+    pub retired_volumes: Vec<RetiredVolume>,
 }
 
 /// What libvirt says a domain is doing.
@@ -102,6 +158,8 @@ pub enum VmRunState {
     Crashed,
     /// Desired but not (yet) defined on this host.
     Missing,
+    /// Left this host by live migration (desired `Outgoing`, no longer here).
+    Departed,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

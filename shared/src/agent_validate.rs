@@ -4,9 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::agent::{HostDesired, VolumeSource};
+use crate::agent::{HostDesired, VmDesired, VmMigration, VolumeSource};
 use crate::error::ApiError;
 use crate::names::check_name;
+use crate::resources::PowerState;
 use crate::validate::{ARCHES, FIRMWARE_PROFILES, MAX_MEMORY_MIB, MAX_VCPUS, MAX_VOLUME_GIB, MIN_MEMORY_MIB};
 
 const MAX_OEM_STRINGS: usize = 32;
@@ -128,6 +129,50 @@ pub fn host_desired(d: &HostDesired) -> Result<(), ApiError> {
                 ));
             }
         }
+        if let Some(migration) = &vm.migration {
+            vm_migration(&f("migration"), &d.host_id, vm, migration)?;
+        }
+    }
+    for (i, r) in d.retired_volumes.iter().enumerate() {
+        name(&format!("retired_volumes[{i}].pool"), &r.pool)?;
+        name(&format!("retired_volumes[{i}].id"), &r.id)?;
+        if volume_ids.contains(r.id.as_str()) {
+            return Err(ApiError::invalid(
+                &format!("retired_volumes[{i}].id"),
+                format!("'{}' is also in volumes: a volume is either wanted or retired", r.id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn vm_migration(field: &str, host_id: &str, vm: &VmDesired, migration: &VmMigration) -> Result<(), ApiError> {
+    match migration {
+        VmMigration::Outgoing { to_host, to_agent } => {
+            name(&format!("{field}.outgoing.to_host"), to_host)?;
+            if to_host == host_id {
+                return Err(ApiError::invalid(&format!("{field}.outgoing.to_host"), "is this host"));
+            }
+            let scheme_ok = ["http://", "https://"].iter().any(|s| to_agent.starts_with(s));
+            if !scheme_ok || to_agent.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(ApiError::invalid(
+                    &format!("{field}.outgoing.to_agent"),
+                    "is not an http:// or https:// URL",
+                ));
+            }
+            if vm.power != PowerState::Running {
+                return Err(ApiError::invalid(
+                    &format!("{field}.outgoing"),
+                    "live migration needs power 'running'; a stopped VM moves by cold migration",
+                ));
+            }
+        }
+        VmMigration::Incoming { from_host } => {
+            name(&format!("{field}.incoming.from_host"), from_host)?;
+            if from_host == host_id {
+                return Err(ApiError::invalid(&format!("{field}.incoming.from_host"), "is this host"));
+            }
+        }
     }
     Ok(())
 }
@@ -135,8 +180,7 @@ pub fn host_desired(d: &HostDesired) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::{ImageFormat, ImageRef, NicDesired, VmDesired, VolumeDesired};
-    use crate::resources::PowerState;
+    use crate::agent::{ImageFormat, ImageRef, NicDesired, VolumeDesired};
 
     fn good() -> HostDesired {
         HostDesired {
@@ -165,7 +209,9 @@ mod tests {
                 power: PowerState::Running,
                 reboot_count: 0,
                 oem_strings: vec!["hci.marker=x".into()],
+                migration: None,
             }],
+            retired_volumes: vec![],
         }
     }
 
@@ -195,6 +241,38 @@ mod tests {
                 "volumes[0].source.image.sha256",
             ),
             (Box::new(|d| d.host_id = "H 1".into()), "host_id"),
+            (
+                Box::new(|d| {
+                    d.vms[0].migration =
+                        Some(VmMigration::Outgoing { to_host: "h1".into(), to_agent: "http://x:1".into() })
+                }),
+                "vms[0].migration.outgoing.to_host",
+            ),
+            (
+                Box::new(|d| {
+                    d.vms[0].migration =
+                        Some(VmMigration::Outgoing { to_host: "h2".into(), to_agent: "ftp://x".into() })
+                }),
+                "vms[0].migration.outgoing.to_agent",
+            ),
+            (
+                Box::new(|d| {
+                    d.vms[0].power = PowerState::Stopped;
+                    d.vms[0].migration =
+                        Some(VmMigration::Outgoing { to_host: "h2".into(), to_agent: "http://x:1".into() })
+                }),
+                "vms[0].migration.outgoing",
+            ),
+            (
+                Box::new(|d| d.vms[0].migration = Some(VmMigration::Incoming { from_host: "../x".into() })),
+                "vms[0].migration.incoming.from_host",
+            ),
+            (
+                Box::new(|d| {
+                    d.retired_volumes = vec![crate::agent::RetiredVolume { pool: "p".into(), id: "vol-1".into() }]
+                }),
+                "retired_volumes[0].id",
+            ),
         ];
         for (mutate, field) in cases {
             let mut d = good();

@@ -110,18 +110,32 @@ pub struct AgentProc {
     pub uri: String,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// Flags beyond the ones every test agent gets (pools, migration address).
+    extra_args: Vec<String>,
     child: Option<Child>,
     http: reqwest::blocking::Client,
 }
 
 impl AgentProc {
     pub fn start(host: &LibvirtHost) -> Self {
+        Self::start_with(host, &[])
+    }
+
+    /// [`AgentProc::start`] with more flags, e.g. `--rbd-pool NAME=POOL@MON`.
+    pub fn start_with(host: &LibvirtHost, extra_args: &[String]) -> Self {
         // The pool and image directories must be traversable by libvirt's QEMU user.
         let dir = tempfile::Builder::new().prefix("hci-agent-").tempdir_in("/var/tmp").expect("temp dir");
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
         let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-        let mut agent =
-            Self { host_id: host.id.clone(), uri: host.uri.clone(), port: free_port(), dir, child: None, http };
+        let mut agent = Self {
+            host_id: host.id.clone(),
+            uri: host.uri.clone(),
+            port: free_port(),
+            dir,
+            extra_args: extra_args.to_vec(),
+            child: None,
+            http,
+        };
         agent.spawn();
         agent
     }
@@ -141,6 +155,7 @@ impl AgentProc {
             .args(["--shutdown-timeout", "20", "--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")
             .arg(self.data_dir())
+            .args(&self.extra_args)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log)

@@ -14,6 +14,7 @@
 pub mod agent;
 pub mod api;
 pub mod bins;
+pub mod ceph;
 pub mod cluster;
 pub mod ports;
 pub mod wait;

@@ -24,6 +24,7 @@ fn vm(marker: &str, power: PowerState) -> VmDesired {
         power,
         reboot_count: 0,
         oem_strings: vec![format!("hci.marker={marker}"), "hci.heartbeat=0".into()],
+        migration: None,
     }
 }
 
@@ -48,7 +49,13 @@ fn stopped_vm_moves_to_another_host_with_its_data() {
         from_image("vol-boot", format!("file://{}", disk.display()), sha256_file(&disk)),
         VolumeDesired { id: "vol-data".into(), pool: "default".into(), size_gib: 1, source: VolumeSource::Empty },
     ];
-    let on_a = |generation, vms| HostDesired { host_id: id_a.clone(), generation, volumes: volumes_a.clone(), vms };
+    let on_a = |generation, vms| HostDesired {
+        host_id: id_a.clone(),
+        generation,
+        volumes: volumes_a.clone(),
+        vms,
+        retired_volumes: vec![],
+    };
 
     // On A: boot, write a marker to the data disk.
     let marker = format!("from-a-{pid}");
@@ -77,6 +84,7 @@ fn stopped_vm_moves_to_another_host_with_its_data() {
         generation: 1,
         volumes: volumes_b,
         vms: vec![vm(&marker_b, PowerState::Running)],
+        retired_volumes: vec![],
     };
     assert_eq!(b.put_desired(&on_b), 200);
     b.wait_converged(1, BOOT, |r| match r.vms.first() {
@@ -87,7 +95,16 @@ fn stopped_vm_moves_to_another_host_with_its_data() {
     b.wait_console("vm-m", &format!("HCI-MARKER-WRITTEN {marker_b}"), BOOT);
 
     // A lets go: its domain and volumes are removed; B keeps running.
-    assert_eq!(a.put_desired(&HostDesired { host_id: id_a.clone(), generation: 3, volumes: vec![], vms: vec![] }), 200);
+    assert_eq!(
+        a.put_desired(&HostDesired {
+            host_id: id_a.clone(),
+            generation: 3,
+            volumes: vec![],
+            vms: vec![],
+            retired_volumes: vec![]
+        }),
+        200
+    );
     a.wait_converged(3, BOOT, |r| if r.volumes.is_empty() { Ok(()) } else { Err(format!("{r:?}")) });
     assert!(host_a.domains().is_empty());
     assert_eq!(host_b.domains(), vec![format!("hci-{id_b}-vm-m")]);

@@ -49,11 +49,12 @@ fn vm(firmware: &str, marker: &str, power: PowerState, reboots: u64) -> VmDesire
         power,
         reboot_count: reboots,
         oem_strings: vec![format!("hci.marker={marker}"), "hci.heartbeat=0".into()],
+        migration: None,
     }
 }
 
 fn desired(host: &str, generation: u64, vms: Vec<VmDesired>, volumes: Vec<VolumeDesired>) -> HostDesired {
-    HostDesired { host_id: host.into(), generation, volumes, vms }
+    HostDesired { host_id: host.into(), generation, volumes, vms, retired_volumes: vec![] }
 }
 
 fn no_vm_errors(r: &hci_shared::agent::HostReport) -> Result<(), String> {

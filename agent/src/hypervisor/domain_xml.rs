@@ -30,6 +30,9 @@ fn pcie_machine(p: &hci_firmware_profiles::Profile) -> bool {
 pub struct RenderOptions {
     /// The UUID of the domain being redefined (libvirt refuses a new UUID for an existing name).
     pub uuid: Option<String>,
+    /// A `<name>` other than `spec.name`: a live migration's target XML carries the source's name
+    /// (libvirt checks it, then renames the domain to the target's).
+    pub name: Option<String>,
 }
 
 /// The libvirt domain XML for `spec`.
@@ -45,7 +48,7 @@ pub fn render_with(spec: &DomainSpec, options: &RenderOptions) -> String {
     let smbios = !spec.oem_strings.is_empty() && (x86 || p.arch == "aarch64");
     let mut x = String::with_capacity(4096);
     x.push_str(&format!("<domain type='{}'>\n", esc(&spec.domain_type)));
-    x.push_str(&format!("  <name>{}</name>\n", esc(&spec.name)));
+    x.push_str(&format!("  <name>{}</name>\n", esc(options.name.as_ref().unwrap_or(&spec.name))));
     if let Some(uuid) = &options.uuid {
         x.push_str(&format!("  <uuid>{}</uuid>\n", esc(uuid)));
     }
@@ -172,6 +175,18 @@ pub fn parse_owner(xml: &str) -> Option<DomainOwner> {
     if vm.tag_name().name() != "vm" || !(namespace.is_none() || namespace == Some(HCI_NAMESPACE)) {
         return None;
     }
+    owner_from(vm)
+}
+
+/// The owner in a whole domain XML (its `<metadata>`'s hci element), e.g. a migration target's.
+pub fn parse_owner_in_domain(xml: &str) -> Option<DomainOwner> {
+    let doc = roxmltree::Document::parse(xml).ok()?;
+    let vm =
+        doc.descendants().find(|n| n.tag_name().name() == "vm" && n.tag_name().namespace() == Some(HCI_NAMESPACE))?;
+    owner_from(vm)
+}
+
+fn owner_from(vm: roxmltree::Node<'_, '_>) -> Option<DomainOwner> {
     Some(DomainOwner {
         host_id: vm.attribute("host")?.to_string(),
         vm_id: vm.attribute("id")?.to_string(),

@@ -9,6 +9,7 @@
 //! disk hotplug live and in the definition without touching the owner metadata, snapshots of qcow2
 //! file disks only, revert only while stopped and dropping later snapshots) is kept the same here.
 
+mod migration;
 mod storage;
 
 use std::collections::BTreeMap;
@@ -18,7 +19,9 @@ use std::time::Duration;
 use hci_firmware_profiles::HostFirmware;
 use hci_shared::agent::{VmRunState, VmStats};
 
-use super::{Capabilities, DiskSpec, DomainInfo, DomainOwner, DomainSpec, Hypervisor, HypervisorError};
+use super::{
+    Capabilities, DiskSpec, DomainInfo, DomainOwner, DomainSpec, Hypervisor, HypervisorError, MigrationTarget,
+};
 
 /// A method of the [`Hypervisor`] trait, to target injected failures and delays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,6 +39,8 @@ pub enum Method {
     SnapshotDisks,
     ListSnapshots,
     RevertDisks,
+    Uuid,
+    MigrateLive,
 }
 
 /// One call the fake received, in order.
@@ -138,6 +143,8 @@ struct State {
 
 pub struct FakeHypervisor {
     state: Mutex<State>,
+    /// Other fakes reachable for live migration, by libvirt URI.
+    peers: Mutex<BTreeMap<String, Arc<FakeHypervisor>>>,
 }
 
 impl Default for FakeHypervisor {
@@ -180,7 +187,12 @@ impl FakeHypervisor {
             delays: BTreeMap::new(),
             calls: Vec::new(),
         };
-        Self { state: Mutex::new(state) }
+        Self { state: Mutex::new(state), peers: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Makes `peer` reachable for live migration as `libvirt_uri`.
+    pub fn add_peer(&self, libvirt_uri: &str, peer: Arc<FakeHypervisor>) {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).insert(libvirt_uri.to_string(), peer);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -425,5 +437,28 @@ impl Hypervisor for FakeHypervisor {
 
     fn revert_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError> {
         self.call(Method::RevertDisks, Some(domain), |s| storage::revert(domain, get(s, domain)?, name))
+    }
+
+    fn uuid(&self, domain: &str) -> Result<String, HypervisorError> {
+        self.call(Method::Uuid, Some(domain), |s| Ok(migration::uuid_of(domain, get(s, domain)?)))
+    }
+
+    fn migrate_live(&self, domain: &str, target: &MigrationTarget) -> Result<(), HypervisorError> {
+        let peer = self.peers.lock().unwrap_or_else(|p| p.into_inner()).get(&target.libvirt_uri).cloned();
+        let leaving = self.call(Method::MigrateLive, Some(domain), |s| {
+            migration::check_departure(domain, get(s, domain)?, target)?;
+            if peer.is_none() {
+                return Err(HypervisorError::Migration {
+                    domain: domain.to_string(),
+                    target: target.libvirt_uri.clone(),
+                    message: "unable to connect to the target's libvirt".into(),
+                });
+            }
+            Ok(s.domains.remove(domain))
+        })?;
+        if let (Some(peer), Some(leaving)) = (peer, leaving) {
+            peer.lock().domains.insert(target.domain_name.clone(), migration::arrived(leaving, target));
+        }
+        Ok(())
     }
 }

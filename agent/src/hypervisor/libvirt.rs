@@ -10,6 +10,7 @@ mod caps;
 mod conn;
 mod disk_xml;
 mod disks;
+mod migrate;
 mod snapshots;
 mod state;
 
@@ -23,7 +24,7 @@ use virt::sys;
 use self::conn::{code_is, no_domain, not_running, Connection, Failure, Step};
 use self::state::{destroy, lookup, owner_of, run_state};
 use super::domain_xml::{self, RenderOptions};
-use super::{Capabilities, DiskSpec, DomainInfo, DomainSpec, Hypervisor, HypervisorError};
+use super::{Capabilities, DiskSpec, DomainInfo, DomainSpec, Hypervisor, HypervisorError, MigrationTarget};
 
 /// How often `shutdown` looks at the domain's state while waiting for the guest.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
@@ -58,16 +59,7 @@ impl LibvirtHypervisor {
     }
 
     fn define_domain(&self, spec: &DomainSpec) -> Result<(), HypervisorError> {
-        let dirs = std::iter::once(spec.console_log.as_path()).chain(spec.nvram_path.as_deref());
-        for file in dirs {
-            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| HypervisorError::Domain {
-                    domain: spec.name.clone(),
-                    action: "creating the directory of its console log or NVRAM",
-                    message: format!("{}: {e}", dir.display()),
-                })?;
-            }
-        }
+        super::create_file_dirs(spec)?;
         self.conn.call(Some(&spec.name), |conn| {
             let uuid = match conn.lookup_domain_by_name(&spec.name) {
                 Ok(existing) => {
@@ -90,7 +82,7 @@ impl LibvirtHypervisor {
                 Err(e) if no_domain(&e) => None,
                 Err(e) => return Err(Failure::Libvirt { action: "looking it up", err: e }),
             };
-            let options = RenderOptions { uuid };
+            let options = RenderOptions { uuid, name: None };
             let xml = domain_xml::render_with(spec, &options);
             conn.define_domain_xml_flags(&xml, sys::VIR_DOMAIN_DEFINE_VALIDATE).step("defining")?;
             Ok(())
@@ -308,5 +300,13 @@ impl Hypervisor for LibvirtHypervisor {
 
     fn revert_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError> {
         self.conn.call(Some(domain), |conn| snapshots::revert(conn, domain, name))
+    }
+
+    fn uuid(&self, domain: &str) -> Result<String, HypervisorError> {
+        self.conn.call(Some(domain), |conn| lookup(conn, domain)?.uuid_string().step("reading its UUID"))
+    }
+
+    fn migrate_live(&self, domain: &str, target: &MigrationTarget) -> Result<(), HypervisorError> {
+        self.conn.call(Some(domain), |conn| migrate::migrate(conn, domain, target))
     }
 }

@@ -2,8 +2,9 @@
 //! trait with a real implementation (`libvirt.rs`, crate `virt`) and an in-memory fake (`fake.rs`) of
 //! the same shape for fast reconciler tests.
 //!
-//! Besides the lifecycle it offers disk hotplug and disk-only external snapshots (with revert) whose
-//! files keep each disk's own file the active image (`layers.rs`).
+//! Besides the lifecycle it offers disk hotplug, disk-only external snapshots (with revert) whose
+//! files keep each disk's own file the active image (`layers.rs`), and live migration to another
+//! host's hypervisor.
 //!
 //! It must never decide anything (which VMs should exist is the reconciler's job) and never touch a
 //! domain this host does not own: every method takes a domain the agent named itself.
@@ -57,6 +58,22 @@ impl DomainSpec {
     }
 }
 
+/// Creates the directories of a domain's per-VM files (console log, NVRAM): before it is defined,
+/// and on a live migration's target before the domain arrives.
+pub fn create_file_dirs(spec: &DomainSpec) -> Result<(), HypervisorError> {
+    let files = std::iter::once(spec.console_log.as_path()).chain(spec.nvram_path.as_deref());
+    for file in files {
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| HypervisorError::Domain {
+                domain: spec.name.clone(),
+                action: "creating the directory of its console log or NVRAM",
+                message: format!("{}: {e}", dir.display()),
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Where a disk's bytes live, as libvirt's `<disk>` needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskSource {
@@ -81,6 +98,20 @@ pub struct NicSpec {
     pub mac: String,
     /// Host-side tap device name (at most 15 characters).
     pub tap: String,
+}
+
+/// Where a live migration goes, as the target host's agent offered it
+/// ([`hci_shared::agent::IncomingOffer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationTarget {
+    /// The target's libvirt, which the source's libvirtd connects to (peer-to-peer migration).
+    pub libvirt_uri: String,
+    /// The domain's name on the target.
+    pub domain_name: String,
+    /// The target's definition of the domain (same UUID), defined there persistently on success.
+    pub domain_xml: String,
+    /// Where QEMU's migration stream goes (`tcp://ADDRESS`); `None` lets libvirt choose.
+    pub migration_uri: Option<String>,
 }
 
 /// One domain the hypervisor has, as the agent sees it.
@@ -128,6 +159,8 @@ pub enum HypervisorError {
     Disk { domain: String, target: String, action: &'static str, message: String },
     #[error("domain {domain}: snapshot {snapshot}: {action}: {message}")]
     Snapshot { domain: String, snapshot: String, action: &'static str, message: String },
+    #[error("domain {domain}: live migration to {target}: {message}")]
+    Migration { domain: String, target: String, message: String },
     #[error("domain {domain} has no snapshot {snapshot}")]
     NoSuchSnapshot { domain: String, snapshot: String },
 }
@@ -173,4 +206,13 @@ pub trait Hypervisor: Send + Sync {
     /// that snapshot and every later one (their files and metadata); earlier snapshots stay. Refused
     /// while the domain runs, and when a disk of the snapshot is no longer attached at its target.
     fn revert_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError>;
+
+    /// The domain's UUID, which it keeps when it moves to another host.
+    fn uuid(&self, domain: &str) -> Result<String, HypervisorError>;
+    /// Live-migrates the running `domain` to `target` and returns when it runs there: defined there
+    /// persistently as `target.domain_xml` under `target.domain_name`, and undefined here. The source
+    /// instance pauses only for the final switch-over and is stopped once the target runs, so the VM
+    /// never runs on both; on any failure it keeps running here (a [`HypervisorError::Migration`]).
+    /// Its disks must be reachable from both hosts (a shared pool).
+    fn migrate_live(&self, domain: &str, target: &MigrationTarget) -> Result<(), HypervisorError>;
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use hci_shared::agent::VmStats;
 use prometheus::HistogramVec;
 
-use super::{Capabilities, DiskSpec, DomainInfo, DomainSpec, Hypervisor, HypervisorError};
+use super::{Capabilities, DiskSpec, DomainInfo, DomainSpec, Hypervisor, HypervisorError, MigrationTarget};
 
 pub struct Timed<H> {
     inner: H,
@@ -65,5 +65,11 @@ impl<H: Hypervisor> Hypervisor for Timed<H> {
     }
     fn revert_disks(&self, domain: &str, name: &str) -> Result<(), HypervisorError> {
         self.time("revert_disks", |h| h.revert_disks(domain, name))
+    }
+    fn uuid(&self, domain: &str) -> Result<String, HypervisorError> {
+        self.time("uuid", |h| h.uuid(domain))
+    }
+    fn migrate_live(&self, domain: &str, target: &MigrationTarget) -> Result<(), HypervisorError> {
+        self.time("migrate_live", |h| h.migrate_live(domain, target))
     }
 }

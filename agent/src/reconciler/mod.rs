@@ -7,6 +7,7 @@
 //! idempotent, so an agent killed mid-pass simply converges on the next one. It must never touch a
 //! domain or volume it does not own.
 
+mod migration;
 pub mod plan;
 mod spec;
 
@@ -16,12 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hci_firmware_profiles::{HostFirmware, Profiles};
-use hci_shared::agent::{HostDesired, HostReport, ImageRef, VmReport, VmRunState, VolumeReport, VolumeSource};
+use hci_shared::agent::{
+    HostDesired, HostReport, ImageRef, VmMigration, VmReport, VmRunState, VolumeReport, VolumeSource,
+};
 use hci_shared::resources::PowerState;
 
 use crate::hypervisor::{DomainInfo, Hypervisor};
 use crate::store::AgentState;
 use crate::volumes::{SourceSpec, VolumeBackend, VolumeInfo};
+pub use migration::{offer as incoming_offer, IncomingEndpoint, OfferRefusal, PeerAgents};
 use plan::{DomainAction, PresentVolume, VolumeAction, WantedDomain};
 pub use spec::domain_name;
 
@@ -44,6 +48,10 @@ pub struct HostResources {
     /// Per-VM files (NVRAM, console log) live in `vm_dir/<vm id>/`.
     pub vm_dir: PathBuf,
     pub shutdown_timeout: Duration,
+    /// Other hosts' agents, for live migrations leaving this host.
+    pub peers: Arc<dyn PeerAgents>,
+    /// How live migrations reach this host.
+    pub incoming: IncomingEndpoint,
 }
 
 impl std::fmt::Debug for HostResources {
@@ -61,10 +69,25 @@ pub struct PassOutcome {
     pub errors: usize,
 }
 
-fn present_volumes(res: &HostResources, errors: &mut BTreeMap<String, String>) -> Vec<(String, VolumeInfo)> {
+/// The volumes this host has: all of a local pool's, and of a shared pool's only those its desired
+/// state names (wanted or retired): the others belong to other hosts.
+fn present_volumes(
+    res: &HostResources,
+    desired: Option<&HostDesired>,
+    errors: &mut BTreeMap<String, String>,
+) -> Vec<(String, VolumeInfo)> {
     let mut out = Vec::new();
     for (pool, backend) in &res.pools {
         match backend.list() {
+            Ok(list) if backend.shared() => {
+                let ours = |id: &str| {
+                    desired.is_some_and(|d| {
+                        d.volumes.iter().any(|v| &v.pool == pool && v.id == id)
+                            || d.retired_volumes.iter().any(|v| &v.pool == pool && v.id == id)
+                    })
+                };
+                out.extend(list.into_iter().filter(|v| ours(&v.id)).map(|v| (pool.clone(), v)))
+            }
             Ok(list) => out.extend(list.into_iter().map(|v| (pool.clone(), v))),
             Err(e) => {
                 errors.insert(format!("pool/{pool}"), e.to_string());
@@ -144,12 +167,20 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
 
     if let Some(desired) = &desired {
         // 1. Volumes: create what is missing, grow what is too small.
-        let before = present_volumes(res, &mut volume_errors);
+        let before = present_volumes(res, Some(desired), &mut volume_errors);
         let present: Vec<PresentVolume> = before
             .iter()
             .map(|(pool, v)| PresentVolume { pool: pool.clone(), id: v.id.clone(), capacity_bytes: v.capacity_bytes })
             .collect();
-        let actions = plan::plan_volumes(&desired.volumes, &present);
+        // An incoming VM's volumes arrive with it (a shared pool): never created empty here.
+        let arriving: BTreeSet<&str> = desired
+            .vms
+            .iter()
+            .filter(|vm| matches!(vm.migration, Some(VmMigration::Incoming { .. })))
+            .flat_map(|vm| vm.disks.iter().map(String::as_str))
+            .collect();
+        let creatable: Vec<_> = desired.volumes.iter().filter(|v| !arriving.contains(v.id.as_str())).cloned().collect();
+        let actions = plan::plan_volumes(&creatable, &present);
         let changed = !actions.is_empty();
         for action in actions {
             let (VolumeAction::Create { id, .. } | VolumeAction::Grow { id, .. }) = &action;
@@ -160,7 +191,7 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
         }
 
         // 2. Domains: define, start, stop, reboot.
-        let mut present_after = if changed { present_volumes(res, &mut volume_errors) } else { before };
+        let mut present_after = if changed { present_volumes(res, Some(desired), &mut volume_errors) } else { before };
         let volumes: BTreeMap<String, VolumeInfo> =
             present_after.iter().map(|(_, v)| (v.id.clone(), v.clone())).collect();
         let actual: BTreeMap<String, DomainInfo> = match res.hypervisor.list() {
@@ -173,6 +204,19 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
             }
         };
         for vm in &desired.vms {
+            let here = actual.get(&domain_name(&res.host_id, &vm.id));
+            match &vm.migration {
+                Some(VmMigration::Outgoing { to_host, to_agent }) => {
+                    if let Err(e) = migration::depart(res, vm, to_host, to_agent, here) {
+                        tracing::warn!(vm = %vm.id, to_host, error = %e, "live migration failed");
+                        vm_errors.insert(vm.id.clone(), e);
+                    }
+                    continue;
+                }
+                // Not here yet, or still arriving (paused until the switch-over): nothing to do.
+                Some(VmMigration::Incoming { .. }) if here.is_none_or(|d| d.state != VmRunState::Running) => continue,
+                _ => {}
+            }
             let spec = match spec::build(res, desired.generation, vm, &volumes) {
                 Ok(spec) => spec,
                 Err(e) => {
@@ -232,7 +276,9 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
                     capacity_bytes: v.capacity_bytes,
                 })
                 .collect();
-            for (pool, id) in plan::plan_volume_deletes(&desired.volumes, &present) {
+            let shared: BTreeSet<String> =
+                res.pools.iter().filter(|(_, b)| b.shared()).map(|(name, _)| name.clone()).collect();
+            for (pool, id) in plan::plan_volume_deletes(desired, &present, &shared) {
                 if let Some(backend) = res.pools.get(&pool) {
                     match backend.delete(&id) {
                         Ok(()) => present_after.retain(|(p, v)| !(p == &pool && v.id == id)),
@@ -246,7 +292,7 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
         listing = Some(present_after);
     }
 
-    let listing = listing.unwrap_or_else(|| present_volumes(res, &mut BTreeMap::new()));
+    let listing = listing.unwrap_or_else(|| present_volumes(res, None, &mut BTreeMap::new()));
     let report = build_report(res, state, desired.as_ref(), listing, &vm_errors, &volume_errors);
     PassOutcome { report, state_changed, errors: vm_errors.len() + volume_errors.len() }
 }
@@ -268,8 +314,14 @@ fn build_report(
         .iter()
         .map(|vm| {
             let name = domain_name(&res.host_id, &vm.id);
-            let state = by_name.get(name.as_str()).map_or(VmRunState::Missing, |d| d.state);
+            let leaving = matches!(vm.migration, Some(VmMigration::Outgoing { .. }));
+            let state = match by_name.get(name.as_str()) {
+                Some(d) => d.state,
+                None if leaving => VmRunState::Departed,
+                None => VmRunState::Missing,
+            };
             let in_place = match vm.power {
+                _ if leaving => state == VmRunState::Departed,
                 PowerState::Running => state == VmRunState::Running,
                 PowerState::Stopped => state == VmRunState::Stopped,
             };

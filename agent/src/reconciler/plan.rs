@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hci_shared::agent::{VmRunState, VolumeDesired};
+use hci_shared::agent::{HostDesired, VmRunState, VolumeDesired};
 use hci_shared::resources::PowerState;
 
 use crate::hypervisor::DomainInfo;
@@ -48,12 +48,27 @@ pub fn plan_volumes(desired: &[VolumeDesired], present: &[PresentVolume]) -> Vec
     actions
 }
 
-/// Volumes the host has that no longer appear in the desired state: (pool, id).
-pub fn plan_volume_deletes(desired: &[VolumeDesired], present: &[PresentVolume]) -> Vec<(String, String)> {
-    let wanted: BTreeSet<(&str, &str)> = desired.iter().map(|v| (v.pool.as_str(), v.id.as_str())).collect();
+/// Volumes to delete, (pool, id): in a local pool, those no longer in the desired state; in a shared
+/// pool (`shared_pools`), only those the desired state retires, since a volume another host uses is
+/// missing from this host's desired state too.
+pub fn plan_volume_deletes(
+    desired: &HostDesired,
+    present: &[PresentVolume],
+    shared_pools: &BTreeSet<String>,
+) -> Vec<(String, String)> {
+    let wanted: BTreeSet<(&str, &str)> = desired.volumes.iter().map(|v| (v.pool.as_str(), v.id.as_str())).collect();
+    let retired: BTreeSet<(&str, &str)> =
+        desired.retired_volumes.iter().map(|v| (v.pool.as_str(), v.id.as_str())).collect();
     present
         .iter()
-        .filter(|v| !wanted.contains(&(v.pool.as_str(), v.id.as_str())))
+        .filter(|v| {
+            let key = (v.pool.as_str(), v.id.as_str());
+            if shared_pools.contains(&v.pool) {
+                retired.contains(&key)
+            } else {
+                !wanted.contains(&key)
+            }
+        })
         .map(|v| (v.pool.clone(), v.id.clone()))
         .collect()
 }
@@ -122,7 +137,7 @@ pub fn plan_domain_cleanup(
 mod tests {
     use super::*;
     use crate::hypervisor::DomainOwner;
-    use hci_shared::agent::VolumeSource;
+    use hci_shared::agent::{RetiredVolume, VolumeSource};
 
     fn vol(id: &str, gib: u64) -> VolumeDesired {
         VolumeDesired { id: id.into(), pool: "default".into(), size_gib: gib, source: VolumeSource::Empty }
@@ -143,7 +158,15 @@ mod tests {
                 VolumeAction::Create { pool: "default".into(), id: "c".into(), capacity_bytes: GIB },
             ]
         );
-        assert_eq!(plan_volume_deletes(&desired, &have), vec![("default".to_string(), "old".to_string())]);
+        let host = HostDesired {
+            host_id: "h1".into(),
+            generation: 1,
+            volumes: desired.to_vec(),
+            vms: vec![],
+            retired_volumes: vec![],
+        };
+        let local = BTreeSet::new();
+        assert_eq!(plan_volume_deletes(&host, &have, &local), vec![("default".to_string(), "old".to_string())]);
         let converged = [present("a", 2), present("b", 5), present("c", 1)];
         assert!(plan_volumes(&desired, &converged).is_empty(), "a converged host needs nothing");
     }
@@ -184,6 +207,25 @@ mod tests {
         );
         assert_eq!(plan_domain(&wanted(PowerState::Running, 2), Some(&domain(VmRunState::Running, "d1")), 2), vec![]);
         assert_eq!(plan_domain(&wanted(PowerState::Stopped, 0), None, 0), vec![Define]);
+    }
+
+    #[test]
+    fn shared_pools_delete_only_retired_volumes() {
+        let have = [present("mine", 1), present("elsewhere", 1), present("retired", 1)];
+        let host = HostDesired {
+            host_id: "h1".into(),
+            generation: 1,
+            volumes: vec![vol("mine", 1)],
+            vms: vec![],
+            retired_volumes: vec![RetiredVolume { pool: "default".into(), id: "retired".into() }],
+        };
+        let shared = BTreeSet::from(["default".to_string()]);
+        assert_eq!(plan_volume_deletes(&host, &have, &shared), vec![("default".to_string(), "retired".to_string())]);
+        let local = BTreeSet::new();
+        assert_eq!(
+            plan_volume_deletes(&host, &have, &local),
+            vec![("default".to_string(), "elsewhere".to_string()), ("default".to_string(), "retired".to_string())]
+        );
     }
 
     #[test]

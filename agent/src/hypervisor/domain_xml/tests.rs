@@ -112,7 +112,7 @@ fn pseries_profile_is_plain_ppc64le_pseries() {
     let mut s = spec("ppc64le-pseries");
     s.disks.truncate(1);
     s.oem_strings = vec!["hci.marker=x".into()];
-    with_doc(&render_with(&s, &RenderOptions { uuid: None }), |d| {
+    with_doc(&render_with(&s, &RenderOptions::default()), |d| {
         assert_eq!(attr(d, "os/type", "arch"), Some("ppc64le"));
         assert_eq!(attr(d, "os/type", "machine"), Some("pseries"));
         assert!(child(d, "os/loader").is_none() && child(d, "features").is_none());
@@ -196,7 +196,7 @@ fn every_embedded_string_is_escaped() {
     s.disks[0].source = DiskSource::File { path: PathBuf::from(nasty).join("disk.qcow2"), format: "qcow2".into() };
     s.nics[0].tap = "t'&<".into();
     s.oem_strings = vec!["hci.marker=a&b'<c>".into()];
-    let options = RenderOptions { uuid: None };
+    let options = RenderOptions::default();
     with_doc(&render_with(&s, &options), |d| {
         assert_eq!(child(d, "name").and_then(|n| n.text()), Some("hci-<h&1>-'vm'"));
         assert_eq!(attr(d, "devices/serial/log", "file"), Some(format!("{nasty}/console.log").as_str()));
@@ -234,7 +234,7 @@ fn the_metadata_element_reads_back() {
 
 #[test]
 fn uuid_is_rendered_when_redefining() {
-    let options = RenderOptions { uuid: Some("0b6f7f3e-1111-2222-3333-444455556666".into()) };
+    let options = RenderOptions { uuid: Some("0b6f7f3e-1111-2222-3333-444455556666".into()), name: None };
     with_doc(&render_with(&spec("x86_64-bios"), &options), |d| {
         assert_eq!(child(d, "uuid").and_then(|n| n.text()), Some("0b6f7f3e-1111-2222-3333-444455556666"));
         assert!(child(d, "sysinfo").is_none());
