@@ -182,10 +182,15 @@ pub struct DesiredParams {
     pub stale: bool,
 }
 
-/// The desired state of a host with nothing placed on it yet, at `generation`. Built through serde,
-/// so every optional field of [`HostDesired`] (present or added later) takes its default.
-pub fn empty_desired(host_id: &str, generation: u64) -> Result<HostDesired, serde_json::Error> {
-    serde_json::from_value(serde_json::json!({"host_id": host_id, "generation": generation, "volumes": [], "vms": []}))
+/// The desired state of a host with nothing placed on it yet, at `generation`.
+pub fn empty_desired(host_id: &str, generation: u64) -> HostDesired {
+    HostDesired {
+        host_id: host_id.to_string(),
+        generation,
+        volumes: Vec::new(),
+        vms: Vec::new(),
+        retired_volumes: Vec::new(),
+    }
 }
 
 impl From<&PoolInfo> for HostPool {

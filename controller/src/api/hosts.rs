@@ -152,9 +152,8 @@ pub async fn host_heartbeat(
 
 /// The host's desired state at its current generation. Placement has not assigned VMs yet, so it
 /// is empty; its generation is the replicated one.
-fn desired_state(host: &hci_shared::resources::Host) -> Result<HostDesired, ApiError> {
+fn desired_state(host: &hci_shared::resources::Host) -> HostDesired {
     hci_shared::hosts::empty_desired(&host.id, host.desired_generation)
-        .map_err(|e| ApiError::internal(format!("building the desired state of host '{}': {e}", host.id)))
 }
 
 #[utoipa::path(get, path = "/v1/hosts/{id}/desired", params(("id" = String, Path), DesiredParams), tag = "hosts",
@@ -174,7 +173,7 @@ pub async fn host_desired(
         let host = app.state.read().host(&id).cloned();
         match host {
             None => return Err(HttpError(ApiError::not_found("host", &id))),
-            Some(h) if h.desired_generation > params.after => return Ok(Json(desired_state(&h)?).into_response()),
+            Some(h) if h.desired_generation > params.after => return Ok(Json(desired_state(&h)).into_response()),
             Some(_) => {}
         }
         tokio::select! {
