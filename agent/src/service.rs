@@ -135,7 +135,7 @@ impl Agent {
             // Keep a desired state that arrived during the pass; take only what the pass applied.
             let mut state = lock(&self.state);
             let mut next = state.clone();
-            next.applied_reboots = working.applied_reboots;
+            next.applied = working.applied;
             match self.file.save(&next) {
                 Ok(()) => *state = next,
                 Err(e) => tracing::error!(error = %e, "persisting applied state"),

@@ -1,5 +1,5 @@
-//! The agent's persisted state: the last desired state it accepted and what it has applied of the
-//! one-shot requests in it (reboots), written atomically so that a crash leaves the old or the new
+//! The agent's persisted state: the last desired state it accepted and what it has applied beyond it
+//! (one-shot requests such as reboots, the disk targets VMs got), written atomically so that a crash leaves the old or the new
 //! file, never a torn one.
 //!
 //! It exists so the agent keeps running its VMs, and reconciles correctly, with no controller
@@ -18,8 +18,25 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentState {
     pub desired: Option<HostDesired>,
+    /// What reconcile passes have done that the desired state alone does not tell.
+    pub applied: Applied,
+}
+
+/// The agent's own record of what it applied; only reconcile passes change it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
     /// VM id → the `reboot_count` already acted on.
-    pub applied_reboots: BTreeMap<String, u64>,
+    pub reboots: BTreeMap<String, u64>,
+    /// VM id → volume id → the disk target (`vdb`) it has. A disk keeps its target for as long as
+    /// it stays attached, so removing another disk shifts nothing; a volume no longer in the VM's
+    /// disks keeps its entry until its hot-unplug succeeded.
+    pub disk_targets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Volume id → the snapshots this agent took of it (and has not deleted), oldest first.
+    pub volume_snapshots: BTreeMap<String, Vec<String>>,
+    /// VM id → the disk-only snapshots this agent took of it, oldest first.
+    pub vm_snapshots: BTreeMap<String, Vec<String>>,
+    /// `volume/<id>` or `vm/<id>` → the rollback (revert) serial already acted on.
+    pub rollbacks: BTreeMap<String, u64>,
 }
 
 /// Why a desired state was not accepted.
@@ -135,6 +152,8 @@ mod tests {
             pool: "default".into(),
             size_gib: 1,
             source: hci_shared::agent::VolumeSource::Empty,
+            snapshots: vec![],
+            rollback: None,
         }];
         assert_eq!(state.accept("h1", changed), Err(AcceptError::Conflict(3)));
         assert!(matches!(state.accept("h2", desired(9)), Err(AcceptError::WrongHost { .. })));
@@ -148,7 +167,8 @@ mod tests {
         assert_eq!(file.load().expect("empty"), AgentState::default());
         let mut state = AgentState::default();
         state.accept("h1", desired(7)).expect("accept");
-        state.applied_reboots.insert("vm-1".into(), 2);
+        state.applied.reboots.insert("vm-1".into(), 2);
+        state.applied.disk_targets.entry("vm-1".into()).or_default().insert("vol-1".into(), "vdc".into());
         file.save(&state).expect("save");
         // A crash mid-save leaves a temp file behind; the real file is untouched.
         std::fs::write(dir.path().join("agent-state.bin.tmp"), b"torn").expect("write");

@@ -1,44 +1,17 @@
 //! The reconciler's logic against the in-memory hypervisor and pool: convergence, idempotence,
 //! per-resource failure isolation, removal order, reboots, foreign domains, refusal of a profile the
-//! host cannot run. (The same flows run against real libvirt in tests/tests/agent_vm_lifecycle.rs.)
+//! host cannot run, disk hot-plug and hot-unplug with targets that never shift. (The same flows run against real libvirt in tests/tests/agent_vm_lifecycle.rs.)
 
 mod reconciler_common;
 
-use std::sync::Arc;
-
-use hci_agent::hypervisor::fake::{FakeHypervisor, Method};
-use hci_agent::reconciler::{domain_name, reconcile, HostResources};
+use hci_agent::hypervisor::fake::Method;
+use hci_agent::reconciler::{domain_name, reconcile};
 use hci_agent::store::AgentState;
-use hci_agent::volumes::fake::{FakeOp, FakePool};
+use hci_agent::volumes::fake::FakeOp;
 use hci_agent::volumes::SourceSpec;
-use hci_shared::agent::{HostDesired, VmDesired, VmRunState, VolumeDesired, VolumeSource};
+use hci_shared::agent::{VmRunState, VolumeSource};
 use hci_shared::resources::PowerState;
-use reconciler_common::{image, resources, vm, volume, NoPeers};
-
-struct Host {
-    hv: Arc<FakeHypervisor>,
-    pool: Arc<FakePool>,
-    res: HostResources,
-    state: AgentState,
-}
-
-fn host() -> Host {
-    let hv = Arc::new(FakeHypervisor::new());
-    let pool = Arc::new(FakePool::new("default", 100 << 30));
-    let res = resources("h1", hv.clone(), pool.clone(), Arc::new(NoPeers));
-    Host { hv, pool, res, state: AgentState::default() }
-}
-
-impl Host {
-    fn offer(&mut self, generation: u64, vms: Vec<VmDesired>, volumes: Vec<VolumeDesired>) {
-        let d = HostDesired { host_id: "h1".into(), generation, volumes, vms, retired_volumes: vec![] };
-        self.state.accept("h1", d).expect("accept");
-    }
-
-    fn pass(&mut self) -> hci_agent::reconciler::PassOutcome {
-        reconcile(&self.res, &mut self.state)
-    }
-}
+use reconciler_common::{host, image, vm, volume, Host};
 
 #[test]
 fn converges_then_a_second_pass_does_nothing() {
@@ -169,4 +142,53 @@ fn a_disk_added_to_a_running_vm_is_hot_plugged() {
     assert_eq!(out.report.converged_generation, Some(2), "{:?}", out.report);
     assert!(h.hv.count(Method::AttachDisk) >= 1, "the new disk is attached live");
     assert_eq!(h.hv.count(Method::Start) + h.hv.count(Method::Shutdown), 1, "no restart: only the first start");
+}
+
+fn live_targets(h: &Host, vm_id: &str) -> Vec<(String, String)> {
+    let d = h.hv.domain(&domain_name("h1", vm_id)).expect("domain");
+    let running = d.running_spec.expect("running");
+    running.disks.iter().map(|disk| (disk.volume_id.clone(), disk.target.clone())).collect()
+}
+
+#[test]
+fn a_disk_removed_from_a_running_vm_is_unplugged_and_no_target_shifts() {
+    let mut h = host();
+    let vols = || ["va", "vb", "vc", "vd"].map(|id| volume(id, VolumeSource::Empty)).to_vec();
+    h.offer(1, vec![vm("a", &["va", "vb", "vc"], PowerState::Running, 0)], vols());
+    assert_eq!(h.pass().errors, 0);
+    // The middle disk goes: it is unplugged; vc stays at vdc, the VM keeps running.
+    h.offer(2, vec![vm("a", &["va", "vc"], PowerState::Running, 0)], vols());
+    let out = h.pass();
+    assert_eq!(out.report.converged_generation, Some(2), "{:?}", out.report);
+    assert_eq!(live_targets(&h, "a"), vec![("va".into(), "vda".into()), ("vc".into(), "vdc".into())]);
+    assert_eq!(h.hv.count(Method::DetachDisk), 1);
+    assert_eq!(h.hv.count(Method::Start), 1, "no restart");
+    // A new disk takes the freed target; nothing else moves; a second pass does nothing.
+    h.offer(3, vec![vm("a", &["va", "vc", "vd"], PowerState::Running, 0)], vols());
+    assert_eq!(h.pass().errors, 0);
+    let mut live = live_targets(&h, "a");
+    live.sort();
+    assert_eq!(live, vec![("va".into(), "vda".into()), ("vc".into(), "vdc".into()), ("vd".into(), "vdb".into())]);
+    h.hv.clear_calls();
+    assert_eq!(h.pass().errors, 0);
+    assert_eq!(h.hv.count(Method::Define) + h.hv.count(Method::AttachDisk) + h.hv.count(Method::DetachDisk), 0);
+}
+
+#[test]
+fn a_guest_that_does_not_release_a_disk_is_retried_and_reported() {
+    let mut h = host();
+    let vols = || ["va", "vb"].map(|id| volume(id, VolumeSource::Empty)).to_vec();
+    h.offer(1, vec![vm("a", &["va", "vb"], PowerState::Running, 0)], vols());
+    assert_eq!(h.pass().errors, 0);
+    h.hv.set_ignores_unplug(&domain_name("h1", "a"), true);
+    h.offer(2, vec![vm("a", &["va"], PowerState::Running, 0)], vols());
+    let out = h.pass();
+    let error = out.report.vms[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("vdb"), "{error}");
+    assert_eq!(h.state.applied.disk_targets["a"].get("vb").map(String::as_str), Some("vdb"), "kept until unplugged");
+    // Once the guest lets go, the next pass finishes the unplug.
+    h.hv.set_ignores_unplug(&domain_name("h1", "a"), false);
+    assert_eq!(h.pass().errors, 0);
+    assert_eq!(live_targets(&h, "a"), vec![("va".into(), "vda".into())]);
+    assert!(!h.state.applied.disk_targets["a"].contains_key("vb"));
 }

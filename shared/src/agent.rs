@@ -39,8 +39,12 @@ pub enum VolumeSource {
     Empty,
     /// A bootable copy of an image (a qcow2 overlay over the verified image where the backend can).
     Image(ImageRef),
-    /// A copy of another volume on this host.
-    Clone { from: String },
+    /// A copy of another volume on this host, or of one of its snapshots.
+    Clone {
+        from: String,
+        #[serde(default)]
+        snapshot: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +54,21 @@ pub struct VolumeDesired {
     pub pool: String,
     pub size_gib: u64,
     pub source: VolumeSource,
+    /// Snapshots the volume should have, oldest first (pools that snapshot volumes: RBD, LVM-thin):
+    /// taken when missing, deleted when no longer listed.
+    #[serde(default)]
+    pub snapshots: Vec<String>,
+    /// Return the volume to one of its snapshots, once per `serial`; waits while a running VM uses it.
+    #[serde(default)]
+    pub rollback: Option<Rollback>,
+}
+
+/// A one-shot return to a snapshot: acted on once for each new `serial` (like `reboot_count`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    pub to: String,
+    pub serial: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +101,14 @@ pub struct VmDesired {
     /// Set while the VM moves to another host by live migration (see [`VmMigration`]).
     #[serde(default)]
     pub migration: Option<VmMigration>,
+    /// Disk-only snapshots of all the VM's disks, oldest first (qcow2 file disks), taken when missing,
+    /// running or stopped.
+    #[serde(default)]
+    pub snapshots: Vec<String>,
+    /// Revert every disk to one of `snapshots`, once per `serial`, while the VM is stopped; the
+    /// snapshot must be the last of `snapshots` (later ones are dropped by the revert).
+    #[serde(default)]
+    pub revert: Option<Rollback>,
 }
 
 /// A live migration in progress, as the controller writes it into both hosts' desired states at the

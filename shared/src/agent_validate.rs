@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::agent::{HostDesired, VmDesired, VmMigration, VolumeSource};
+use crate::agent::{HostDesired, Rollback, VmDesired, VmMigration, VolumeSource};
 use crate::error::ApiError;
 use crate::names::check_name;
 use crate::resources::PowerState;
@@ -58,13 +58,17 @@ pub fn host_desired(d: &HostDesired) -> Result<(), ApiError> {
                     ));
                 }
             }
-            VolumeSource::Clone { from } => {
+            VolumeSource::Clone { from, snapshot } => {
                 name(&f("source.clone.from"), from)?;
                 if from == &v.id {
                     return Err(ApiError::invalid(&f("source.clone.from"), "a volume cannot be cloned from itself"));
                 }
+                if let Some(snapshot) = snapshot {
+                    name(&f("source.clone.snapshot"), snapshot)?;
+                }
             }
         }
+        snapshots(&f("snapshots"), &v.snapshots, v.rollback.as_ref(), &f("rollback.to"), false)?;
     }
     let mut vm_ids = BTreeSet::new();
     let mut used_volumes = BTreeSet::new();
@@ -129,6 +133,7 @@ pub fn host_desired(d: &HostDesired) -> Result<(), ApiError> {
                 ));
             }
         }
+        snapshots(&f("snapshots"), &vm.snapshots, vm.revert.as_ref(), &f("revert.to"), true)?;
         if let Some(migration) = &vm.migration {
             vm_migration(&f("migration"), &d.host_id, vm, migration)?;
         }
@@ -141,6 +146,37 @@ pub fn host_desired(d: &HostDesired) -> Result<(), ApiError> {
                 &format!("retired_volumes[{i}].id"),
                 format!("'{}' is also in volumes: a volume is either wanted or retired", r.id),
             ));
+        }
+    }
+    Ok(())
+}
+
+const MAX_SNAPSHOTS: usize = 64;
+
+/// A snapshot list (plain, distinct names) and the one-shot return to one of them; a VM's revert
+/// must go to the last one (`to_last`), since reverting drops the later ones.
+fn snapshots(
+    field: &str,
+    list: &[String],
+    back: Option<&Rollback>,
+    back_field: &str,
+    to_last: bool,
+) -> Result<(), ApiError> {
+    if list.len() > MAX_SNAPSHOTS {
+        return Err(ApiError::invalid(field, format!("at most {MAX_SNAPSHOTS}")));
+    }
+    let mut seen = BTreeSet::new();
+    for (j, snapshot) in list.iter().enumerate() {
+        name(&format!("{field}[{j}]"), snapshot)?;
+        if !seen.insert(snapshot.as_str()) {
+            return Err(ApiError::invalid(&format!("{field}[{j}]"), format!("'{snapshot}' appears twice")));
+        }
+    }
+    if let Some(back) = back {
+        let ok = if to_last { list.last() == Some(&back.to) } else { seen.contains(back.to.as_str()) };
+        if !ok {
+            let want = if to_last { "the last of" } else { "one of" };
+            return Err(ApiError::invalid(back_field, format!("'{}' is not {want} the snapshots", back.to)));
         }
     }
     Ok(())
@@ -196,6 +232,8 @@ mod tests {
                     format: ImageFormat::Qcow2,
                     sha256: "a".repeat(64),
                 }),
+                snapshots: vec![],
+                rollback: None,
             }],
             vms: vec![VmDesired {
                 id: "vm-1".into(),
@@ -210,6 +248,8 @@ mod tests {
                 reboot_count: 0,
                 oem_strings: vec!["hci.marker=x".into()],
                 migration: None,
+                snapshots: vec![],
+                revert: None,
             }],
             retired_volumes: vec![],
         }
@@ -241,6 +281,19 @@ mod tests {
                 "volumes[0].source.image.sha256",
             ),
             (Box::new(|d| d.host_id = "H 1".into()), "host_id"),
+            (Box::new(|d| d.volumes[0].snapshots = vec!["a".into(), "a".into()]), "volumes[0].snapshots[1]"),
+            (
+                Box::new(|d| d.volumes[0].rollback = Some(Rollback { to: "nope".into(), serial: 1 })),
+                "volumes[0].rollback.to",
+            ),
+            (
+                Box::new(|d| {
+                    d.vms[0].snapshots = vec!["s1".into(), "s2".into()];
+                    d.vms[0].revert = Some(Rollback { to: "s1".into(), serial: 1 });
+                }),
+                "vms[0].revert.to",
+            ),
+            (Box::new(|d| d.vms[0].snapshots = vec!["../x".into()]), "vms[0].snapshots[0]"),
             (
                 Box::new(|d| {
                     d.vms[0].migration =

@@ -44,6 +44,18 @@ pub fn test_guest() -> &'static Path {
     })
 }
 
+/// An empty volume of 1 GiB in `pool`.
+pub fn empty_volume(id: &str, pool: &str) -> hci_shared::agent::VolumeDesired {
+    hci_shared::agent::VolumeDesired {
+        id: id.into(),
+        pool: pool.into(),
+        size_gib: 1,
+        source: hci_shared::agent::VolumeSource::Empty,
+        snapshots: vec![],
+        rollback: None,
+    }
+}
+
 /// Lowercase hex SHA-256 of a file.
 pub fn sha256_file(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));

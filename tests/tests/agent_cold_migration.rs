@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hci_shared::agent::{HostDesired, ImageFormat, ImageRef, VmDesired, VolumeDesired, VolumeSource};
 use hci_shared::resources::PowerState;
-use hci_tests::agent::{sha256_file, test_guest, AgentProc, LibvirtHost};
+use hci_tests::agent::{empty_volume, sha256_file, test_guest, AgentProc, LibvirtHost};
 
 const BOOT: Duration = Duration::from_secs(150);
 
@@ -25,6 +25,8 @@ fn vm(marker: &str, power: PowerState) -> VmDesired {
         reboot_count: 0,
         oem_strings: vec![format!("hci.marker={marker}"), "hci.heartbeat=0".into()],
         migration: None,
+        snapshots: vec![],
+        revert: None,
     }
 }
 
@@ -35,6 +37,8 @@ fn from_image(id: &str, source: String, sha256: String) -> VolumeDesired {
         pool: "default".into(),
         size_gib: 1,
         source: VolumeSource::Image(ImageRef { name, source, format: ImageFormat::Qcow2, sha256 }),
+        snapshots: vec![],
+        rollback: None,
     }
 }
 
@@ -47,7 +51,7 @@ fn stopped_vm_moves_to_another_host_with_its_data() {
     let disk = test_guest().join("disk.qcow2");
     let volumes_a = vec![
         from_image("vol-boot", format!("file://{}", disk.display()), sha256_file(&disk)),
-        VolumeDesired { id: "vol-data".into(), pool: "default".into(), size_gib: 1, source: VolumeSource::Empty },
+        empty_volume("vol-data", "default"),
     ];
     let on_a = |generation, vms| HostDesired {
         host_id: id_a.clone(),

@@ -12,7 +12,7 @@ use hci_shared::agent::{
     HostDesired, ImageFormat, ImageRef, RetiredVolume, VmDesired, VmMigration, VmRunState, VolumeDesired, VolumeSource,
 };
 use hci_shared::resources::PowerState;
-use hci_tests::agent::{sha256_file, test_guest, AgentProc, LibvirtHost};
+use hci_tests::agent::{empty_volume, sha256_file, test_guest, AgentProc, LibvirtHost};
 use hci_tests::ceph::CephCluster;
 
 const BOOT: Duration = Duration::from_secs(150);
@@ -33,6 +33,8 @@ fn vm(marker: &str, power: PowerState, migration: Option<VmMigration>) -> VmDesi
         reboot_count: 0,
         oem_strings: vec![format!("hci.marker={marker}"), "hci.heartbeat=1".into()],
         migration,
+        snapshots: vec![],
+        revert: None,
     }
 }
 
@@ -45,8 +47,15 @@ fn volumes() -> Vec<VolumeDesired> {
         sha256: sha256_file(&disk),
     };
     vec![
-        VolumeDesired { id: "vol-lboot".into(), pool: "ceph".into(), size_gib: 1, source: VolumeSource::Image(image) },
-        VolumeDesired { id: "vol-ldata".into(), pool: "ceph".into(), size_gib: 1, source: VolumeSource::Empty },
+        VolumeDesired {
+            id: "vol-lboot".into(),
+            pool: "ceph".into(),
+            size_gib: 1,
+            source: VolumeSource::Image(image),
+            snapshots: vec![],
+            rollback: None,
+        },
+        empty_volume("vol-ldata", "ceph"),
     ]
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hci_shared::agent::{HostDesired, ImageFormat, ImageRef, VmDesired, VmRunState, VolumeDesired, VolumeSource};
 use hci_shared::resources::PowerState;
-use hci_tests::agent::{sha256_file, test_guest, AgentProc, LibvirtHost};
+use hci_tests::agent::{empty_volume, sha256_file, test_guest, AgentProc, LibvirtHost};
 
 const BOOT: Duration = Duration::from_secs(180);
 
@@ -31,8 +31,10 @@ fn volumes() -> Vec<VolumeDesired> {
             pool: "default".into(),
             size_gib: 1,
             source: VolumeSource::Image(image()),
+            snapshots: vec![],
+            rollback: None,
         },
-        VolumeDesired { id: "vol-data".into(), pool: "default".into(), size_gib: 1, source: VolumeSource::Empty },
+        empty_volume("vol-data", "default"),
     ]
 }
 
@@ -50,6 +52,8 @@ fn vm(firmware: &str, marker: &str, power: PowerState, reboots: u64) -> VmDesire
         reboot_count: reboots,
         oem_strings: vec![format!("hci.marker={marker}"), "hci.heartbeat=0".into()],
         migration: None,
+        snapshots: vec![],
+        revert: None,
     }
 }
 
@@ -159,6 +163,15 @@ fn uefi_guest_lifecycle() {
     lifecycle("x86_64-uefi", &format!("t-uefi-{}", std::process::id() % 100_000));
 }
 
+/// The live domain's disks (`virsh domblklist`).
+fn domblklist(host: &LibvirtHost, host_id: &str) -> String {
+    let out = Command::new("virsh")
+        .args(["-c", &host.uri, "domblklist", &format!("hci-{host_id}-vm-1")])
+        .output()
+        .expect("virsh domblklist");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn agent_killed_during_create_converges_to_exactly_one_vm() {
     let host_id = format!("t-kill-{}", std::process::id() % 100_000);
@@ -181,23 +194,26 @@ fn agent_killed_during_create_converges_to_exactly_one_vm() {
 
     // A volume added to the running VM is hot-plugged: the live domain gets vdc without a restart.
     let mut vols = volumes();
-    vols.push(VolumeDesired {
-        id: "vol-extra".into(),
-        pool: "default".into(),
-        size_gib: 1,
-        source: VolumeSource::Empty,
-    });
+    vols.push(empty_volume("vol-extra", "default"));
     let mut grown = vm("x86_64-bios", "k", PowerState::Running, 0);
     grown.disks.push("vol-extra".into());
     assert_eq!(agent.put_desired(&desired(&host_id, 2, vec![grown], vols)), 200);
     agent.wait_converged(2, BOOT, no_vm_errors);
-    let live = Command::new("virsh")
-        .args(["-c", &host.uri, "domblklist", &format!("hci-{host_id}-vm-1")])
-        .output()
-        .expect("virsh domblklist");
-    let live = String::from_utf8_lossy(&live.stdout).into_owned();
+    let live = domblklist(&host, &host_id);
     assert!(live.contains("vdc") && live.contains("hci-vol-extra.qcow2"), "live disks: {live}");
     assert_eq!(agent.console("vm-1").matches("HCI-GUEST-BOOTED").count(), 1, "no restart for a hot-plug");
+
+    // The middle disk (vdb) leaves the running VM: unplugged live, vdc stays vdc, no restart.
+    let mut shrunk = vm("x86_64-bios", "k", PowerState::Running, 0);
+    shrunk.disks = vec!["vol-boot".into(), "vol-extra".into()];
+    let mut vols = volumes();
+    vols.push(empty_volume("vol-extra", "default"));
+    assert_eq!(agent.put_desired(&desired(&host_id, 3, vec![shrunk], vols)), 200);
+    agent.wait_converged(3, BOOT, no_vm_errors);
+    let live = domblklist(&host, &host_id);
+    assert!(!live.contains("vdb") && !live.contains("hci-vol-data"), "vdb is gone: {live}");
+    assert!(live.contains("vdc") && live.contains("hci-vol-extra.qcow2"), "vdc stays: {live}");
+    assert_eq!(agent.console("vm-1").matches("HCI-GUEST-BOOTED").count(), 1, "no restart for a hot-unplug");
 
     // A converged host needs nothing more: further passes define nothing.
     let defines = |m: &str| {
@@ -317,4 +333,63 @@ fn bad_desired_states_are_refused_naming_the_field_and_change_nothing() {
     assert!(host.domains().is_empty());
     assert_eq!(agent.put_desired_json(&good).0, 200);
     assert!(agent.held_desired().is_some());
+}
+
+/// The last `HCI-MARKER-FOUND` value on a console.
+fn last_found(console: &str) -> Option<String> {
+    console.lines().rev().find_map(|l| l.split("HCI-MARKER-FOUND ").nth(1)).map(|m| m.trim().to_string())
+}
+
+#[test]
+fn snapshot_of_a_running_vm_then_revert_brings_the_old_data_back() {
+    let host_id = format!("t-snap-{}", std::process::id() % 100_000);
+    let host = LibvirtHost::up(&host_id);
+    let agent = AgentProc::start(&host);
+    let pid = std::process::id();
+    let (m1, m2, m3) = (format!("one{pid}"), format!("two{pid}"), format!("three{pid}"));
+    let put = |generation, vm: VmDesired| {
+        assert_eq!(agent.put_desired(&desired(&host_id, generation, vec![vm], volumes())), 200);
+        agent.wait_converged(generation, BOOT, no_vm_errors);
+    };
+
+    // m1 on the data disk; a disk-only snapshot s1 of the running VM.
+    put(1, vm("x86_64-bios", &m1, PowerState::Running, 0));
+    agent.wait_console("vm-1", &format!("HCI-MARKER-WRITTEN {m1}"), BOOT);
+    let mut snap = vm("x86_64-bios", &m1, PowerState::Running, 0);
+    snap.snapshots = vec!["s1".into()];
+    put(2, snap.clone());
+    let layer = agent.data_dir().join("pools/default/hci-vol-data.qcow2.snap-s1");
+    assert!(layer.exists(), "the snapshot layer {} exists", layer.display());
+
+    // Stopped, restarted with m2: it finds m1 and writes m2 over it.
+    snap.power = PowerState::Stopped;
+    put(3, snap.clone());
+    snap.oem_strings[0] = format!("hci.marker={m2}");
+    snap.power = PowerState::Running;
+    put(4, snap.clone());
+    agent.wait_console("vm-1", &format!("HCI-MARKER-WRITTEN {m2}"), BOOT);
+    assert_eq!(last_found(&agent.console("vm-1")).as_deref(), Some(m1.as_str()));
+
+    // Revert to s1 while running waits (an error on the VM); stopped, it reverts; started with m3 the
+    // guest finds m1 again: what the disk held when the snapshot was taken.
+    snap.revert = Some(hci_shared::agent::Rollback { to: "s1".into(), serial: 1 });
+    assert_eq!(agent.put_desired(&desired(&host_id, 5, vec![snap.clone()], volumes())), 200);
+    hci_tests::poll("the revert to wait for a stop", Duration::from_secs(60), || match agent.report() {
+        Ok(r) if r.vms.first().and_then(|v| v.last_error.as_deref()).is_some_and(|e| e.contains("stop the VM")) => {
+            Ok(())
+        }
+        other => Err(format!("{other:?}")),
+    });
+    snap.power = PowerState::Stopped;
+    put(6, snap.clone());
+    snap.oem_strings[0] = format!("hci.marker={m3}");
+    snap.power = PowerState::Running;
+    put(7, snap);
+    agent.wait_console("vm-1", &format!("HCI-MARKER-WRITTEN {m3}"), BOOT);
+    assert_eq!(last_found(&agent.console("vm-1")).as_deref(), Some(m1.as_str()), "reverted to m1");
+    assert!(layer.exists(), "s1 is there again after the revert");
+
+    assert_eq!(agent.put_desired(&desired(&host_id, 8, vec![], vec![])), 200);
+    agent.wait_converged(8, BOOT, |r| if r.volumes.is_empty() { Ok(()) } else { Err(format!("{r:?}")) });
+    assert!(!layer.exists(), "snapshot layers go with the volume");
 }

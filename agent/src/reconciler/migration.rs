@@ -86,7 +86,9 @@ pub fn offer(
     let mut errors = BTreeMap::new();
     let volumes: BTreeMap<String, VolumeInfo> =
         super::present_volumes(res, Some(desired), &mut errors).into_iter().map(|(_, v)| (v.id.clone(), v)).collect();
-    let spec = spec::build(res, desired.generation, vm, &volumes)
+    let targets = spec::assign_targets(&vm.disks, &BTreeMap::new())
+        .map_err(|message| OfferRefusal::CannotRun { vm: vm_id.to_string(), message })?;
+    let spec = spec::build(res, desired.generation, vm, &volumes, &targets)
         .map_err(|message| OfferRefusal::CannotRun { vm: vm_id.to_string(), message })?;
     crate::hypervisor::create_file_dirs(&spec)
         .map_err(|e| OfferRefusal::CannotRun { vm: vm_id.to_string(), message: e.to_string() })?;
@@ -110,8 +112,18 @@ pub fn depart(
     to_host: &str,
     to_agent: &str,
     here: Option<&DomainInfo>,
+    held_targets: Option<&BTreeMap<String, String>>,
 ) -> Result<(), String> {
     let Some(domain) = here else { return Ok(()) };
+    // The target renders the disks in order (vda, vdb, ...); a VM whose disks kept other targets
+    // after a hot-unplug would not match it, and libvirt would refuse the migration.
+    let in_order = spec::assign_targets(&vm.disks, &BTreeMap::new())?;
+    if held_targets.is_some_and(|held| held != &in_order) {
+        return Err(format!(
+            "its disk targets {held_targets:?} are not in order (a disk was unplugged from the middle); \
+             live migration needs them in order: stop the VM and move it cold"
+        ));
+    }
     let uuid = res.hypervisor.uuid(&domain.name).map_err(|e| e.to_string())?;
     let request = IncomingRequest { from_host: res.host_id.clone(), domain_name: domain.name.clone(), uuid };
     let offer = res

@@ -9,6 +9,7 @@
 
 mod migration;
 pub mod plan;
+mod snapshots;
 mod spec;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,7 +109,9 @@ fn source_spec(res: &HostResources, source: &VolumeSource) -> Result<SourceSpec,
             };
             SourceSpec::Image { path, format: format.to_string() }
         }
-        VolumeSource::Clone { from } => SourceSpec::Clone { from_volume: from.clone(), snapshot: None },
+        VolumeSource::Clone { from, snapshot } => {
+            SourceSpec::Clone { from_volume: from.clone(), snapshot: snapshot.clone() }
+        }
     })
 }
 
@@ -138,8 +141,8 @@ fn run_domain_action(
     let name = spec.name.as_str();
     let result = match action {
         // A running domain also gets disks added to its spec hot-plugged (attach is idempotent: disks
-        // already there are left alone). A disk removed from the middle shifts later targets; that
-        // is refused by attach and takes effect at the next cold start instead.
+        // already there are left alone; targets never shift, see `spec::assign_targets`). Disks
+        // removed from the spec are unplugged after this by the pass.
         DomainAction::Define => res.hypervisor.define(spec).and_then(|()| {
             if running {
                 spec.disks.iter().try_for_each(|disk| res.hypervisor.attach_disk(name, disk))
@@ -203,11 +206,31 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
                 BTreeMap::new()
             }
         };
+        // Volume snapshots and rollbacks, before any domain starts: a rollback waits while a running
+        // VM uses the volume.
+        let mut running_users: BTreeMap<&str, &str> = BTreeMap::new();
+        for vm in &desired.vms {
+            let here = actual.get(&domain_name(&res.host_id, &vm.id));
+            if here.is_some_and(|d| matches!(d.state, VmRunState::Running | VmRunState::Paused)) {
+                running_users.extend(vm.disks.iter().map(|disk| (disk.as_str(), vm.id.as_str())));
+            }
+        }
+        for volume in desired.volumes.iter().filter(|v| volumes.contains_key(&v.id)) {
+            match snapshots::volume(res, state, volume, running_users.get(volume.id.as_str()).copied()) {
+                Ok(changed) => state_changed |= changed,
+                Err(e) => {
+                    tracing::warn!(volume = %volume.id, error = %e, "volume snapshot step failed");
+                    volume_errors.insert(volume.id.clone(), e);
+                }
+            }
+        }
+
         for vm in &desired.vms {
             let here = actual.get(&domain_name(&res.host_id, &vm.id));
             match &vm.migration {
                 Some(VmMigration::Outgoing { to_host, to_agent }) => {
-                    if let Err(e) = migration::depart(res, vm, to_host, to_agent, here) {
+                    let held = state.applied.disk_targets.get(&vm.id);
+                    if let Err(e) = migration::depart(res, vm, to_host, to_agent, here, held) {
                         tracing::warn!(vm = %vm.id, to_host, error = %e, "live migration failed");
                         vm_errors.insert(vm.id.clone(), e);
                     }
@@ -217,14 +240,17 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
                 Some(VmMigration::Incoming { .. }) if here.is_none_or(|d| d.state != VmRunState::Running) => continue,
                 _ => {}
             }
-            let spec = match spec::build(res, desired.generation, vm, &volumes) {
-                Ok(spec) => spec,
+            let held = state.applied.disk_targets.get(&vm.id).cloned().unwrap_or_default();
+            let built = spec::assign_targets(&vm.disks, &held)
+                .and_then(|targets| Ok((spec::build(res, desired.generation, vm, &volumes, &targets)?, targets)));
+            let (spec, targets) = match built {
+                Ok(built) => built,
                 Err(e) => {
                     vm_errors.insert(vm.id.clone(), e);
                     continue;
                 }
             };
-            let applied = *state.applied_reboots.entry(vm.id.clone()).or_insert_with(|| {
+            let applied = *state.applied.reboots.entry(vm.id.clone()).or_insert_with(|| {
                 state_changed = true;
                 vm.reboot_count
             });
@@ -236,15 +262,60 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
             };
             let running =
                 actual.get(&spec.name).is_some_and(|d| matches!(d.state, VmRunState::Running | VmRunState::Paused));
+            // A revert runs on the stopped domain before anything may start it; while it waits, a
+            // VM meant to run is left alone and one meant to stop is stopped (then reverted next pass).
+            match snapshots::vm_revert(res, state, vm, &spec.name, actual.get(&spec.name).map(|d| d.state)) {
+                Ok(changed) => state_changed |= changed,
+                Err(e) => {
+                    vm_errors.insert(vm.id.clone(), e);
+                    if vm.power == PowerState::Running {
+                        continue;
+                    }
+                }
+            }
+            let mut failed = false;
             for action in plan::plan_domain(&wanted, actual.get(&spec.name), applied) {
                 if let Err(e) = run_domain_action(res, &spec, &action, running) {
                     tracing::warn!(vm = %vm.id, ?action, error = %e, "domain action failed");
                     vm_errors.insert(vm.id.clone(), e);
+                    failed = true;
                     break;
                 }
                 if matches!(action, DomainAction::Start | DomainAction::Reboot) && applied != vm.reboot_count {
-                    state.applied_reboots.insert(vm.id.clone(), vm.reboot_count);
+                    state.applied.reboots.insert(vm.id.clone(), vm.reboot_count);
                     state_changed = true;
+                }
+            }
+            // Disks that left the VM: unplugged from a running one (the definition already lost them).
+            let leaving: Vec<(String, String)> =
+                held.into_iter().filter(|(volume, _)| !targets.contains_key(volume)).collect();
+            let mut record = targets;
+            for (volume, target) in leaving {
+                let unplugged = if failed {
+                    Err("waiting for the domain to be redefined".to_string())
+                } else if running {
+                    res.hypervisor.detach_disk(&spec.name, &target).map_err(|e| e.to_string())
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = unplugged {
+                    if !failed {
+                        tracing::warn!(vm = %vm.id, volume = %volume, error = %e, "disk hot-unplug failed");
+                        vm_errors.insert(vm.id.clone(), e);
+                    }
+                    record.insert(volume, target);
+                }
+            }
+            if state.applied.disk_targets.get(&vm.id) != Some(&record) {
+                state.applied.disk_targets.insert(vm.id.clone(), record);
+                state_changed = true;
+            }
+            if !failed {
+                match snapshots::vm_snapshots(res, state, vm, &spec.name) {
+                    Ok(changed) => state_changed |= changed,
+                    Err(e) => {
+                        vm_errors.insert(vm.id.clone(), e);
+                    }
                 }
             }
         }
@@ -258,7 +329,9 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
                 Ok(()) => {
                     if let Some(vm_id) = actual_list.iter().find(|d| d.name == name).and_then(|d| d.owner.as_ref()) {
                         spec::remove_vm_files(res, &vm_id.vm_id);
-                        state.applied_reboots.remove(&vm_id.vm_id);
+                        state.applied.reboots.remove(&vm_id.vm_id);
+                        state.applied.disk_targets.remove(&vm_id.vm_id);
+                        snapshots::forget(state, "vm", &vm_id.vm_id);
                         state_changed = true;
                     }
                 }
@@ -281,7 +354,11 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
             for (pool, id) in plan::plan_volume_deletes(desired, &present, &shared) {
                 if let Some(backend) = res.pools.get(&pool) {
                     match backend.delete(&id) {
-                        Ok(()) => present_after.retain(|(p, v)| !(p == &pool && v.id == id)),
+                        Ok(()) => {
+                            present_after.retain(|(p, v)| !(p == &pool && v.id == id));
+                            snapshots::forget(state, "volume", &id);
+                            state_changed = true;
+                        }
                         Err(e) => {
                             volume_errors.insert(id.clone(), e.to_string());
                         }

@@ -140,7 +140,14 @@ mod tests {
     use hci_shared::agent::{RetiredVolume, VolumeSource};
 
     fn vol(id: &str, gib: u64) -> VolumeDesired {
-        VolumeDesired { id: id.into(), pool: "default".into(), size_gib: gib, source: VolumeSource::Empty }
+        VolumeDesired {
+            id: id.into(),
+            pool: "default".into(),
+            size_gib: gib,
+            source: VolumeSource::Empty,
+            snapshots: vec![],
+            rollback: None,
+        }
     }
 
     fn present(id: &str, gib: u64) -> PresentVolume {

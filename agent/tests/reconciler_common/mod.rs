@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use hci_agent::hypervisor::fake::FakeHypervisor;
 use hci_agent::hypervisor::Hypervisor;
-use hci_agent::reconciler::{HostResources, ImageSource, IncomingEndpoint, PeerAgents};
+use hci_agent::reconciler::{reconcile, HostResources, ImageSource, IncomingEndpoint, PassOutcome, PeerAgents};
+use hci_agent::store::AgentState;
 use hci_agent::volumes::fake::FakePool;
 use hci_agent::volumes::VolumeBackend;
 use hci_firmware_profiles::Profiles;
 use hci_shared::agent::{
-    ImageFormat, ImageRef, IncomingOffer, IncomingRequest, VmDesired, VolumeDesired, VolumeSource,
+    HostDesired, ImageFormat, ImageRef, IncomingOffer, IncomingRequest, VmDesired, VolumeDesired, VolumeSource,
 };
 use hci_shared::resources::PowerState;
 
@@ -24,6 +25,34 @@ pub struct FakeImages;
 impl ImageSource for FakeImages {
     fn ensure(&self, image: &ImageRef) -> Result<PathBuf, String> {
         Ok(PathBuf::from(format!("/images/{}.qcow2", image.name)))
+    }
+}
+
+/// A simulated host `h1` with a fake hypervisor and one fake pool, and its agent state.
+pub struct Host {
+    pub hv: Arc<FakeHypervisor>,
+    pub pool: Arc<FakePool>,
+    pub res: HostResources,
+    pub state: AgentState,
+}
+
+pub fn host() -> Host {
+    let hv = Arc::new(FakeHypervisor::new());
+    let pool = Arc::new(FakePool::new("default", 100 << 30));
+    let res = resources("h1", hv.clone(), pool.clone(), Arc::new(NoPeers));
+    Host { hv, pool, res, state: AgentState::default() }
+}
+
+impl Host {
+    /// Hands the agent generation `generation` (valid, as the agent API would check).
+    pub fn offer(&mut self, generation: u64, vms: Vec<VmDesired>, volumes: Vec<VolumeDesired>) {
+        let d = HostDesired { host_id: "h1".into(), generation, volumes, vms, retired_volumes: vec![] };
+        hci_shared::agent_validate::host_desired(&d).expect("a valid desired state");
+        self.state.accept("h1", d).expect("accept");
+    }
+
+    pub fn pass(&mut self) -> PassOutcome {
+        reconcile(&self.res, &mut self.state)
     }
 }
 
@@ -65,7 +94,7 @@ pub fn resources(
 }
 
 pub fn volume(id: &str, source: VolumeSource) -> VolumeDesired {
-    VolumeDesired { id: id.into(), pool: "default".into(), size_gib: 2, source }
+    VolumeDesired { id: id.into(), pool: "default".into(), size_gib: 2, source, snapshots: vec![], rollback: None }
 }
 
 pub fn image() -> VolumeSource {
@@ -91,5 +120,7 @@ pub fn vm(id: &str, disks: &[&str], power: PowerState, reboots: u64) -> VmDesire
         reboot_count: reboots,
         oem_strings: vec![],
         migration: None,
+        snapshots: vec![],
+        revert: None,
     }
 }
