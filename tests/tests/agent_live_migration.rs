@@ -167,9 +167,35 @@ fn running_vm_moves_live_over_shared_rbd_and_never_runs_twice() {
     b.wait_converged(2, Duration::from_secs(60), |_| Ok(()));
     assert!(!b.console(VM).contains("HCI-GUEST-BOOTED"), "no restart when the migration is finished");
 
-    // Stopped on B, the data volume still holds what the guest wrote on A.
-    assert_eq!(b.put_desired(&desired(&id_b, 3, vec![vm(&marker, PowerState::Stopped, None)], volumes())), 200);
-    b.wait_converged(3, Duration::from_secs(90), |_| Ok(()));
+    // An RBD volume hot-plugged into the running VM on B: vdc, no restart.
+    let mut grown = vm(&marker, PowerState::Running, None);
+    grown.disks.push("vol-lextra".into());
+    let mut with_extra = volumes();
+    with_extra.push(empty_volume("vol-lextra", "ceph"));
+    assert_eq!(b.put_desired(&desired(&id_b, 3, vec![grown], with_extra)), 200);
+    b.wait_converged(3, Duration::from_secs(60), |_| Ok(()));
+    let live = std::process::Command::new("virsh")
+        .args(["-c", &host_b.uri, "domblklist", &name_b])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(live.contains("vdc") && live.contains("hci/hci-vol-lextra"), "live disks on B: {live}");
+
+    // Another host retiring a volume that B's running VM uses is refused by Ceph (it has a watcher):
+    // an error on A, the data intact.
+    let mut retire = desired(&id_a, 4, vec![], vec![]);
+    retire.retired_volumes = vec![RetiredVolume { pool: "ceph".into(), id: "vol-ldata".into() }];
+    assert_eq!(a.put_desired(&retire), 200);
+    hci_tests::poll("A's delete of an attached volume to fail", Duration::from_secs(60), || match a.report() {
+        Ok(r) if r.volumes.iter().any(|v| v.id == "vol-ldata" && v.last_error.is_some()) => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    assert!(ceph.rbd(&["ls", "hci"]).expect("rbd ls").contains("hci-vol-ldata"), "the attached volume stays");
+    assert_eq!(a.put_desired(&desired(&id_a, 5, vec![], vec![])), 200);
+
+    // Stopped on B (the extra disk unplugged), the data volume still holds what the guest wrote on A.
+    assert_eq!(b.put_desired(&desired(&id_b, 4, vec![vm(&marker, PowerState::Stopped, None)], volumes())), 200);
+    b.wait_converged(4, Duration::from_secs(90), |_| Ok(()));
     let dump = std::env::temp_dir().join(format!("hci-live-data-{pid}"));
     ceph.rbd(&["export", "hci/hci-vol-ldata", &dump.to_string_lossy()]).expect("rbd export");
     let head = std::fs::read(&dump).expect("exported data");
@@ -178,11 +204,13 @@ fn running_vm_moves_live_over_shared_rbd_and_never_runs_twice() {
     assert!(head.starts_with(wanted.as_bytes()), "data volume starts with {:?}", String::from_utf8_lossy(&head[..40]));
 
     // B deletes it and retires the volumes: gone from Ceph.
-    let mut last = desired(&id_b, 4, vec![], vec![]);
-    last.retired_volumes =
-        ["vol-lboot", "vol-ldata"].iter().map(|id| RetiredVolume { pool: "ceph".into(), id: id.to_string() }).collect();
+    let mut last = desired(&id_b, 5, vec![], vec![]);
+    last.retired_volumes = ["vol-lboot", "vol-ldata", "vol-lextra"]
+        .iter()
+        .map(|id| RetiredVolume { pool: "ceph".into(), id: id.to_string() })
+        .collect();
     assert_eq!(b.put_desired(&last), 200);
-    b.wait_converged(4, Duration::from_secs(60), |_| Ok(()));
+    b.wait_converged(5, Duration::from_secs(60), |_| Ok(()));
     let images = ceph.rbd(&["ls", "hci"]).expect("rbd ls");
     assert!(!images.contains("hci-vol-l"), "{images}");
     drop((a, b));
