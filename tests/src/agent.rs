@@ -56,6 +56,20 @@ pub fn empty_volume(id: &str, pool: &str) -> hci_shared::agent::VolumeDesired {
     }
 }
 
+/// The first bytes of a qcow2 volume's guest-visible content.
+pub fn read_volume_head(path: &Path) -> String {
+    let raw = tempfile::NamedTempFile::new().expect("temp file");
+    let out = Command::new("qemu-img")
+        .args(["convert", "-U", "-f", "qcow2", "-O", "raw"])
+        .arg(path)
+        .arg(raw.path())
+        .output()
+        .expect("qemu-img");
+    assert!(out.status.success(), "qemu-img convert: {}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(raw.path()).expect("read raw");
+    String::from_utf8_lossy(&bytes[..64.min(bytes.len())]).into_owned()
+}
+
 /// Lowercase hex SHA-256 of a file.
 pub fn sha256_file(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));

@@ -1,8 +1,8 @@
 //! Live migration between two hosts, agent to agent, over a shared Ceph RBD pool: the guest keeps
 //! running through the move (its heartbeat's uptime goes on, it never boots again), it never runs on
 //! both hosts at once, the source host's libvirt no longer has it, its data is intact, and the shared
-//! volumes outlive the source letting go until the target retires them. The test plays the
-//! controller (issue #4 orchestrates this).
+//! volumes outlive the source letting go until the target retires them. Between local pools the
+//! disks are copied while the guest runs. The test plays the controller (issue #4 orchestrates this).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use hci_shared::agent::{
     HostDesired, ImageFormat, ImageRef, RetiredVolume, VmDesired, VmMigration, VmRunState, VolumeDesired, VolumeSource,
 };
 use hci_shared::resources::PowerState;
-use hci_tests::agent::{empty_volume, sha256_file, test_guest, AgentProc, LibvirtHost};
+use hci_tests::agent::{empty_volume, read_volume_head, sha256_file, test_guest, AgentProc, LibvirtHost};
 use hci_tests::ceph::CephCluster;
 
 const BOOT: Duration = Duration::from_secs(150);
@@ -39,6 +39,11 @@ fn vm(marker: &str, power: PowerState, migration: Option<VmMigration>) -> VmDesi
 }
 
 fn volumes() -> Vec<VolumeDesired> {
+    volumes_in("ceph")
+}
+
+/// The VM's boot volume (from the test guest image) and data volume, in `pool`.
+fn volumes_in(pool: &str) -> Vec<VolumeDesired> {
     let disk = test_guest().join("disk.qcow2");
     let image = ImageRef {
         name: "guest".into(),
@@ -49,13 +54,13 @@ fn volumes() -> Vec<VolumeDesired> {
     vec![
         VolumeDesired {
             id: "vol-lboot".into(),
-            pool: "ceph".into(),
+            pool: pool.into(),
             size_gib: 1,
             source: VolumeSource::Image(image),
             snapshots: vec![],
             rollback: None,
         },
-        empty_volume("vol-ldata", "ceph"),
+        empty_volume("vol-ldata", pool),
     ]
 }
 
@@ -143,13 +148,7 @@ fn running_vm_moves_live_over_shared_rbd_and_never_runs_twice() {
     });
     eprintln!("live migration: desired state to departed and running on B in {:?}", started.elapsed());
     // The guest goes on: its uptime keeps counting on B, and it never booted there.
-    let console_b = hci_tests::poll("the heartbeat continuing on B", Duration::from_secs(60), || {
-        let text = b.console(VM);
-        match last_uptime(&text) {
-            Some(up) if up > uptime_before + 2.0 => Ok(text),
-            other => Err(format!("uptime on B {other:?}, before {uptime_before}")),
-        }
-    });
+    let console_b = heartbeat_continues(&b, uptime_before);
     watching.store(false, Ordering::SeqCst);
     let (overlaps, samples) = watcher.join().expect("watcher");
     assert_eq!(overlaps, 0, "the VM ran on both hosts in {overlaps} of {samples} samples");
@@ -214,4 +213,62 @@ fn running_vm_moves_live_over_shared_rbd_and_never_runs_twice() {
     let images = ceph.rbd(&["ls", "hci"]).expect("rbd ls");
     assert!(!images.contains("hci-vol-l"), "{images}");
     drop((a, b));
+}
+
+/// Waits for the guest's heartbeat on `to`'s console to pass `uptime_before` + 2 s; returns the console.
+fn heartbeat_continues(to: &AgentProc, uptime_before: f64) -> String {
+    hci_tests::poll("the heartbeat continuing on the target", Duration::from_secs(60), || {
+        let text = to.console(VM);
+        match last_uptime(&text) {
+            Some(up) if up > uptime_before + 2.0 => Ok(text),
+            other => Err(format!("uptime on the target {other:?}, before {uptime_before}")),
+        }
+    })
+}
+
+#[test]
+fn running_vm_moves_live_with_its_local_disks_copied() {
+    let pid = std::process::id() % 100_000;
+    let (id_a, id_b) = (format!("t-copy-a-{pid}"), format!("t-copy-b-{pid}"));
+    let (host_a, host_b) = (LibvirtHost::up(&id_a), LibvirtHost::up(&id_b));
+    let flags = vec!["--migration-address".to_string(), "127.0.0.1".into()];
+    let (a, b) = (AgentProc::start_with(&host_a, &flags), AgentProc::start_with(&host_b, &flags));
+    let marker = format!("copy-{pid}");
+    let local = || volumes_in("default");
+
+    assert_eq!(a.put_desired(&desired(&id_a, 1, vec![vm(&marker, PowerState::Running, None)], local())), 200);
+    a.wait_converged(1, BOOT, |_| Ok(()));
+    a.wait_console(VM, &format!("HCI-MARKER-WRITTEN {marker}"), BOOT);
+    a.wait_console(VM, "HCI-GUEST-ALIVE", BOOT);
+
+    // B makes its own volumes (the same image, an empty data disk) and waits for the VM.
+    let incoming = Some(VmMigration::Incoming { from_host: id_a.clone() });
+    assert_eq!(b.put_desired(&desired(&id_b, 1, vec![vm(&marker, PowerState::Running, incoming)], local())), 200);
+    hci_tests::poll("B's volumes for the incoming VM", Duration::from_secs(60), || match b.report() {
+        Ok(r) if r.volumes.len() == 2 && r.volumes.iter().all(|v| v.last_error.is_none()) => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    assert!(host_b.domains().is_empty());
+
+    let uptime_before = last_uptime(&a.console(VM)).expect("a heartbeat on A");
+    let started = std::time::Instant::now();
+    let outgoing = Some(VmMigration::Outgoing { to_host: id_b.clone(), to_agent: b.url("") });
+    assert_eq!(a.put_desired(&desired(&id_a, 2, vec![vm(&marker, PowerState::Running, outgoing)], local())), 200);
+    a.wait_converged(2, MOVE, |r| match r.vms.first() {
+        Some(v) if v.state == VmRunState::Departed => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    eprintln!("live migration with disk copy: {:?}", started.elapsed());
+    let console_b = heartbeat_continues(&b, uptime_before);
+    assert!(!console_b.contains("HCI-GUEST-BOOTED"), "the guest rebooted on B:\n{console_b}");
+    assert!(host_a.domains().is_empty(), "A's libvirt still has {:?}", host_a.domains());
+
+    // A lets go (its local copies are deleted); stopped on B, B's own data volume holds the marker
+    // the guest wrote on A: it was copied.
+    assert_eq!(a.put_desired(&desired(&id_a, 3, vec![], vec![])), 200);
+    a.wait_converged(3, Duration::from_secs(60), |r| if r.volumes.is_empty() { Ok(()) } else { Err(format!("{r:?}")) });
+    assert_eq!(b.put_desired(&desired(&id_b, 2, vec![vm(&marker, PowerState::Stopped, None)], local())), 200);
+    b.wait_converged(2, Duration::from_secs(90), |_| Ok(()));
+    let head = read_volume_head(&b.data_dir().join("pools/default/hci-vol-ldata.qcow2"));
+    assert!(head.starts_with(&format!("HCI-MARKER {marker}")), "B's data volume starts with {head:?}");
 }

@@ -4,13 +4,12 @@
 //!
 //! Needs root, `scripts/libvirt/up.sh` (packages) and builds the test guest on first use.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use hci_shared::agent::{HostDesired, ImageFormat, ImageRef, VmDesired, VmRunState, VolumeDesired, VolumeSource};
 use hci_shared::resources::PowerState;
-use hci_tests::agent::{empty_volume, sha256_file, test_guest, AgentProc, LibvirtHost};
+use hci_tests::agent::{empty_volume, read_volume_head, sha256_file, test_guest, AgentProc, LibvirtHost};
 
 const BOOT: Duration = Duration::from_secs(180);
 
@@ -67,20 +66,6 @@ fn no_vm_errors(r: &hci_shared::agent::HostReport) -> Result<(), String> {
     } else {
         Err(format!("{:?}", r.vms))
     }
-}
-
-/// The first bytes of a qcow2 volume's guest-visible content.
-fn read_volume_head(path: &Path) -> String {
-    let raw = tempfile::NamedTempFile::new().expect("temp file");
-    let out = Command::new("qemu-img")
-        .args(["convert", "-U", "-f", "qcow2", "-O", "raw"])
-        .arg(path)
-        .arg(raw.path())
-        .output()
-        .expect("qemu-img");
-    assert!(out.status.success(), "qemu-img convert: {}", String::from_utf8_lossy(&out.stderr));
-    let bytes = std::fs::read(raw.path()).expect("read raw");
-    String::from_utf8_lossy(&bytes[..64.min(bytes.len())]).into_owned()
 }
 
 fn lifecycle(firmware: &str, host_id: &str) {

@@ -112,6 +112,10 @@ pub struct MigrationTarget {
     pub domain_xml: String,
     /// Where QEMU's migration stream goes (`tcp://ADDRESS`); `None` lets libvirt choose.
     pub migration_uri: Option<String>,
+    /// Targets (`vdb`) of the disks the target host cannot reach (local pools): copied to the
+    /// target's own volumes during the migration. The target created those volumes from the same
+    /// image (or empty), so only the top layer moves (what the VM wrote).
+    pub copy_disks: Vec<String>,
 }
 
 /// One domain the hypervisor has, as the agent sees it.
@@ -213,6 +217,7 @@ pub trait Hypervisor: Send + Sync {
     /// persistently as `target.domain_xml` under `target.domain_name`, and undefined here. The source
     /// instance pauses only for the final switch-over and is stopped once the target runs, so the VM
     /// never runs on both; on any failure it keeps running here (a [`HypervisorError::Migration`]).
-    /// Its disks must be reachable from both hosts (a shared pool).
+    /// Disks in `target.copy_disks` are copied while the VM runs; the others must be reachable from
+    /// both hosts (a shared pool).
     fn migrate_live(&self, domain: &str, target: &MigrationTarget) -> Result<(), HypervisorError>;
 }

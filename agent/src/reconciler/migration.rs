@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use hci_shared::agent::{IncomingOffer, IncomingRequest, VmDesired, VmMigration};
+use hci_shared::agent::{IncomingOffer, IncomingRequest, VmDesired, VmMigration, VolumeDesired};
 
 use super::{spec, HostResources};
 use crate::hypervisor::domain_xml::{self, RenderOptions};
@@ -113,6 +113,7 @@ pub fn depart(
     to_agent: &str,
     here: Option<&DomainInfo>,
     held_targets: Option<&BTreeMap<String, String>>,
+    volumes: &[VolumeDesired],
 ) -> Result<(), String> {
     let Some(domain) = here else { return Ok(()) };
     // The target renders the disks in order (vda, vdb, ...); a VM whose disks kept other targets
@@ -133,12 +134,20 @@ pub fn depart(
     if offer.host_id != to_host {
         return Err(format!("the agent at {to_agent} is host {}, not {to_host}", offer.host_id));
     }
-    tracing::info!(vm = %vm.id, to_host, target = %offer.libvirt_uri, "live-migrating");
+    // Disks in local pools are copied; those in shared pools the target reaches itself.
+    let local = |volume_id: &str| {
+        let pool = volumes.iter().find(|v| v.id == volume_id).map(|v| v.pool.as_str());
+        !pool.and_then(|p| res.pools.get(p)).is_some_and(|backend| backend.shared())
+    };
+    let copy_disks: Vec<String> =
+        in_order.iter().filter(|(volume, _)| local(volume)).map(|(_, target)| target.clone()).collect();
+    tracing::info!(vm = %vm.id, to_host, target = %offer.libvirt_uri, ?copy_disks, "live-migrating");
     let target = MigrationTarget {
         libvirt_uri: offer.libvirt_uri,
         domain_name: offer.domain_name,
         domain_xml: offer.domain_xml,
         migration_uri: offer.migration_uri,
+        copy_disks,
     };
     res.hypervisor.migrate_live(&domain.name, &target).map_err(|e| e.to_string())
 }

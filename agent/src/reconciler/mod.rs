@@ -175,14 +175,21 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
             .iter()
             .map(|(pool, v)| PresentVolume { pool: pool.clone(), id: v.id.clone(), capacity_bytes: v.capacity_bytes })
             .collect();
-        // An incoming VM's volumes arrive with it (a shared pool): never created empty here.
+        // An incoming VM's volumes in a shared pool arrive with it: never created empty here. Those in
+        // local pools are created (from the same image, or empty) and filled by the migration.
         let arriving: BTreeSet<&str> = desired
             .vms
             .iter()
             .filter(|vm| matches!(vm.migration, Some(VmMigration::Incoming { .. })))
             .flat_map(|vm| vm.disks.iter().map(String::as_str))
             .collect();
-        let creatable: Vec<_> = desired.volumes.iter().filter(|v| !arriving.contains(v.id.as_str())).cloned().collect();
+        let shared = |pool: &str| res.pools.get(pool).is_some_and(|backend| backend.shared());
+        let creatable: Vec<_> = desired
+            .volumes
+            .iter()
+            .filter(|v| !(arriving.contains(v.id.as_str()) && shared(&v.pool)))
+            .cloned()
+            .collect();
         let actions = plan::plan_volumes(&creatable, &present);
         let changed = !actions.is_empty();
         for action in actions {
@@ -230,7 +237,7 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
             match &vm.migration {
                 Some(VmMigration::Outgoing { to_host, to_agent }) => {
                     let held = state.applied.disk_targets.get(&vm.id);
-                    if let Err(e) = migration::depart(res, vm, to_host, to_agent, here, held) {
+                    if let Err(e) = migration::depart(res, vm, to_host, to_agent, here, held, &desired.volumes) {
                         tracing::warn!(vm = %vm.id, to_host, error = %e, "live migration failed");
                         vm_errors.insert(vm.id.clone(), e);
                     }

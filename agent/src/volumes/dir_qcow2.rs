@@ -40,6 +40,16 @@ pub fn volume_name(id: &str) -> String {
 }
 
 /// The volume id of an hci volume name; `None` for names hci did not give.
+/// A qcow2 volume of this backend as the reconciler sees it.
+fn volume_info(id: &str, path: String, capacity_bytes: u64, allocation_bytes: u64) -> VolumeInfo {
+    VolumeInfo {
+        id: id.to_string(),
+        capacity_bytes,
+        allocation_bytes,
+        disk: DiskSource::File { path: PathBuf::from(path), format: "qcow2".into() },
+    }
+}
+
 fn volume_id(name: &str) -> Option<&str> {
     let id = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
     check_volume_id(id).ok().map(|()| id)
@@ -128,9 +138,14 @@ impl DirQcow2Pool {
             return Ok(Found::Incomplete(vol));
         }
         let xml = vol.xml_desc(0).map_err(Self::vol_err(id, "reading the volume XML"))?;
-        let path = libvirt_xml::target_path(&xml).map(PathBuf::from);
+        Ok(self.classify(id, vol, &xml))
+    }
+
+    /// What volume `vol` (named for `id`, no create marker) is, from its XML.
+    fn classify(&self, id: &str, vol: StorageVol, xml: &str) -> Found {
+        let path = libvirt_xml::target_path(xml).map(PathBuf::from);
         let empty_file = path.as_deref().and_then(|p| p.metadata().ok()).is_some_and(|m| m.len() == 0);
-        Ok(match libvirt_xml::target_format(&xml).as_deref() {
+        match libvirt_xml::target_format(xml).as_deref() {
             _ if empty_file => Found::Incomplete(vol),
             Some("qcow2") => Found::Valid(vol),
             other => Found::Foreign(format!(
@@ -139,18 +154,13 @@ impl DirQcow2Pool {
                 other.unwrap_or("an unknown format"),
                 path.map_or_else(|| volume_name(id), |p| p.display().to_string())
             )),
-        })
+        }
     }
 
     fn info(id: &str, vol: &StorageVol) -> Result<VolumeInfo, VolumeError> {
         let info = vol.info().map_err(Self::vol_err(id, "reading volume info"))?;
         let path = vol.path().map_err(Self::vol_err(id, "reading the volume path"))?;
-        Ok(VolumeInfo {
-            id: id.to_string(),
-            capacity_bytes: info.capacity,
-            allocation_bytes: info.allocation,
-            disk: DiskSource::File { path: PathBuf::from(path), format: "qcow2".into() },
-        })
+        Ok(volume_info(id, path, info.capacity, info.allocation))
     }
 
     /// Writes the intent marker durably before libvirt starts on the volume.
@@ -323,11 +333,27 @@ impl VolumeBackend for DirQcow2Pool {
     fn list(&self) -> Result<Vec<VolumeInfo>, VolumeError> {
         let pool = self.pool.handle()?;
         self.pool.refresh(&pool, false)?;
-        let names = pool.list_volumes().map_err(self.pool.err("listing volumes"))?;
+        // One listing call and one XML read per volume (it holds format, path and sizes): the
+        // reconciler lists every pass, so this cost grows with the host.
+        let volumes = pool.list_all_volumes(0).map_err(self.pool.err("listing volumes"))?;
         let mut out = Vec::new();
-        for id in names.iter().filter_map(|n| volume_id(n)) {
-            match self.find(&pool, id)? {
-                Found::Valid(vol) => out.push(Self::info(id, &vol)?),
+        for vol in volumes {
+            let Ok(name) = vol.name() else { continue };
+            let Some(id) = volume_id(&name) else { continue };
+            if self.marker(id).exists() {
+                continue;
+            }
+            let xml = match vol.xml_desc(0) {
+                Ok(xml) => xml,
+                // Deleted since the listing.
+                Err(e) if has_code(&e, ErrorNumber::NoStorageVolume) => continue,
+                Err(e) => return Err(Self::vol_err(id, "reading the volume XML")(e)),
+            };
+            match self.classify(id, vol, &xml) {
+                Found::Valid(vol) => out.push(match (libvirt_xml::target_path(&xml), libvirt_xml::sizes(&xml)) {
+                    (Some(path), Some((capacity, allocation))) => volume_info(id, path, capacity, allocation),
+                    _ => Self::info(id, &vol)?,
+                }),
                 Found::Missing | Found::Incomplete(_) => {}
                 Found::Foreign(message) => tracing::warn!(volume = id, pool = %self.api_name, %message, "not listed"),
             }

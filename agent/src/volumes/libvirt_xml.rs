@@ -1,5 +1,5 @@
 //! The few libvirt storage XML documents the dir-qcow2 backend writes, and the few facts it reads
-//! back out of libvirt's own XML (pool type and target path, a volume's format).
+//! back out of libvirt's own XML (pool type and target path, a volume's format and sizes).
 //!
 //! Kept as plain string work because libvirt's output is regular and only a handful of elements
 //! matter; every value written is escaped. It must never build XML from unescaped input.
@@ -88,6 +88,18 @@ pub fn target_format(xml: &str) -> Option<String> {
     attribute(element(xml, "target")?, "format", "type")
 }
 
+/// A volume's `<capacity>` and `<allocation>` in bytes (libvirt writes them with `unit='bytes'`).
+pub fn sizes(xml: &str) -> Option<(u64, u64)> {
+    let bytes = |tag: &str| -> Option<u64> {
+        let unit = attribute(xml, tag, "unit");
+        if unit.as_deref().is_some_and(|u| u != "bytes" && u != "B") {
+            return None;
+        }
+        element(xml, tag)?.trim().parse().ok()
+    };
+    Some((bytes("capacity")?, bytes("allocation")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +118,9 @@ mod tests {
         );
         assert_eq!(pool_type("<pool type='dir'>\n<name>x</name></pool>").as_deref(), Some("dir"));
         assert_eq!(target_format("<volume><target><path>/a</path></target></volume>"), None);
+        let sized = "<volume><capacity unit='bytes'>1073741824</capacity>\n<allocation unit='bytes'>196608</allocation></volume>";
+        assert_eq!(sizes(sized), Some((1 << 30, 196_608)));
+        assert_eq!(sizes("<volume><capacity unit='KiB'>1</capacity><allocation>0</allocation></volume>"), None);
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub(super) fn migrate(conn: &Connect, name: &str, target: &MigrationTarget) -> R
             message: "it is not running; live migration needs a running domain".into(),
         }));
     }
+    // Local disks are mirrored to the target's volumes over NBD while the guest runs; incremental: the
+    // target's volumes already hold the image they were made from.
+    let flags = if target.copy_disks.is_empty() { FLAGS } else { FLAGS | sys::VIR_MIGRATE_NON_SHARED_INC };
     let params = MigrateParameters {
         dest_name: Some(target.domain_name.clone()),
         dest_xml: Some(target.domain_xml.clone()),
@@ -39,9 +42,10 @@ pub(super) fn migrate(conn: &Connect, name: &str, target: &MigrationTarget) -> R
         // definition, with the source's files and hci owner.
         persist_xml: Some(target.domain_xml.clone()),
         uri: target.migration_uri.clone(),
+        migrate_disks: target.copy_disks.clone(),
         ..MigrateParameters::default()
     };
-    domain.migrate_to_uri3(Some(&target.libvirt_uri), params, FLAGS).map_err(|e| {
+    domain.migrate_to_uri3(Some(&target.libvirt_uri), params, flags).map_err(|e| {
         Failure::Other(HypervisorError::Migration {
             domain: name.to_string(),
             target: target.libvirt_uri.clone(),
