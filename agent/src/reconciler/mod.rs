@@ -115,7 +115,8 @@ fn source_spec(res: &HostResources, source: &VolumeSource) -> Result<SourceSpec,
     })
 }
 
-fn run_volume_action(res: &HostResources, desired: &HostDesired, action: &VolumeAction) -> Result<(), String> {
+/// Runs one volume action; returns the volume as it is afterwards.
+fn run_volume_action(res: &HostResources, desired: &HostDesired, action: &VolumeAction) -> Result<VolumeInfo, String> {
     let (pool, id) = match action {
         VolumeAction::Create { pool, id, .. } | VolumeAction::Grow { pool, id, .. } => (pool, id),
     };
@@ -124,10 +125,10 @@ fn run_volume_action(res: &HostResources, desired: &HostDesired, action: &Volume
         VolumeAction::Create { capacity_bytes, .. } => {
             let wanted = desired.volumes.iter().find(|v| &v.id == id).ok_or("volume vanished from desired state")?;
             let source = source_spec(res, &wanted.source)?;
-            backend.create(id, *capacity_bytes, &source).map(|_| ()).map_err(|e| e.to_string())
+            backend.create(id, *capacity_bytes, &source).map_err(|e| e.to_string())
         }
         VolumeAction::Grow { capacity_bytes, .. } => {
-            backend.resize(id, *capacity_bytes).map(|_| ()).map_err(|e| e.to_string())
+            backend.resize(id, *capacity_bytes).map_err(|e| e.to_string())
         }
     }
 }
@@ -191,17 +192,25 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
             .cloned()
             .collect();
         let actions = plan::plan_volumes(&creatable, &present);
-        let changed = !actions.is_empty();
+        // The listing is brought up to date with what each action returns: listing again would cost
+        // a call per volume the host holds.
+        let mut present_after = before;
         for action in actions {
-            let (VolumeAction::Create { id, .. } | VolumeAction::Grow { id, .. }) = &action;
-            if let Err(e) = run_volume_action(res, desired, &action) {
-                tracing::warn!(volume = %id, error = %e, "volume action failed");
-                volume_errors.insert(id.clone(), e);
+            let (VolumeAction::Create { pool, id, .. } | VolumeAction::Grow { pool, id, .. }) = &action;
+            match run_volume_action(res, desired, &action) {
+                Ok(info) => {
+                    present_after.retain(|(p, v)| !(p == pool && &v.id == id));
+                    present_after.push((pool.clone(), info));
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %id, error = %e, "volume action failed");
+                    volume_errors.insert(id.clone(), e);
+                }
             }
         }
+        present_after.sort_by(|(pa, a), (pb, b)| (pa, &a.id).cmp(&(pb, &b.id)));
 
         // 2. Domains: define, start, stop, reboot.
-        let mut present_after = if changed { present_volumes(res, Some(desired), &mut volume_errors) } else { before };
         let volumes: BTreeMap<String, VolumeInfo> =
             present_after.iter().map(|(_, v)| (v.id.clone(), v.clone())).collect();
         let actual: BTreeMap<String, DomainInfo> = match res.hypervisor.list() {
