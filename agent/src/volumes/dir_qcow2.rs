@@ -28,7 +28,7 @@ use virt::storage_vol::StorageVol;
 use super::libvirt_pool::{has_code, LibvirtPool};
 use super::libvirt_xml::{self, Backing};
 use super::names::{check_snapshot_name, check_volume_id, PREFIX};
-use super::{image_header, PoolUsage, SourceSpec, VolumeBackend, VolumeError, VolumeInfo};
+use super::{PoolUsage, SourceSpec, VolumeBackend, VolumeError, VolumeInfo};
 use crate::hypervisor::DiskSource;
 
 const SUFFIX: &str = ".qcow2";
@@ -196,27 +196,7 @@ impl DirQcow2Pool {
         match source {
             SourceSpec::Empty => Ok((libvirt_xml::qcow2_volume(&name, capacity, Backing::None), None)),
             SourceSpec::Image { path, format } => {
-                if !path.is_absolute() {
-                    return Err(refuse("checking the image", format!("{} is not an absolute path", path.display())));
-                }
-                let facts = image_header::inspect(path, format)
-                    .map_err(|e| refuse("reading the image", format!("{} ({format}): {e}", path.display())))?;
-                if facts.has_backing_file {
-                    return Err(refuse(
-                        "checking the image",
-                        format!("{} has a backing file of its own; refused", path.display()),
-                    ));
-                }
-                if facts.virtual_size > capacity {
-                    return Err(refuse(
-                        "checking the size",
-                        format!(
-                            "image {} is {} bytes, larger than the {capacity} bytes asked for",
-                            path.display(),
-                            facts.virtual_size
-                        ),
-                    ));
-                }
+                super::check_image_source(id, path, format, capacity)?;
                 let backing = Backing::File { path, format };
                 Ok((libvirt_xml::qcow2_volume(&name, capacity, backing), None))
             }

@@ -20,6 +20,7 @@ mod libvirt_pool;
 mod libvirt_xml;
 pub mod lvm_thin;
 pub mod names;
+mod pool_link;
 pub mod rbd;
 
 use std::path::PathBuf;
@@ -77,6 +78,37 @@ pub enum VolumeError {
     /// What this backend does not do (the message says what does).
     #[error("volume {volume}: {action} is not supported by the {backend} backend: {message}")]
     Unsupported { volume: String, backend: &'static str, action: &'static str, message: String },
+}
+
+/// What every backend checks of an image before a volume is made from it: an absolute path, a
+/// readable header of `format`, no backing file of its own, and a virtual size within `capacity_bytes`.
+pub fn check_image_source(
+    id: &str,
+    path: &std::path::Path,
+    format: &str,
+    capacity_bytes: u64,
+) -> Result<(), VolumeError> {
+    let refuse =
+        |action: &'static str, message: String| VolumeError::Volume { volume: id.to_string(), action, message };
+    if !path.is_absolute() {
+        return Err(refuse("checking the image", format!("{} is not an absolute path", path.display())));
+    }
+    let facts = image_header::inspect(path, format)
+        .map_err(|e| refuse("reading the image", format!("{} ({format}): {e}", path.display())))?;
+    if facts.has_backing_file {
+        return Err(refuse("checking the image", format!("{} has a backing file of its own; refused", path.display())));
+    }
+    if facts.virtual_size > capacity_bytes {
+        return Err(refuse(
+            "checking the size",
+            format!(
+                "image {} is {} bytes, larger than the {capacity_bytes} bytes asked for",
+                path.display(),
+                facts.virtual_size
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The refusal every backend gives a zero-sized create.

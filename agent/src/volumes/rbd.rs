@@ -39,7 +39,7 @@ use self::pool::RbdLibvirtPool;
 pub use self::xml::Monitor;
 use super::libvirt_pool::has_code;
 use super::names::{check_name, check_snapshot_name, check_volume_id, PREFIX};
-use super::{image_header, PoolUsage, SourceSpec, VolumeBackend, VolumeError, VolumeInfo};
+use super::{PoolUsage, SourceSpec, VolumeBackend, VolumeError, VolumeInfo};
 use crate::hypervisor::DiskSource;
 
 const MARKER_SUFFIX: &str = "+creating";
@@ -185,27 +185,7 @@ impl RbdPool {
         match source {
             SourceSpec::Empty => Ok(None),
             SourceSpec::Image { path, format } => {
-                if !path.is_absolute() {
-                    return Err(refuse("checking the image", format!("{} is not an absolute path", path.display())));
-                }
-                let facts = image_header::inspect(path, format)
-                    .map_err(|e| refuse("reading the image", format!("{} ({format}): {e}", path.display())))?;
-                if facts.has_backing_file {
-                    return Err(refuse(
-                        "checking the image",
-                        format!("{} has a backing file of its own; refused", path.display()),
-                    ));
-                }
-                if facts.virtual_size > capacity {
-                    return Err(refuse(
-                        "checking the size",
-                        format!(
-                            "image {} is {} bytes, larger than the {capacity} bytes asked for",
-                            path.display(),
-                            facts.virtual_size
-                        ),
-                    ));
-                }
+                super::check_image_source(id, path, format, capacity)?;
                 Ok(Some(Source::File { path, format }))
             }
             SourceSpec::Clone { from_volume, snapshot } => {

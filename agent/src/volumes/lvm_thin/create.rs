@@ -16,7 +16,7 @@ use super::naming::{host_tag, lv_name, CREATING_TAG};
 use super::{Found, LvmThinPool, Plan, QEMU_IMG_TIMEOUT};
 use crate::volumes::command;
 use crate::volumes::names::{check_snapshot_name, check_volume_id};
-use crate::volumes::{image_header, SourceSpec, VolumeError, VolumeInfo};
+use crate::volumes::{SourceSpec, VolumeError, VolumeInfo};
 
 fn refuse(id: &str, action: &'static str, message: String) -> VolumeError {
     VolumeError::Volume { volume: id.to_string(), action, message }
@@ -73,27 +73,7 @@ impl LvmThinPool {
         match source {
             SourceSpec::Empty => Ok(Plan::Empty),
             SourceSpec::Image { path, format } => {
-                if !path.is_absolute() {
-                    return Err(refuse(
-                        id,
-                        "checking the image",
-                        format!("{} is not an absolute path", path.display()),
-                    ));
-                }
-                let facts = image_header::inspect(path, format)
-                    .map_err(|e| refuse(id, "reading the image", format!("{} ({format}): {e}", path.display())))?;
-                if facts.has_backing_file {
-                    let message = format!("{} has a backing file of its own; refused", path.display());
-                    return Err(refuse(id, "checking the image", message));
-                }
-                if facts.virtual_size > capacity {
-                    let message = format!(
-                        "image {} is {} bytes, larger than the {capacity} bytes asked for",
-                        path.display(),
-                        facts.virtual_size
-                    );
-                    return Err(refuse(id, "checking the size", message));
-                }
+                super::super::check_image_source(id, path, format, capacity)?;
                 Ok(Plan::Image { path: path.clone(), format: format.clone() })
             }
             SourceSpec::Clone { from_volume, snapshot } => {
