@@ -32,19 +32,20 @@ refused() {
 }
 
 DEMO_DIR=""
-DEMO_HOST=""
+DEMO_HOSTS=() # simulated hosts started (their libvirt instances go with the demo)
+AGENT_DIRS=() # their agents' data directories
 cleanup() {
-  local rc=$?
+  local rc=$? h
   stop_all TERM
-  if [[ -n $DEMO_HOST ]]; then ./scripts/libvirt/host.sh down "$DEMO_HOST" --purge >/dev/null 2>&1 || true; fi
-  if [[ -n ${AGENT_DIR:-} ]]; then rm -rf "$AGENT_DIR"; fi
+  for h in "${DEMO_HOSTS[@]}"; do ./scripts/libvirt/host.sh down "$h" --purge >/dev/null 2>&1 || true; done
+  for h in "${AGENT_DIRS[@]}"; do rm -rf "$h"; done
   if [[ $rc -eq 130 || $rc -eq 143 ]]; then
     echo "demo interrupted" >&2
   elif [[ $rc -ne 0 && -n $DEMO_DIR ]]; then
     echo >&2
     echo "demo FAILED (exit $rc). Last lines of each member's log:" >&2
     local f
-    for f in "$DEMO_DIR"/member-*.log; do
+    for f in "$DEMO_DIR"/member-*.log "$DEMO_DIR"/agent-*.log; do
       [[ -e $f ]] || continue
       echo "--- $f" >&2
       tail -n 20 "$f" >&2
@@ -156,56 +157,88 @@ stop_all TERM
 echo "all members stopped."
 
 # ---------------------------------------------------------------------------------------------------
-# Part 2: one host. hci-agent on its own libvirt instance turns a desired state into a real VM.
-# (Agents join the controller cluster in the next issue; here the desired state is handed over directly.)
-step "a host: start libvirt for simulated host 'demo-h1' and hci-agent on it"
+
+# Part 2: two hosts. hci-agent on each host's own libvirt instance turns a desired state into a real
+# VM, then moves it live to the other host. (The controller hands agents their desired state in the
+# next increment of issue #4; here it is handed over directly, the way the controller will.)
+step "two hosts: start libvirt for simulated hosts 'demo-h1' and 'demo-h2' and hci-agent on each"
 ./scripts/libvirt/up.sh >/dev/null
 ./scripts/guest/build.sh /var/cache/hci-test-guest >/dev/null
-DEMO_HOST=demo-h1
-URI=$(./scripts/libvirt/host.sh up "$DEMO_HOST" | tail -n 1)
-AGENT_DIR=$(mktemp -d -p /var/tmp hci-demo-agent.XXXXXX)
-chmod 755 "$AGENT_DIR"   # libvirt's QEMU user must reach the pool and image files
-read -r PA < <(free_ports 1)
-NO_COLOR=1 "$BIN/hci-agent" --host-id "$DEMO_HOST" --libvirt-uri "$URI" --data-dir "$AGENT_DIR/data" \
-  --listen "127.0.0.1:$PA" --reconcile-interval 2 >>"$DEMO_DIR/agent.log" 2>&1 &
-HCI_PIDS+=("$!")
-AGENT="http://127.0.0.1:$PA"
-wait_until 30 "the agent to answer" healthz_ok "$PA"
-show hci-agent host-info --host-id "$DEMO_HOST" --libvirt-uri "$URI" --data-dir "$AGENT_DIR/data"
-"$BIN/hci-agent" host-info --host-id "$DEMO_HOST" --libvirt-uri "$URI" --data-dir "$AGENT_DIR/data" |
-  jq -c '{arch, cpus, memory_mib, accelerator, firmware_profiles, pools: [.pools[] | {name, backend, available_bytes}]}'
+read -r PA1 PA2 < <(free_ports 2)
+start_agent() { # start_agent HOST PORT: the host's libvirt and agent; its inventory on stderr
+  local host=$1 port=$2 uri dir
+  DEMO_HOSTS+=("$host")
+  uri=$(./scripts/libvirt/host.sh up "$host" | tail -n 1)
+  dir=$(mktemp -d -p /var/tmp "hci-demo-$host.XXXXXX")
+  AGENT_DIRS+=("$dir")
+  chmod 755 "$dir" # libvirt's QEMU user must reach the pool and image files
+  NO_COLOR=1 "$BIN/hci-agent" --host-id "$host" --libvirt-uri "$uri" --data-dir "$dir/data" \
+    --listen "127.0.0.1:$port" --reconcile-interval 2 --migration-address 127.0.0.1 \
+    >>"$DEMO_DIR/agent-$host.log" 2>&1 &
+  HCI_PIDS+=("$!")
+  wait_until 30 "the agent of $host to answer" healthz_ok "$port"
+  "$BIN/hci-agent" host-info --host-id "$host" --libvirt-uri "$uri" --data-dir "$dir/data" |
+    jq -c '{host_id, arch, cpus, memory_mib, accelerator, firmware_profiles, pools: [.pools[] | {name, backend}]}' >&2
+}
+start_agent demo-h1 "$PA1"
+start_agent demo-h2 "$PA2"
+H1="http://127.0.0.1:$PA1" H2="http://127.0.0.1:$PA2"
+URI1=$(./scripts/libvirt/host.sh uri demo-h1) URI2=$(./scripts/libvirt/host.sh uri demo-h2)
 
-step "desired state generation 1: a VM booting from a copy of the guest image, with a data volume"
+step "demo-h1, generation 1: a VM booting from a copy of the guest image, with a data volume"
 IMAGE=/var/cache/hci-test-guest/disk.qcow2
-desired() { # desired GENERATION VMS_JSON VOLUMES_JSON
-  jq -n --arg host "$DEMO_HOST" --argjson g "$1" --argjson vms "$2" --argjson vols "$3" \
-    '{host_id: $host, generation: $g, vms: $vms, volumes: $vols}'
+put_desired() { # put_desired AGENT HOST GENERATION VMS_JSON VOLUMES_JSON
+  jq -n --arg host "$2" --argjson g "$3" --argjson vms "$4" --argjson vols "$5" \
+    '{host_id: $host, generation: $g, vms: $vms, volumes: $vols}' |
+    curl -fsS -X PUT -H 'content-type: application/json' --data-binary @- "$1/agent/v1/desired"
+  echo
 }
 VOLS=$(jq -n --arg src "file://$IMAGE" --arg sha "$(sha256sum "$IMAGE" | cut -d' ' -f1)" '[
   {id: "vol-boot", pool: "default", size_gib: 1,
    source: {image: {name: "test-guest", source: $src, format: "qcow2", sha256: $sha}}},
   {id: "vol-data", pool: "default", size_gib: 1, source: "empty"}]')
-VMS='[{"id":"vm-demo","name":"demo","vcpus":1,"memory_mib":512,"arch":"x86_64","firmware":"x86_64-bios",
-  "disks":["vol-boot","vol-data"],"nics":[],"power":"running","reboot_count":0,
-  "oem_strings":["hci.marker=hello-from-the-demo","hci.heartbeat=0"]}]'
-desired 1 "$VMS" "$VOLS" | curl -fsS -X PUT -H 'content-type: application/json' --data-binary @- "$AGENT/agent/v1/desired"
-echo
-converged() { [[ $(curl -fsS "$AGENT/agent/v1/report" | jq -r '.converged_generation // empty') == "$1" ]]; }
-booted() { curl -fsS "$AGENT/agent/v1/vms/vm-demo/console" | grep -q HCI-GUEST-READY; }
-wait_until 120 "generation 1 to converge" converged 1
-wait_until 120 "the guest to boot" booted
-curl -fsS "$AGENT/agent/v1/report" | jq -c '{converged_generation, vms: [.vms[] | {id, state}], volumes: [.volumes[] | {id, capacity_bytes}]}'
-echo "the guest's serial console:"
-curl -fsS "$AGENT/agent/v1/vms/vm-demo/console" | grep '^HCI-' | sed 's/^/  /'
-run virsh -c "$URI" list --all
+vm() { # vm MIGRATION_JSON: the demo VM, with its migration role (null: none)
+  jq -n --argjson m "$1" '[{id: "vm-demo", name: "demo", vcpus: 1, memory_mib: 256, arch: "x86_64",
+    firmware: "x86_64-bios", disks: ["vol-boot", "vol-data"], nics: [], power: "running", reboot_count: 0,
+    oem_strings: ["hci.marker=hello-from-the-demo", "hci.heartbeat=1"], migration: $m}]'
+}
+put_desired "$H1" demo-h1 1 "$(vm null)" "$VOLS"
+converged() { [[ $(curl -fsS "$1/agent/v1/report" | jq -r '.converged_generation // empty') == "$2" ]]; }
+console_has() { curl -fsS "$1/agent/v1/vms/vm-demo/console" | grep -q "$2"; }
+wait_until 120 "demo-h1 to converge" converged "$H1" 1
+wait_until 120 "the guest to boot" console_has "$H1" HCI-GUEST-READY
+curl -fsS "$H1/agent/v1/report" | jq -c '{host_id, converged_generation, vms: [.vms[] | {id, state}]}'
+echo "the guest's serial console on demo-h1:"
+curl -fsS "$H1/agent/v1/vms/vm-demo/console" | grep '^HCI-' | tail -n 6 | sed 's/^/  /'
 
-step "desired state generation 2: nothing. The VM, its NVRAM and its volumes are removed"
-desired 2 '[]' '[]' | curl -fsS -X PUT -H 'content-type: application/json' --data-binary @- "$AGENT/agent/v1/desired"
-echo
-wait_until 120 "generation 2 to converge" converged 2
-run virsh -c "$URI" list --all
+step "live migration: demo-h2 expects the VM (incoming), demo-h1 sends it (outgoing)"
+put_desired "$H2" demo-h2 1 "$(vm '{"incoming": {"from_host": "demo-h1"}}')" "$VOLS"
+volumes_ready() { [[ $(curl -fsS "$H2/agent/v1/report" | jq '[.volumes[] | select(.last_error == null)] | length') == 2 ]]; }
+wait_until 60 "demo-h2 to prepare the volumes" volumes_ready
+wait_until 30 "the heartbeat on demo-h1" console_has "$H1" HCI-GUEST-ALIVE
+echo "last heartbeat on demo-h1 before the move: $(curl -fsS "$H1/agent/v1/vms/vm-demo/console" | grep '^HCI-GUEST-ALIVE' | tail -n 1)"
+started=$SECONDS
+put_desired "$H1" demo-h1 2 "$(vm "$(jq -n --arg url "$H2" '{outgoing: {to_host: "demo-h2", to_agent: $url}}')")" "$VOLS"
+wait_until 120 "demo-h1 to report the VM departed" converged "$H1" 2
+wait_until 60 "demo-h2 to run it" converged "$H2" 1
+echo "moved in about $((SECONDS - started)) s (disks copied while the guest ran)"
+curl -fsS "$H1/agent/v1/report" | jq -c '{host_id, vms: [.vms[] | {id, state}]}'
+curl -fsS "$H2/agent/v1/report" | jq -c '{host_id, vms: [.vms[] | {id, state}]}'
+wait_until 30 "the heartbeat on demo-h2" console_has "$H2" HCI-GUEST-ALIVE
+echo "the guest's console on demo-h2: no new boot, its uptime goes on:"
+curl -fsS "$H2/agent/v1/vms/vm-demo/console" | grep '^HCI-' | tail -n 3 | sed 's/^/  /'
+run virsh -c "$URI1" list --all
+run virsh -c "$URI2" list --all
+
+step "the move is finished, then the VM is deleted: its domain and volumes are removed on both hosts"
+put_desired "$H1" demo-h1 3 '[]' '[]'
+put_desired "$H2" demo-h2 2 "$(vm null)" "$VOLS"
+wait_until 60 "demo-h1 to let go" converged "$H1" 3
+put_desired "$H2" demo-h2 3 '[]' '[]'
+wait_until 120 "demo-h2 to remove it" converged "$H2" 3
+run virsh -c "$URI2" list --all
 stop_all TERM
 
 echo
 echo "demo finished: 3-member cluster, 3 tenants, 3 zones, 1 policy, 1 volume, 1 VM, 2 refusals, 1 leader killed"
-echo "and replaced; then one host whose agent booted a real VM from an image and removed it again."
+echo "and replaced; then two hosts: an agent booted a real VM, moved it live to the other host, and removed it."
