@@ -4,7 +4,7 @@
 //! (list, create, start, ...) ends up printing it.
 
 use hci_shared::api::{ClusterStatus, Member};
-use hci_shared::hosts::HostView;
+use hci_shared::hosts::{HostView, VmView};
 use hci_shared::resources::{etag, AuditRecord, Tenant, Vm, Volume, Zone, ZonePolicy};
 use serde::Serialize;
 
@@ -141,6 +141,23 @@ impl View for Vm {
         pairs.push(("reboot_count", self.reboot_count.to_string()));
         pairs.push(("created_at", self.created_at.clone()));
         pairs.push(("etag", etag(self.revision)));
+        pairs
+    }
+}
+
+impl View for VmView {
+    fn headers() -> &'static [&'static str] {
+        &["ID", "NAME", "TENANT", "VCPUS", "MEMORY_MIB", "ARCH", "POWER", "HOST", "STATE"]
+    }
+    fn row(&self) -> Vec<String> {
+        let mut row = self.vm.row();
+        row.push(self.status.actual.as_ref().map_or_else(|| "-".to_string(), wire));
+        row
+    }
+    fn details(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = self.vm.details();
+        pairs.insert(8, ("STATE", self.row().pop().unwrap_or_default()));
+        pairs.push(("last_error", opt(self.status.last_error.as_deref())));
         pairs
     }
 }

@@ -56,6 +56,13 @@ pub struct Flags {
     /// send one every quarter of it).
     #[arg(long, value_name = "MS")]
     pub host_lease_ms: Option<u64>,
+    /// Placement: no host's vCPUs (against overcommit), memory or pool disk is allocated beyond this
+    /// percentage (1-80, default 80; the cap can only be lowered).
+    #[arg(long, value_name = "PERCENT")]
+    pub placement_cap_percent: Option<u8>,
+    /// Placement: `spread` (the least loaded host that fits, the default) or `pack` (the most loaded).
+    #[arg(long, value_name = "STRATEGY")]
+    pub placement_strategy: Option<String>,
     #[command(subcommand)]
     pub command: Option<Tool>,
 }
@@ -82,6 +89,8 @@ pub struct FileConfig {
     pub write_timeout_ms: Option<u64>,
     pub log_format: Option<String>,
     pub host_lease_ms: Option<u64>,
+    pub placement_cap_percent: Option<u8>,
+    pub placement_strategy: Option<String>,
 }
 
 /// The effective settings of one member.
@@ -99,6 +108,31 @@ pub struct Config {
     pub write_timeout_ms: u64,
     pub log_format: String,
     pub host_lease_ms: u64,
+    /// The placement cap and strategy; every decision carries its cap into the log.
+    pub placement: hci_placement::Policy,
+}
+
+/// `--placement-cap-percent` and `--placement-strategy`.
+fn placement_policy(flags: &Flags, file: &FileConfig) -> Result<hci_placement::Policy, ConfigError> {
+    use hci_placement::{Policy, Strategy, MAX_CAP_PERCENT};
+    let cap = flags.placement_cap_percent.or(file.placement_cap_percent).unwrap_or(MAX_CAP_PERCENT);
+    if cap == 0 || cap > MAX_CAP_PERCENT {
+        return Err(ConfigError::Invalid {
+            field: "placement-cap-percent",
+            why: format!("{cap} is outside 1-{MAX_CAP_PERCENT}"),
+        });
+    }
+    let strategy = match flags.placement_strategy.as_deref().or(file.placement_strategy.as_deref()) {
+        None | Some("spread") => Strategy::Spread,
+        Some("pack") => Strategy::Pack,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                field: "placement-strategy",
+                why: format!("'{other}' is not spread or pack"),
+            })
+        }
+    };
+    Policy::new(cap, strategy).map_err(|e| ConfigError::Invalid { field: "placement-cap-percent", why: e.to_string() })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +159,7 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let placement = placement_policy(flags, &file)?;
         let id = flags.id.or(file.id).ok_or(ConfigError::Missing("id"))?;
         if id == 0 {
             return Err(ConfigError::Invalid { field: "id", why: "must be a positive integer".into() });
@@ -166,6 +201,7 @@ impl Config {
             return Err(ConfigError::Invalid { field: "snapshot-every", why: "must be positive".into() });
         }
         Ok(Self {
+            placement,
             id,
             listen,
             advertise,

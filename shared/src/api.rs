@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::resources::{PolicyAction, Protocol, Quota, ZoneKind};
+use crate::resources::{ImageSource, PolicyAction, PowerState, Protocol, Quota, ZoneKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +75,10 @@ pub struct VolumeCreate {
     pub pool: String,
     #[serde(default)]
     pub image: Option<String>,
+    /// A bootable copy of the image at this URL (verified against its SHA-256 by the host that
+    /// makes the volume), grown to `size_gib`; instead of `image` while there is no image catalogue.
+    #[serde(default)]
+    pub source: Option<ImageSource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -123,6 +127,10 @@ pub struct VmCreate {
     pub nics: Vec<NicRequest>,
     #[serde(default)]
     pub anti_affinity_group: Option<String>,
+    /// Desired power at creation (default `running`); a `stopped` VM is placed (it holds its host's
+    /// capacity) but not started.
+    #[serde(default)]
+    pub power: Option<PowerState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

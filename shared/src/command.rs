@@ -35,6 +35,16 @@ pub enum JoinAuth {
     Credential { sha256: String },
 }
 
+/// Where the leader decided a VM goes, with the cap it planned under. Applying the command checks
+/// the decision again against the state at that point of the log (`hci_placement::verify`), so two
+/// decisions planned against the same state can never both over-commit a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub host: String,
+    /// At most 80 (`hci_placement::MAX_CAP_PERCENT`); a higher value is refused when applied.
+    pub cap_percent: u8,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// First write of a new cluster: the site name and the administrator token's SHA-256.
@@ -94,17 +104,22 @@ pub enum Command {
         new_id: String,
         name: String,
     },
+    /// `placement` is `None` only when the site had no host to plan against: the VM is then kept
+    /// unplaced and placed by its next start.
     CreateVm {
         id: String,
         spec: VmCreate,
+        placement: Option<Placement>,
     },
     DeleteVm {
         id: String,
         if_match: Option<u64>,
     },
+    /// A start of an unplaced VM carries its placement.
     SetVmPower {
         id: String,
         action: PowerAction,
+        placement: Option<Placement>,
     },
     MigrateVm {
         id: String,
@@ -151,7 +166,7 @@ impl Command {
             Command::CloneVolume { id, .. } => ("volume.clone", id.clone()),
             Command::CreateVm { id, .. } => ("vm.create", id.clone()),
             Command::DeleteVm { id, .. } => ("vm.delete", id.clone()),
-            Command::SetVmPower { id, action } => match action {
+            Command::SetVmPower { id, action, .. } => match action {
                 PowerAction::Start => ("vm.start", id.clone()),
                 PowerAction::Stop => ("vm.stop", id.clone()),
                 PowerAction::Reboot => ("vm.reboot", id.clone()),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::agent::{HostDesired, HostInfo, HostReport, PoolInfo, VmRunState};
-use crate::resources::{Host, HostState};
+use crate::resources::{Host, HostState, PowerState, Vm};
 
 /// Default lifetime of a join token.
 pub const DEFAULT_JOIN_TOKEN_TTL_SECONDS: u64 = 3600;
@@ -130,6 +130,81 @@ pub struct HostHeartbeat {
     /// The generation its last complete reconcile pass converged to.
     #[serde(default)]
     pub converged_generation: Option<u64>,
+    /// Each VM's actual state and last error, from the agent's last report.
+    #[serde(default)]
+    pub vms: Vec<VmStatusReport>,
+}
+
+/// What a host's agent last reported about one of its VMs (a compact `VmReport`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmStatusReport {
+    pub id: String,
+    pub state: ActualVmState,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// What libvirt says a VM is doing (the agent's `VmRunState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActualVmState {
+    Running,
+    Stopped,
+    Paused,
+    ShuttingDown,
+    Crashed,
+    /// Desired but not (yet) defined on the host.
+    Missing,
+    /// Left the host by live migration.
+    Departed,
+}
+
+impl From<VmRunState> for ActualVmState {
+    fn from(state: VmRunState) -> Self {
+        match state {
+            VmRunState::Running => ActualVmState::Running,
+            VmRunState::Stopped => ActualVmState::Stopped,
+            VmRunState::Paused => ActualVmState::Paused,
+            VmRunState::ShuttingDown => ActualVmState::ShuttingDown,
+            VmRunState::Crashed => ActualVmState::Crashed,
+            VmRunState::Missing => ActualVmState::Missing,
+            VmRunState::Departed => ActualVmState::Departed,
+        }
+    }
+}
+
+impl VmStatusReport {
+    /// The compact summaries of a host report's VMs.
+    pub fn from_report(report: &HostReport) -> Vec<Self> {
+        report
+            .vms
+            .iter()
+            .map(|vm| VmStatusReport { id: vm.id.clone(), state: vm.state.into(), last_error: vm.last_error.clone() })
+            .collect()
+    }
+}
+
+/// Where a VM is and what it is doing: `GET /v1/vms/{id}` adds this to the VM record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VmStatus {
+    /// The host it is placed on (`null` while unplaced).
+    pub host: Option<String>,
+    pub desired_power: PowerState,
+    /// What the host's agent last reported; `null` when the answering leader has not heard about
+    /// this VM since it became leader (and in `?stale=true` answers of followers).
+    pub actual: Option<ActualVmState>,
+    pub last_error: Option<String>,
+    /// Milliseconds since that report reached the leader.
+    pub reported_age_ms: Option<u64>,
+}
+
+/// A VM as `GET /v1/vms/{id}` shows it: the replicated record plus its reported status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VmView {
+    #[serde(flatten)]
+    pub vm: Vm,
+    pub status: VmStatus,
 }
 
 /// The answer to a heartbeat.

@@ -12,6 +12,10 @@ use crate::validate::ARCHES;
 
 /// At most this many pools a host may report.
 pub const MAX_POOLS: usize = 64;
+/// At most this many VMs a heartbeat may report.
+pub const MAX_REPORTED_VMS: usize = 4096;
+/// Longest reported VM error kept.
+pub const MAX_REPORTED_ERROR: usize = 4096;
 /// Longest agent URL accepted.
 pub const MAX_URL_LEN: usize = 256;
 /// Longest free-text inventory field (libvirt version, accelerator, backend).
@@ -134,6 +138,20 @@ pub fn heartbeat(r: &HostHeartbeat) -> Result<(), ApiError> {
     }
     for (i, pool) in r.usage.pools.iter().enumerate() {
         name(&format!("usage.pools[{i}].name"), &pool.name)?;
+    }
+    if r.vms.len() > MAX_REPORTED_VMS {
+        return Err(ApiError::invalid("vms", format!("at most {MAX_REPORTED_VMS} vms")));
+    }
+    for (i, vm) in r.vms.iter().enumerate() {
+        if vm.id.is_empty() || vm.id.len() > 64 {
+            return Err(ApiError::invalid(&format!("vms[{i}].id"), "is not a vm id"));
+        }
+        if vm.last_error.as_ref().is_some_and(|e| e.len() > MAX_REPORTED_ERROR) {
+            return Err(ApiError::invalid(
+                &format!("vms[{i}].last_error"),
+                format!("at most {MAX_REPORTED_ERROR} bytes"),
+            ));
+        }
     }
     if let Some(converged) = r.converged_generation {
         if converged > r.desired_generation {

@@ -97,6 +97,28 @@ pub struct VolumeSnapshot {
     pub created_at: String,
 }
 
+/// How an image file is laid out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskFormat {
+    #[default]
+    Qcow2,
+    Raw,
+}
+
+/// A disk image a volume is made from: fetched by the host that makes the volume, refused unless its
+/// SHA-256 matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSource {
+    /// `file:///path` (on the host) or `http(s)://...`.
+    pub url: String,
+    /// Lowercase hex SHA-256 of the image file.
+    pub sha256: String,
+    #[serde(default)]
+    pub format: DiskFormat,
+}
+
 /// A block volume in a storage pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Volume {
@@ -111,6 +133,11 @@ pub struct Volume {
     pub cloned_from: Option<String>,
     /// The VM the volume is attached to, if any.
     pub attached_to: Option<String>,
+    /// The image the volume starts from (`VolumeCreate.source`), if any.
+    pub source: Option<ImageSource>,
+    /// The host holding the volume: bound when its first VM is placed (a VM's volumes are placed
+    /// with it), kept after that VM is deleted; set by the controller.
+    pub host: Option<String>,
     pub snapshots: Vec<VolumeSnapshot>,
     pub created_at: String,
     pub revision: u64,
@@ -144,7 +171,7 @@ pub struct Vm {
     pub volumes: Vec<String>,
     pub nics: Vec<Nic>,
     pub anti_affinity_group: Option<String>,
-    /// The host the VM is placed on; set by the controller (placement arrives with hosts).
+    /// The host the VM is placed on; set by the controller's placement.
     pub host: Option<String>,
     /// Desired power state.
     pub power: PowerState,

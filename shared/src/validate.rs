@@ -121,6 +121,33 @@ pub fn volume_create(r: &VolumeCreate) -> Result<(), ApiError> {
     if let Some(image) = &r.image {
         name_field("image", image)?;
     }
+    if let Some(source) = &r.source {
+        if r.image.is_some() {
+            return Err(ApiError::invalid("source", "give either image or source, not both"));
+        }
+        image_source(source)?;
+    }
+    Ok(())
+}
+
+/// Longest image URL accepted.
+const MAX_URL_LEN: usize = 2048;
+
+/// An image URL (`file:///...`, `http://...`, `https://...`) and a lowercase hex SHA-256.
+pub fn image_source(s: &crate::resources::ImageSource) -> Result<(), ApiError> {
+    let schemes = ["file:///", "http://", "https://"];
+    if s.url.len() > MAX_URL_LEN || !schemes.iter().any(|scheme| s.url.starts_with(scheme)) {
+        return Err(ApiError::invalid(
+            "source.url",
+            format!("must start with file:///, http:// or https:// and be at most {MAX_URL_LEN} characters"),
+        ));
+    }
+    if s.url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ApiError::invalid("source.url", "may not contain whitespace or control characters"));
+    }
+    if s.sha256.len() != 64 || !s.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(ApiError::invalid("source.sha256", "must be 64 lowercase hex digits"));
+    }
     Ok(())
 }
 

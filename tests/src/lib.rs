@@ -16,6 +16,7 @@ pub mod api;
 pub mod bins;
 pub mod ceph;
 pub mod cluster;
+pub mod hosts;
 pub mod ports;
 pub mod wait;
 

@@ -1,5 +1,6 @@
 //! Heartbeats: every few seconds the agent tells the leader it is alive, with its usage (from its
-//! last reconcile report and its pools) and where it is in the desired-state feed.
+//! last reconcile report and its pools), each VM's actual state and last error, and where it is in
+//! the desired-state feed.
 //!
 //! A heartbeat only refreshes a lease in the leader's memory; the controller marks the host offline
 //! when they stop. Pool usage asks libvirt, so it is sampled at most every [`POOL_SAMPLE_EVERY`]; the
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hci_shared::agent::PoolInfo;
-use hci_shared::hosts::{HeartbeatAck, HostHeartbeat, HostUsage};
+use hci_shared::hosts::{HeartbeatAck, HostHeartbeat, HostUsage, VmStatusReport};
 use reqwest::Method;
 
 use super::client::{ClientError, ControllerClient};
@@ -53,7 +54,8 @@ fn beat(agent: &Agent, pools: &[PoolInfo]) -> HostHeartbeat {
     HostHeartbeat {
         usage: HostUsage::from_report(report.as_ref(), desired.as_ref(), pools),
         desired_generation: desired.as_ref().map_or(0, |d| d.generation),
-        converged_generation: report.and_then(|r| r.converged_generation),
+        converged_generation: report.as_ref().and_then(|r| r.converged_generation),
+        vms: report.as_ref().map(VmStatusReport::from_report).unwrap_or_default(),
     }
 }
 

@@ -163,7 +163,7 @@ fn zone_and_policy_verbs() {
 #[test]
 fn volume_verbs() {
     match parse(&["volume", "create", "data", "--tenant", "fin", "--size-gib", "20"]).command {
-        Command::Volume(VolumeCmd::Create { name, tenant, size_gib, pool, image }) => {
+        Command::Volume(VolumeCmd::Create { name, tenant, size_gib, pool, image, .. }) => {
             assert_eq!((name.as_str(), tenant.as_str(), size_gib), ("data", "fin", 20));
             assert_eq!((pool.as_str(), image), ("default", None));
         }
@@ -234,6 +234,7 @@ fn vm_verbs() {
             volumes,
             nics,
             anti_affinity_group,
+            ..
         }) => {
             assert_eq!((name.as_str(), tenant.as_str(), vcpus, memory_mib), ("web", "fin", 2, 2048));
             assert_eq!((arch.as_str(), firmware), ("x86_64", None));

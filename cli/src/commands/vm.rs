@@ -2,7 +2,8 @@
 
 use clap::Subcommand;
 use hci_shared::api::{NicRequest, VmCreate, VmMigrate};
-use hci_shared::resources::Vm;
+use hci_shared::hosts::VmView;
+use hci_shared::resources::{PowerState, Vm};
 use reqwest::Method;
 
 use crate::client::{Call, Client};
@@ -41,6 +42,9 @@ pub enum VmCmd {
         /// Keep this VM on a different host from the group's other members
         #[arg(long, value_name = "GROUP")]
         anti_affinity_group: Option<String>,
+        /// Create it stopped (placed, holding its host's capacity, not started)
+        #[arg(long)]
+        stopped: bool,
     },
     /// List VMs
     List {
@@ -95,17 +99,30 @@ fn id_of(client: &Client, target: &Target) -> Result<String, CliError> {
 
 pub fn run(cmd: VmCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        VmCmd::Create { name, tenant, vcpus, memory_mib, arch, firmware, volumes, nics, anti_affinity_group } => {
+        VmCmd::Create {
+            name,
+            tenant,
+            vcpus,
+            memory_mib,
+            arch,
+            firmware,
+            volumes,
+            nics,
+            anti_affinity_group,
+            stopped,
+        } => {
             let volumes =
                 volumes.iter().map(|v| resolve(client, VOLUME, v, Some(&tenant))).collect::<Result<Vec<_>, _>>()?;
             let nics = nics.into_iter().map(|zone| NicRequest { zone }).collect();
-            let body = VmCreate { name, tenant, vcpus, memory_mib, arch, firmware, volumes, nics, anti_affinity_group };
+            let power = stopped.then_some(PowerState::Stopped);
+            let body =
+                VmCreate { name, tenant, vcpus, memory_mib, arch, firmware, volumes, nics, anti_affinity_group, power };
             out.one::<Vm>(&client.post(&["v1", "vms"], &body)?, false)
         }
-        VmCmd::List { tenant } => out.list::<Vm>(&client.get(&["v1", "vms"])?, &of_tenant(tenant.as_deref())),
+        VmCmd::List { tenant } => out.list::<VmView>(&client.get(&["v1", "vms"])?, &of_tenant(tenant.as_deref())),
         VmCmd::Show { target } => {
             let id = id_of(client, &target)?;
-            out.one::<Vm>(&client.get(&["v1", "vms", &id])?, true)
+            out.one::<VmView>(&client.get(&["v1", "vms", &id])?, true)
         }
         VmCmd::Delete { target, if_match } => {
             let id = id_of(client, &target)?;

@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 use hci_shared::api::{VolumeClone, VolumeCreate, VolumeResize, VolumeSnapshotCreate};
-use hci_shared::resources::Volume;
+use hci_shared::resources::{DiskFormat, ImageSource, Volume};
 use reqwest::Method;
 
 use crate::client::{Call, Client, Reply};
@@ -29,6 +29,15 @@ pub enum VolumeCmd {
         /// Image to make the volume bootable from
         #[arg(long)]
         image: Option<String>,
+        /// Make it a bootable copy of the image at this URL (file:///..., http(s)://...)
+        #[arg(long, value_name = "URL", requires = "source_sha256")]
+        source_url: Option<String>,
+        /// The SHA-256 the image at --source-url must have
+        #[arg(long, value_name = "HEX", requires = "source_url")]
+        source_sha256: Option<String>,
+        /// The image's format: qcow2 or raw
+        #[arg(long, value_name = "FORMAT", default_value = "qcow2", value_parser = ["qcow2", "raw"])]
+        source_format: String,
     },
     /// List volumes
     List {
@@ -84,8 +93,13 @@ fn id_of(client: &Client, target: &Target) -> Result<String, CliError> {
 
 pub fn run(cmd: VolumeCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        VolumeCmd::Create { name, tenant, size_gib, pool, image } => {
-            let body = VolumeCreate { name, tenant, size_gib, pool, image };
+        VolumeCmd::Create { name, tenant, size_gib, pool, image, source_url, source_sha256, source_format } => {
+            let format = if source_format == "raw" { DiskFormat::Raw } else { DiskFormat::Qcow2 };
+            let source = match (source_url, source_sha256) {
+                (Some(url), Some(sha256)) => Some(ImageSource { url, sha256, format }),
+                _ => None,
+            };
+            let body = VolumeCreate { name, tenant, size_gib, pool, image, source };
             out.one::<Volume>(&client.post(&["v1", "volumes"], &body)?, false)
         }
         VolumeCmd::List { tenant } => {

@@ -53,6 +53,22 @@ impl ClusterView {
         Ok(placed)
     }
 
+    /// Books a VM where committed state says it is, without judging it (no cap, quota or pool
+    /// check): for a view rebuilt from, or kept in step with, a replicated model. A VM already in
+    /// the view is moved. Refused only when the host or the tenant is not in the view.
+    pub fn restore(&mut self, placed: PlacedVm) -> Result<(), ViewError> {
+        self.slot(&placed.host)?;
+        let request = &placed.request;
+        if !self.tenants.contains_key(&request.tenant) {
+            return Err(ViewError::UnknownTenant { vm: request.vm.clone(), tenant: request.tenant.clone() });
+        }
+        if self.placed.contains_key(&request.vm) {
+            self.release(&request.vm)?;
+        }
+        self.book(placed);
+        Ok(())
+    }
+
     /// Adds a VM to its host and its tenant's usage (both checked to exist by the caller).
     pub(crate) fn book(&mut self, placed: PlacedVm) {
         if let Ok(slot) = self.slot(&placed.host) {

@@ -150,12 +150,6 @@ pub async fn host_heartbeat(
     }))
 }
 
-/// The host's desired state at its current generation. Placement has not assigned VMs yet, so it
-/// is empty; its generation is the replicated one.
-fn desired_state(host: &hci_shared::resources::Host) -> HostDesired {
-    hci_shared::hosts::empty_desired(&host.id, host.desired_generation)
-}
-
 #[utoipa::path(get, path = "/v1/hosts/{id}/desired", params(("id" = String, Path), DesiredParams), tag = "hosts",
     description = "Long poll (served by the member asked): the host's desired state (`HostDesired`, \
         shared/src/agent.rs) as soon as its generation is greater than `after`, or 204 after `wait_ms`.",
@@ -170,11 +164,14 @@ pub async fn host_desired(
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
     let mut applied = app.state.applied();
     loop {
-        let host = app.state.read().host(&id).cloned();
-        match host {
+        let desired: Option<Option<HostDesired>> = {
+            let model = app.state.read();
+            model.host(&id).map(|h| (h.desired_generation > params.after).then(|| model.host_desired(&id)).flatten())
+        };
+        match desired {
             None => return Err(HttpError(ApiError::not_found("host", &id))),
-            Some(h) if h.desired_generation > params.after => return Ok(Json(desired_state(&h)).into_response()),
-            Some(_) => {}
+            Some(Some(desired)) => return Ok(Json(desired).into_response()),
+            Some(None) => {}
         }
         tokio::select! {
             changed = applied.changed() => {

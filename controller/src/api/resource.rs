@@ -9,7 +9,7 @@ use axum::response::Response;
 use axum::Json;
 use hci_shared::api::List;
 use hci_shared::command::{Applied, Command};
-use hci_shared::hosts::HostView;
+use hci_shared::hosts::{HostView, VmView};
 use hci_shared::resources::{Tenant, Vm, Volume, Zone, ZonePolicy};
 use hci_shared::ApiError;
 use hci_state::Model;
@@ -60,6 +60,16 @@ impl Resource for HostView {
             Applied::Host(host) => Some(HostView { host, heartbeat: None }),
             _ => None,
         }
+    }
+}
+
+impl Resource for VmView {
+    const KIND: &'static str = "vm";
+    fn revision(&self) -> u64 {
+        self.vm.revision
+    }
+    fn from_applied(_: Applied) -> Option<Self> {
+        None
     }
 }
 

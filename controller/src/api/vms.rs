@@ -1,4 +1,7 @@
-//! `/v1/vms`: virtual machines as desired by operators (placement and agents arrive with hosts).
+//! `/v1/vms`: virtual machines. A create (and the start of an unplaced VM) is planned here, on the
+//! member that takes the write (the leader, as followers forward writes), against its applied
+//! state; the decision travels in the command and is checked again when applied. Reads add the
+//! status the VM's host last reported to the leader.
 
 use std::sync::Arc;
 
@@ -7,15 +10,19 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
 use hci_shared::api::{List, VmCreate, VmMigrate};
-use hci_shared::command::{Command, PowerAction};
+use hci_shared::command::{Command, Placement, PowerAction};
+use hci_shared::hosts::{VmStatus, VmView};
 use hci_shared::resources::Vm;
-use hci_shared::{validate, ApiError, ErrorBody};
+use hci_shared::{validate, ApiError, ErrorBody, ErrorCode};
+use std::time::Instant;
 
 use super::error::{ApiJson, ApiQuery, ApiResult, IfMatch, ReadParams};
 use super::resource;
 use crate::node::{new_id, App, Caller};
 
 #[utoipa::path(post, path = "/v1/vms", request_body = VmCreate, tag = "vms",
+    description = "Placed on a host under the cap at once (409 no_capacity naming the constraints that \
+        excluded hosts, and how many, when none fits); kept unplaced while the site has no host.",
     responses((status = 201, body = Vm), (status = "4XX", body = ErrorBody)))]
 pub async fn create(
     State(app): State<Arc<App>>,
@@ -23,23 +30,73 @@ pub async fn create(
     ApiJson(spec): ApiJson<VmCreate>,
 ) -> ApiResult<Response> {
     validate::vm_create(&spec)?;
-    resource::write::<Vm>(&app, &caller, Command::CreateVm { id: new_id("vm"), spec }, StatusCode::CREATED).await
+    let id = new_id("vm");
+    let policy = app.config.placement;
+    let plan = |m: &hci_state::Model| m.plan_create(&id, &spec, &policy);
+    let command = |placement| Command::CreateVm { id: id.clone(), spec: spec.clone(), placement };
+    write_placed(&app, &caller, plan, command, StatusCode::CREATED).await
+}
+
+/// How many times a placement refused at commit (another decision took the room first) is planned
+/// again against the newer state before the refusal is answered.
+const PLACEMENT_ATTEMPTS: usize = 8;
+
+/// Plans on this member's applied state, proposes, and when the decision is refused at commit
+/// (`no_capacity`: a racing decision committed first) plans again, so a 409 means nothing fits
+/// any more, never merely that another request won a race.
+async fn write_placed(
+    app: &App,
+    caller: &Caller,
+    plan: impl Fn(&hci_state::Model) -> Result<Option<Placement>, ApiError>,
+    command: impl Fn(Option<Placement>) -> Command,
+    status: StatusCode,
+) -> ApiResult<Response> {
+    let mut attempt = 1;
+    loop {
+        let placement = plan(&app.state.read())?;
+        let planned = placement.is_some();
+        match resource::write::<Vm>(app, caller, command(placement), status).await {
+            Err(e) if planned && e.0.code == ErrorCode::NoCapacity && attempt < PLACEMENT_ATTEMPTS => {
+                tracing::debug!(attempt, error = %e.0, "placement refused at commit; planning again");
+                attempt += 1;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// A VM with what its host last reported to this member (as leader).
+fn view(app: &App, vm: &Vm, now: Instant) -> VmView {
+    let report = vm.host.as_deref().and_then(|host| app.leases.vm_report(host, &vm.id, now));
+    let status = VmStatus {
+        host: vm.host.clone(),
+        desired_power: vm.power,
+        actual: report.as_ref().map(|(r, _)| r.state),
+        last_error: report.as_ref().and_then(|(r, _)| r.last_error.clone()),
+        reported_age_ms: report.map(|(_, age)| age),
+    };
+    VmView { vm: vm.clone(), status }
 }
 
 #[utoipa::path(get, path = "/v1/vms", params(ReadParams), tag = "vms",
-    responses((status = 200, body = List<Vm>), (status = "4XX", body = ErrorBody)))]
-pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ReadParams>) -> ApiResult<axum::Json<List<Vm>>> {
-    resource::list(&app, q.stale, |m| m.vms().cloned().collect()).await
+    responses((status = 200, body = List<VmView>), (status = "4XX", body = ErrorBody)))]
+pub async fn list(
+    State(app): State<Arc<App>>,
+    ApiQuery(q): ApiQuery<ReadParams>,
+) -> ApiResult<axum::Json<List<VmView>>> {
+    let now = Instant::now();
+    resource::list(&app, q.stale, |m| m.vms().map(|vm| view(&app, vm, now)).collect()).await
 }
 
 #[utoipa::path(get, path = "/v1/vms/{id}", params(("id" = String, Path), ReadParams), tag = "vms",
-    responses((status = 200, body = Vm), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, body = VmView), (status = "4XX", body = ErrorBody)))]
 pub async fn get(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Response> {
-    resource::get(&app, q.stale, &id, |m| m.vm(&id).cloned()).await
+    let now = Instant::now();
+    resource::get(&app, q.stale, &id, |m| m.vm(&id).map(|vm| view(&app, vm, now))).await
 }
 
 #[utoipa::path(delete, path = "/v1/vms/{id}", params(("id" = String, Path)), tag = "vms",
@@ -68,7 +125,13 @@ pub async fn power(
         "reboot" => PowerAction::Reboot,
         other => return Err(ApiError::not_found("vm action", other).into()),
     };
-    resource::write::<Vm>(&app, &caller, Command::SetVmPower { id, action }, StatusCode::OK).await
+    let policy = app.config.placement;
+    let plan = |m: &hci_state::Model| match action {
+        PowerAction::Start => m.plan_start(&id, &policy),
+        PowerAction::Stop | PowerAction::Reboot => Ok(None),
+    };
+    let command = |placement| Command::SetVmPower { id: id.clone(), action, placement };
+    write_placed(&app, &caller, plan, command, StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/v1/vms/{id}/migrate", params(("id" = String, Path)), request_body = VmMigrate,

@@ -10,7 +10,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hci_shared::hosts::{HeartbeatStatus, HostHeartbeat};
+use hci_shared::hosts::{HeartbeatStatus, HostHeartbeat, VmStatusReport};
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 #[derive(Debug, Clone)]
 struct Seen {
@@ -120,14 +124,24 @@ impl Leases {
         let table = self.lock();
         table.term?;
         let seen = table.seen.get(id)?;
-        let heartbeat = seen.heartbeat.clone().unwrap_or_default();
+        let heartbeat = seen.heartbeat.as_ref();
         Some(HeartbeatStatus {
-            age_ms: u64::try_from(now.saturating_duration_since(seen.at).as_millis()).unwrap_or(u64::MAX),
+            age_ms: millis(now.saturating_duration_since(seen.at)),
             observed_by: me,
-            usage: heartbeat.usage,
-            desired_generation: heartbeat.desired_generation,
-            converged_generation: heartbeat.converged_generation,
+            usage: heartbeat.map(|h| h.usage.clone()).unwrap_or_default(),
+            desired_generation: heartbeat.map_or(0, |h| h.desired_generation),
+            converged_generation: heartbeat.and_then(|h| h.converged_generation),
         })
+    }
+
+    /// What host `host` last reported about VM `vm` (through this member, while it leads), and
+    /// how many milliseconds ago.
+    pub fn vm_report(&self, host: &str, vm: &str, now: Instant) -> Option<(VmStatusReport, u64)> {
+        let table = self.lock();
+        table.term?;
+        let seen = table.seen.get(host)?;
+        let report = seen.heartbeat.as_ref()?.vms.iter().find(|r| r.id == vm)?.clone();
+        Some((report, millis(now.saturating_duration_since(seen.at))))
     }
 }
 

@@ -101,9 +101,11 @@ impl Model {
             Command::ResizeVolume { id, size_gib, if_match } => volumes::resize(self, ctx, id, *size_gib, *if_match),
             Command::SnapshotVolume { id, name } => volumes::snapshot(self, ctx, id, name),
             Command::CloneVolume { id, new_id, name } => volumes::clone(self, ctx, id, new_id, name),
-            Command::CreateVm { id, spec } => vms::create(self, ctx, id, spec),
+            Command::CreateVm { id, spec, placement } => vms::create(self, ctx, id, spec, placement.as_ref()),
             Command::DeleteVm { id, if_match } => vms::delete(self, ctx, id, *if_match),
-            Command::SetVmPower { id, action } => vm_actions::set_power(self, ctx, id, *action),
+            Command::SetVmPower { id, action, placement } => {
+                vm_actions::set_power(self, ctx, id, *action, placement.as_ref())
+            }
             Command::MigrateVm { id, request } => vm_actions::migrate(self, ctx, id, request),
             Command::CreateJoinToken { sha256, site, expires_at } => {
                 join_tokens::create_join_token(self, ctx, sha256, site, expires_at)

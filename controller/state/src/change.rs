@@ -96,6 +96,7 @@ impl Model {
                 self.tokens.insert(sha256_hex, record);
             }
             Change::PutTenant(t) => {
+                self.follow_tenant(&t);
                 self.tenants.insert(t.name.clone(), t);
             }
             Change::DeleteTenant(name) => {
@@ -124,7 +125,12 @@ impl Model {
                     self.index.remove_volume(&old);
                 }
                 self.index.add_volume(&v);
+                let placed_vm = v.attached_to.clone().filter(|vm| self.vms.get(vm).is_some_and(|vm| vm.host.is_some()));
                 self.volumes.insert(v.id.clone(), v);
+                if let Some(vm) = placed_vm {
+                    // The volume's size is part of its VM's booking.
+                    self.follow_vm(&vm);
+                }
             }
             Change::DeleteVolume(id) => {
                 if let Some(old) = self.volumes.remove(&id) {
@@ -136,14 +142,19 @@ impl Model {
                     self.index.remove_vm(&old);
                 }
                 self.index.add_vm(&vm);
+                let id = vm.id.clone();
                 self.vms.insert(vm.id.clone(), vm);
+                self.follow_vm(&id);
             }
             Change::DeleteVm(id) => {
                 if let Some(old) = self.vms.remove(&id) {
                     self.index.remove_vm(&old);
                 }
+                self.follow_vm(&id);
             }
             Change::PutHost(h) => {
+                let old = self.hosts.remove(&h.id);
+                self.follow_host(old.as_ref(), &h);
                 self.hosts.insert(h.id.clone(), h);
             }
             Change::PutJoinToken { sha256_hex, record } => {

@@ -38,6 +38,7 @@ impl Model {
         model.check_zones()?;
         model.recompute_usage()?;
         model.index = Indexes::rebuild(&model)?;
+        model.rebuild_placement();
         Ok(model)
     }
 

@@ -12,6 +12,7 @@ use hci_shared::resources::{Host, Tenant, Vm, Volume, Zone, ZonePolicy};
 use crate::cluster::TokenRecord;
 use crate::index::Indexes;
 use crate::join_tokens::{HostCredential, JoinTokenRecord};
+use crate::placement::PlacementView;
 
 /// The controller's replicated state. Two models are equal exactly when they hold the same records
 /// (the derived indexes follow from the records).
@@ -37,6 +38,8 @@ pub struct Model {
     /// Host credential SHA-256 (lowercase hex) → the host it belongs to.
     pub(crate) host_credentials: BTreeMap<String, HostCredential>,
     pub(crate) index: Indexes,
+    /// The placement planner's view (derived: hosts, tenants' limits, placed VMs).
+    pub(crate) placement: PlacementView,
 }
 
 impl Model {

@@ -5,25 +5,55 @@
 //! host), and refuses actions that make no sense for the VM's current desired state.
 
 use hci_shared::api::VmMigrate;
-use hci_shared::command::{Applied, PowerAction};
+use hci_shared::command::{Applied, Placement, PowerAction};
 use hci_shared::resources::{Host, HostState, PowerState, Vm};
 use hci_shared::ApiError;
 
 use crate::apply::{Ctx, Decision, Outcome};
 use crate::change::Change;
+use crate::desired::touch;
 use crate::model::Model;
 
 fn existing<'m>(model: &'m Model, id: &str) -> Result<&'m Vm, ApiError> {
     model.vms.get(id).ok_or_else(|| ApiError::not_found("vm", id))
 }
 
-fn changed(mut vm: Vm, ctx: &Ctx<'_>) -> Outcome {
+/// The VM's new record, and its hosts' (old and new) desired generations moved.
+fn changed(model: &Model, mut vm: Vm, ctx: &Ctx<'_>) -> Outcome {
     vm.revision = ctx.index;
-    Outcome::new(Applied::Vm(vm.clone()), vec![Change::PutVm(vm)])
+    let old_host = model.vms.get(&vm.id).and_then(|old| old.host.clone());
+    let mut changes = touch(model, ctx, old_host.as_deref().into_iter().chain(vm.host.as_deref()));
+    changes.insert(0, Change::PutVm(vm.clone()));
+    Outcome::new(Applied::Vm(vm), changes)
 }
 
-pub(crate) fn set_power(model: &Model, ctx: &Ctx<'_>, id: &str, action: PowerAction) -> Decision {
+/// An unplaced VM being started goes where the leader decided (checked again now), its volumes with it.
+fn start_placed(model: &Model, ctx: &Ctx<'_>, vm: &Vm, placement: &Placement) -> Decision {
+    let host = model.check_placement(vm, placement)?;
+    let mut started = vm.clone();
+    started.host = Some(host.clone());
+    started.power = PowerState::Running;
+    let mut outcome = changed(model, started, ctx);
+    for volume in vm.volumes.iter().filter_map(|v| model.volumes.get(v)).filter(|v| v.host.is_none()) {
+        let mut bound = volume.clone();
+        bound.host = Some(host.clone());
+        bound.revision = ctx.index;
+        outcome.changes.insert(0, Change::PutVolume(bound));
+    }
+    Ok(outcome)
+}
+
+pub(crate) fn set_power(
+    model: &Model,
+    ctx: &Ctx<'_>,
+    id: &str,
+    action: PowerAction,
+    placement: Option<&Placement>,
+) -> Decision {
     let vm = existing(model, id)?;
+    if let (PowerAction::Start, Some(placement), None) = (action, placement, &vm.host) {
+        return start_placed(model, ctx, vm, placement);
+    }
     let wanted = match action {
         PowerAction::Start => PowerState::Running,
         PowerAction::Stop => PowerState::Stopped,
@@ -33,7 +63,7 @@ pub(crate) fn set_power(model: &Model, ctx: &Ctx<'_>, id: &str, action: PowerAct
             }
             let mut rebooted = vm.clone();
             rebooted.reboot_count = rebooted.reboot_count.saturating_add(1);
-            return Ok(changed(rebooted, ctx));
+            return Ok(changed(model, rebooted, ctx));
         }
     };
     if vm.power == wanted {
@@ -41,7 +71,7 @@ pub(crate) fn set_power(model: &Model, ctx: &Ctx<'_>, id: &str, action: PowerAct
     }
     let mut powered = vm.clone();
     powered.power = wanted;
-    Ok(changed(powered, ctx))
+    Ok(changed(model, powered, ctx))
 }
 
 fn host_state(state: HostState) -> &'static str {
@@ -100,5 +130,5 @@ pub(crate) fn migrate(model: &Model, ctx: &Ctx<'_>, id: &str, request: &VmMigrat
     };
     let mut moved = vm.clone();
     moved.host = Some(target.id.clone());
-    Ok(changed(moved, ctx))
+    Ok(changed(model, moved, ctx))
 }

@@ -5,12 +5,13 @@
 //! to two NICs, or let a tenant's vcpus or memory exceed its quota.
 
 use hci_shared::api::VmCreate;
-use hci_shared::command::Applied;
+use hci_shared::command::{Applied, Placement};
 use hci_shared::resources::{Nic, PowerState, Tenant, Usage, Vm, Volume, Zone};
 use hci_shared::{validate, ApiError};
 
 use crate::apply::{check_id, check_if_match, Ctx, Decision, Outcome};
 use crate::change::Change;
+use crate::desired::touch;
 use crate::ipam::Allocator;
 use crate::model::Model;
 use crate::quota;
@@ -71,7 +72,34 @@ fn tenant_of<'m>(model: &'m Model, spec: &VmCreate) -> Result<&'m Tenant, ApiErr
         .ok_or_else(|| ApiError::invalid("tenant", format!("tenant '{}' does not exist", spec.tenant)))
 }
 
-pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &VmCreate) -> Decision {
+/// The record of a new, unplaced VM made from `spec`.
+pub(crate) fn new_vm(id: &str, spec: &VmCreate, nics: Vec<Nic>, at: &str, revision: u64) -> Vm {
+    Vm {
+        id: id.to_string(),
+        name: spec.name.clone(),
+        tenant: spec.tenant.clone(),
+        vcpus: spec.vcpus,
+        memory_mib: spec.memory_mib,
+        arch: spec.arch.clone(),
+        firmware: spec.firmware.clone().unwrap_or_else(|| validate::default_firmware(&spec.arch).to_string()),
+        volumes: spec.volumes.clone(),
+        nics,
+        anti_affinity_group: spec.anti_affinity_group.clone(),
+        host: None,
+        power: spec.power.unwrap_or(PowerState::Running),
+        reboot_count: 0,
+        created_at: at.to_string(),
+        revision,
+    }
+}
+
+pub(crate) fn create(
+    model: &Model,
+    ctx: &Ctx<'_>,
+    id: &str,
+    spec: &VmCreate,
+    placement: Option<&Placement>,
+) -> Decision {
     check_id("id", id)?;
     validate::vm_create(spec)?;
     if model.vms.contains_key(id) {
@@ -94,31 +122,18 @@ pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &VmCreate) ->
         let mac = allocator.mac(id, i)?;
         nics.push(Nic { zone: zone.name.clone(), mac, ip: ip.to_string() });
     }
-    let vm = Vm {
-        id: id.to_string(),
-        name: spec.name.clone(),
-        tenant: spec.tenant.clone(),
-        vcpus: spec.vcpus,
-        memory_mib: spec.memory_mib,
-        arch: spec.arch.clone(),
-        firmware: spec.firmware.clone().unwrap_or_else(|| validate::default_firmware(&spec.arch).to_string()),
-        volumes: spec.volumes.clone(),
-        nics,
-        anti_affinity_group: spec.anti_affinity_group.clone(),
-        host: None,
-        power: PowerState::Running,
-        reboot_count: 0,
-        created_at: ctx.at.to_string(),
-        revision: ctx.index,
-    };
+    let vm = new_vm(id, spec, nics, ctx.at, ctx.index);
+    let vm = Vm { host: placement.map(|p| model.check_placement(&vm, p)).transpose()?, ..vm };
     let mut changes = vec![Change::PutTenant(charged)];
     for volume in volumes {
         let mut attached = volume.clone();
         attached.attached_to = Some(id.to_string());
+        attached.host = attached.host.or_else(|| vm.host.clone());
         attached.revision = ctx.index;
         changes.push(Change::PutVolume(attached));
     }
     changes.push(Change::PutVm(vm.clone()));
+    changes.extend(touch(model, ctx, vm.host.as_deref()));
     Ok(Outcome::new(Applied::Vm(vm), changes))
 }
 
@@ -139,5 +154,7 @@ pub(crate) fn delete(model: &Model, ctx: &Ctx<'_>, id: &str, if_match: Option<u6
         }
     }
     changes.push(Change::DeleteVm(id.to_string()));
+    // The host's feed drops the VM; its volumes stay bound to the host until they are deleted.
+    changes.extend(touch(model, ctx, vm.host.as_deref()));
     Ok(Outcome::new(Applied::Deleted, changes))
 }

@@ -11,6 +11,7 @@ use hci_shared::{validate, ApiError};
 
 use crate::apply::{check_id, check_if_match, Ctx, Decision, Outcome};
 use crate::change::Change;
+use crate::desired::touch;
 use crate::model::Model;
 use crate::quota;
 
@@ -61,6 +62,8 @@ pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &VolumeCreate
         image: None,
         cloned_from: None,
         attached_to: None,
+        source: spec.source.clone(),
+        host: None,
         snapshots: Vec::new(),
         created_at: ctx.at.to_string(),
         revision: ctx.index,
@@ -79,7 +82,9 @@ pub(crate) fn delete(model: &Model, ctx: &Ctx<'_>, id: &str, if_match: Option<u6
         )));
     }
     let released = quota::release(owner(model, volume)?, disk(volume.size_gib), ctx);
-    Ok(Outcome::new(Applied::Deleted, vec![Change::PutTenant(released), Change::DeleteVolume(id.to_string())]))
+    let mut changes = vec![Change::PutTenant(released), Change::DeleteVolume(id.to_string())];
+    changes.extend(touch(model, ctx, volume.host.as_deref()));
+    Ok(Outcome::new(Applied::Deleted, changes))
 }
 
 pub(crate) fn resize(model: &Model, ctx: &Ctx<'_>, id: &str, size_gib: u64, if_match: Option<u64>) -> Decision {
@@ -102,7 +107,9 @@ pub(crate) fn resize(model: &Model, ctx: &Ctx<'_>, id: &str, size_gib: u64, if_m
     let mut grown = volume.clone();
     grown.size_gib = size_gib;
     grown.revision = ctx.index;
-    Ok(Outcome::new(Applied::Volume(grown.clone()), vec![Change::PutTenant(charged), Change::PutVolume(grown)]))
+    let mut changes = vec![Change::PutTenant(charged), Change::PutVolume(grown.clone())];
+    changes.extend(touch(model, ctx, grown.host.as_deref()));
+    Ok(Outcome::new(Applied::Volume(grown), changes))
 }
 
 pub(crate) fn snapshot(model: &Model, ctx: &Ctx<'_>, id: &str, name: &str) -> Decision {
@@ -114,7 +121,9 @@ pub(crate) fn snapshot(model: &Model, ctx: &Ctx<'_>, id: &str, name: &str) -> De
     let mut snapshotted = volume.clone();
     snapshotted.snapshots.push(VolumeSnapshot { name: name.to_string(), created_at: ctx.at.to_string() });
     snapshotted.revision = ctx.index;
-    Ok(Outcome::new(Applied::Volume(snapshotted.clone()), vec![Change::PutVolume(snapshotted)]))
+    let mut changes = vec![Change::PutVolume(snapshotted.clone())];
+    changes.extend(touch(model, ctx, snapshotted.host.as_deref()));
+    Ok(Outcome::new(Applied::Volume(snapshotted), changes))
 }
 
 pub(crate) fn clone(model: &Model, ctx: &Ctx<'_>, id: &str, new_id: &str, name: &str) -> Decision {
@@ -132,9 +141,14 @@ pub(crate) fn clone(model: &Model, ctx: &Ctx<'_>, id: &str, new_id: &str, name: 
         image: source.image.clone(),
         cloned_from: Some(source.id.clone()),
         attached_to: None,
+        source: source.source.clone(),
+        // A clone is made from its source on the source's host, and stays there.
+        host: source.host.clone(),
         snapshots: Vec::new(),
         created_at: ctx.at.to_string(),
         revision: ctx.index,
     };
-    Ok(Outcome::new(Applied::Volume(copy.clone()), vec![Change::PutTenant(charged), Change::PutVolume(copy)]))
+    let mut changes = vec![Change::PutTenant(charged), Change::PutVolume(copy.clone())];
+    changes.extend(touch(model, ctx, copy.host.as_deref()));
+    Ok(Outcome::new(Applied::Volume(copy), changes))
 }

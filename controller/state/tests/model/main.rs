@@ -5,6 +5,7 @@
 mod cluster;
 mod hosts;
 mod persistence;
+mod placement;
 mod policies;
 mod properties;
 mod support;

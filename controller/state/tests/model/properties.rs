@@ -106,7 +106,7 @@ fn volume_commands() -> impl Strategy<Value = Command> {
         3 => (volume_id(), tenant(), short_name(), 1u64..50).prop_map(|(id, tenant, name, size_gib)| {
             Command::CreateVolume {
                 id,
-                spec: VolumeCreate { name, tenant, size_gib, pool: "default".to_string(), image: None },
+                spec: VolumeCreate { name, tenant, size_gib, pool: "default".to_string(), image: None, source: None },
             }
         }),
         1 => (volume_id(), if_match()).prop_map(|(id, if_match)| Command::DeleteVolume { id, if_match }),
@@ -147,7 +147,9 @@ fn create_vm_command() -> impl Strategy<Value = Command> {
                 volumes,
                 nics: zones.into_iter().map(|zone| NicRequest { zone }).collect(),
                 anti_affinity_group: None,
+                power: None,
             },
+            placement: None,
         })
 }
 
@@ -156,7 +158,7 @@ fn vm_commands() -> impl Strategy<Value = Command> {
     prop_oneof![
         5 => create_vm_command(),
         2 => (vm_id(), if_match()).prop_map(|(id, if_match)| Command::DeleteVm { id, if_match }),
-        1 => (vm_id(), power).prop_map(|(id, action)| Command::SetVmPower { id, action }),
+        1 => (vm_id(), power).prop_map(|(id, action)| Command::SetVmPower { id, action, placement: None }),
         1 => (vm_id(), prop::option::of(pick(&["h0"]))).prop_map(|(id, host)| Command::MigrateVm {
             id,
             request: VmMigrate { host, live: false },
@@ -292,7 +294,7 @@ proptest! {
             Command::CreateTenant { id: id.clone(), spec: TenantCreate { name: "tx".into(), description: other.clone(), quota: quota(1, 1, 1) } },
             create_zone(&name, &other, &id),
             create_policy(&id, Some(&name), &other, "z0", &other),
-            Command::CreateVolume { id: id.clone(), spec: VolumeCreate { name: name.clone(), tenant: "t0".into(), size_gib: n, pool: other.clone(), image: None } },
+            Command::CreateVolume { id: id.clone(), spec: VolumeCreate { name: name.clone(), tenant: "t0".into(), size_gib: n, pool: other.clone(), image: None, source: None } },
             Command::ResizeVolume { id: "v0".into(), size_gib: n, if_match: None },
             Command::CloneVolume { id: "v0".into(), new_id: id.clone(), name: name.clone() },
             Command::SnapshotVolume { id: id.clone(), name: name.clone() },

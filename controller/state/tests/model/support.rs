@@ -199,6 +199,7 @@ pub fn create_volume(id: &str, tenant: &str, name: &str, size_gib: u64) -> Comma
             size_gib,
             pool: "default".to_string(),
             image: None,
+            source: None,
         },
     }
 }
@@ -214,6 +215,7 @@ pub fn vm_spec(tenant: &str, name: &str, vcpus: u32, memory_mib: u64, volumes: &
         volumes: volumes.iter().map(|v| v.to_string()).collect(),
         nics: zones.iter().map(|z| NicRequest { zone: z.to_string() }).collect(),
         anti_affinity_group: None,
+        power: None,
     }
 }
 
@@ -226,7 +228,11 @@ pub fn create_vm(
     volumes: &[&str],
     zones: &[&str],
 ) -> Command {
-    Command::CreateVm { id: id.to_string(), spec: vm_spec(tenant, name, vcpus, memory_mib, volumes, zones) }
+    Command::CreateVm {
+        id: id.to_string(),
+        spec: vm_spec(tenant, name, vcpus, memory_mib, volumes, zones),
+        placement: None,
+    }
 }
 
 // ---- unwrapping answers -----------------------------------------------------------------------

@@ -24,7 +24,7 @@ fn delete_vm(id: &str) -> Command {
 }
 
 fn power(id: &str, action: PowerAction) -> Command {
-    Command::SetVmPower { id: id.to_string(), action }
+    Command::SetVmPower { id: id.to_string(), action, placement: None }
 }
 
 fn migrate(id: &str, host: Option<&str>) -> Command {
@@ -56,11 +56,11 @@ fn firmware_defaults_follow_the_arch_and_explicit_firmware_is_kept() {
     let mut h = setup();
     let mut spec = vm_spec("finance", "power", 1, 512, &[], &[]);
     spec.arch = "ppc64le".to_string();
-    let vm = as_vm(h.ok(Command::CreateVm { id: "m1".to_string(), spec }));
+    let vm = as_vm(h.ok(Command::CreateVm { id: "m1".to_string(), spec, placement: None }));
     assert_eq!(vm.firmware, "ppc64le-pseries");
     let mut spec = vm_spec("finance", "secure", 1, 512, &[], &[]);
     spec.firmware = Some("x86_64-uefi-secureboot".to_string());
-    let vm = as_vm(h.ok(Command::CreateVm { id: "m2".to_string(), spec }));
+    let vm = as_vm(h.ok(Command::CreateVm { id: "m2".to_string(), spec, placement: None }));
     assert_eq!(vm.firmware, "x86_64-uefi-secureboot");
 }
 

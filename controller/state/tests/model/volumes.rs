@@ -65,6 +65,7 @@ fn images_do_not_exist_yet() {
             size_gib: 10,
             pool: "default".to_string(),
             image: Some("debian-12".to_string()),
+            source: None,
         },
     });
     assert_invalid(&e, "image", &["image 'debian-12' does not exist"]);

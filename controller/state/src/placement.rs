@@ -1,0 +1,237 @@
+//! Placement in the replicated model: the planner's view kept in step with the tables, planning a
+//! VM on the leader, and checking the leader's decision again when the command is applied.
+//!
+//! It exists so a decision is judged against the state at its own point of the log: two creates
+//! planned against the same state through different members are applied one after the other, and
+//! the second is refused (409, the planner's words) if the first took the room. The view is derived
+//! data: `commit` follows every host, tenant, VM and volume change, `load` rebuilds it. It must never
+//! hold anything that cannot be recomputed from the tables.
+//!
+//! Defaults for what hosts do not report yet: every host reaches every zone (requests carry no
+//! zones), vCPUs are overcommitted [`VCPU_OVERCOMMIT_PERCENT`] (4:1), a pool's baseline is zero (only
+//! the volumes of VMs placed on the host count against its disk cap).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hci_placement::{
+    place, verify, ClusterView, Decision, HostSpec, PlacedVm, PlacementRequest, Policy, PoolSpec, Resources, Strategy,
+    VolumeDemand,
+};
+use hci_shared::api::VmCreate;
+use hci_shared::command::Placement;
+use hci_shared::resources::{Host, HostState, Tenant, Vm};
+use hci_shared::ApiError;
+
+use crate::model::Model;
+
+/// vCPUs per host CPU thread, in percent, until hosts report their own ratio.
+pub const VCPU_OVERCOMMIT_PERCENT: u32 = 400;
+
+const GIB: u64 = 1 << 30;
+
+/// The planner's view of the model. Equal for two models holding equal records, whatever order
+/// the hosts were added in (slots and index are not compared; hosts and placed VMs are).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PlacementView(pub ClusterView);
+
+impl PartialEq for PlacementView {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.hosts().eq(other.0.hosts()) && self.0.placed_vms().eq(other.0.placed_vms())
+    }
+}
+
+impl Eq for PlacementView {}
+
+fn host_state(state: HostState) -> hci_placement::HostState {
+    match state {
+        HostState::Ready => hci_placement::HostState::Ready,
+        HostState::Maintenance => hci_placement::HostState::Maintenance,
+        HostState::Offline => hci_placement::HostState::Offline,
+        HostState::Fenced => hci_placement::HostState::Fenced,
+    }
+}
+
+/// A host record as the planner sees it.
+pub(crate) fn host_spec(host: &Host) -> HostSpec {
+    let inventory = &host.inventory;
+    HostSpec {
+        id: host.id.clone(),
+        site: host.site.clone(),
+        arch: host.arch.clone(),
+        state: host_state(host.state),
+        firmware_profiles: inventory.firmware_profiles.iter().cloned().collect(),
+        zones: BTreeSet::new(),
+        cpus: inventory.cpus,
+        vcpu_overcommit_percent: VCPU_OVERCOMMIT_PERCENT,
+        memory_mib: inventory.memory_mib,
+        pools: inventory
+            .pools
+            .iter()
+            .map(|pool| (pool.name.clone(), PoolSpec { capacity_bytes: pool.capacity_bytes, allocated_bytes: 0 }))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn tenant_limit(tenant: &Tenant) -> Resources {
+    let quota = tenant.quota;
+    Resources {
+        vcpus: u64::from(quota.vcpus),
+        memory_mib: quota.memory_mib,
+        disk_bytes: quota.disk_gib.saturating_mul(GIB),
+    }
+}
+
+/// What a VM asks of a host: its size, arch, firmware, group and its volumes' pools and sizes
+/// (volumes the model does not hold are left out; applying refuses them anyway).
+pub(crate) fn request(model: &Model, vm: &Vm) -> PlacementRequest {
+    let volumes = vm
+        .volumes
+        .iter()
+        .filter_map(|id| model.volumes.get(id))
+        .map(|v| VolumeDemand { pool: v.pool.clone(), size_bytes: v.size_gib.saturating_mul(GIB) })
+        .collect();
+    PlacementRequest {
+        vm: vm.id.clone(),
+        tenant: vm.tenant.clone(),
+        vcpus: vm.vcpus,
+        memory_mib: vm.memory_mib,
+        arch: vm.arch.clone(),
+        firmware: vm.firmware.clone(),
+        site: None,
+        zones: BTreeSet::new(),
+        anti_affinity_group: vm.anti_affinity_group.clone(),
+        volumes,
+        exclude_hosts: BTreeSet::new(),
+    }
+}
+
+/// The host the VM's volumes are already bound to, if any (all must agree).
+fn bound_host<'m>(model: &'m Model, vm: &Vm) -> Result<Option<&'m str>, ApiError> {
+    let mut bound: Option<&str> = None;
+    for volume in vm.volumes.iter().filter_map(|id| model.volumes.get(id)) {
+        match (bound, volume.host.as_deref()) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(ApiError::conflict(format!(
+                    "vm '{}' cannot be placed: its volumes are on hosts '{a}' and '{b}'",
+                    vm.name
+                )))
+            }
+            (None, Some(b)) => bound = Some(b),
+            _ => {}
+        }
+    }
+    Ok(bound)
+}
+
+fn refused(nofit: hci_placement::NoFit) -> ApiError {
+    ApiError::no_capacity(nofit.to_string())
+}
+
+impl Model {
+    /// The planner's view of this model (hosts, placed VMs, tenants' accounts).
+    pub fn placement_view(&self) -> &ClusterView {
+        &self.placement.0
+    }
+
+    /// Plans where `vm` (not yet placed; it need not exist in the model) goes under `policy`: the
+    /// host its volumes are bound to, if any, else the planner's choice. `None` when the site has no
+    /// host at all. A refusal is the 409 the caller gets.
+    pub fn plan(&self, vm: &Vm, policy: &Policy) -> Result<Option<Placement>, ApiError> {
+        let view = &self.placement.0;
+        if view.host_count() == 0 {
+            return Ok(None);
+        }
+        let request = request(self, vm);
+        let cap_percent = policy.cap_percent();
+        let host = match bound_host(self, vm)? {
+            Some(host) => {
+                let decision = Decision { host: host.to_string(), previous_host: None, request };
+                verify(view, &decision, policy).map_err(refused)?;
+                decision.host
+            }
+            None => place(view, &request, policy).map_err(refused)?.host,
+        };
+        Ok(Some(Placement { host, cap_percent }))
+    }
+
+    /// Plans a VM about to be created from `spec` (see [`Model::plan`]).
+    pub fn plan_create(&self, id: &str, spec: &VmCreate, policy: &Policy) -> Result<Option<Placement>, ApiError> {
+        let vm = crate::vms::new_vm(id, spec, Vec::new(), "", 0);
+        self.plan(&vm, policy)
+    }
+
+    /// Plans the start of VM `id`: a placement only when it exists and is not placed yet.
+    pub fn plan_start(&self, id: &str, policy: &Policy) -> Result<Option<Placement>, ApiError> {
+        match self.vms.get(id) {
+            Some(vm) if vm.host.is_none() => self.plan(vm, policy),
+            _ => Ok(None),
+        }
+    }
+
+    /// Checks a committed decision for `vm` against the state now (cap, quota, every filter, the
+    /// host its volumes are bound to). Returns the host.
+    pub(crate) fn check_placement(&self, vm: &Vm, placement: &Placement) -> Result<String, ApiError> {
+        let policy = Policy::new(placement.cap_percent, Strategy::Spread)
+            .map_err(|e| ApiError::invalid("placement.cap_percent", e.to_string()))?;
+        if let Some(bound) = bound_host(self, vm)? {
+            if bound != placement.host {
+                return Err(ApiError::conflict(format!(
+                    "vm '{}' was planned on host '{}' but its volumes are on host '{bound}'; retry",
+                    vm.name, placement.host
+                )));
+            }
+        }
+        let decision = Decision { host: placement.host.clone(), previous_host: None, request: request(self, vm) };
+        verify(&self.placement.0, &decision, &policy).map_err(refused)?;
+        Ok(placement.host.clone())
+    }
+
+    /// Keeps the view in step with a host record.
+    pub(crate) fn follow_host(&mut self, old: Option<&Host>, host: &Host) {
+        let same = old.is_some_and(|old| {
+            old.state == host.state && old.inventory == host.inventory && old.arch == host.arch && old.site == host.site
+        });
+        if !same {
+            self.placement.0.upsert_host(host_spec(host));
+        }
+    }
+
+    pub(crate) fn follow_tenant(&mut self, tenant: &Tenant) {
+        self.placement.0.set_tenant_limit(&tenant.name, tenant_limit(tenant));
+    }
+
+    /// Books the VM where its record says it is (or releases it when unplaced or gone).
+    pub(crate) fn follow_vm(&mut self, id: &str) {
+        let placed = self.vms.get(id).and_then(|vm| {
+            let host = vm.host.clone()?;
+            Some(PlacedVm { host, request: request(self, vm) })
+        });
+        let view = &mut self.placement.0;
+        match placed {
+            Some(placed) => {
+                // Refused only for a host or tenant the view lacks, which a consistent model never has.
+                let _ = view.restore(placed);
+            }
+            None => {
+                let _ = view.release(id);
+            }
+        }
+    }
+
+    /// Rebuilds the view from the tables (load, snapshot install).
+    pub(crate) fn rebuild_placement(&mut self) {
+        self.placement = PlacementView::default();
+        let hosts: Vec<Host> = self.hosts.values().cloned().collect();
+        for host in &hosts {
+            self.follow_host(None, host);
+        }
+        let tenants: Vec<Tenant> = self.tenants.values().cloned().collect();
+        for tenant in &tenants {
+            self.follow_tenant(tenant);
+        }
+        let vms: Vec<String> = self.vms.values().filter(|vm| vm.host.is_some()).map(|vm| vm.id.clone()).collect();
+        for id in vms {
+            self.follow_vm(&id);
+        }
+    }
+}

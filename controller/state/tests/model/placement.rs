@@ -1,0 +1,169 @@
+//! Placement in the model: the leader's plan, the check at apply time (racing decisions never
+//! over-commit a host), anti-affinity, binding volumes to the host, and each host's desired state
+//! with its generation.
+
+use hci_placement::{Policy, Strategy};
+use hci_shared::command::{Command, JoinAuth, Placement, PowerAction};
+use hci_shared::hosts::{HostInventory, HostJoin, HostPool};
+use hci_shared::resources::PowerState;
+use hci_shared::ErrorCode;
+
+use crate::support::*;
+
+const TOKEN: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+fn join(h: &mut Harness, id: &str, memory_mib: u64) {
+    let token = format!("{}{}", &TOKEN[..60], h.index + 1000);
+    h.ok(Command::CreateJoinToken {
+        sha256: token.clone(),
+        site: "primary".into(),
+        expires_at: "2030-01-01T00:00:00Z".into(),
+    });
+    let spec = HostJoin {
+        host_id: id.into(),
+        site: "primary".into(),
+        arch: "x86_64".into(),
+        agent_url: "http://10.0.0.1:7100".into(),
+        inventory: HostInventory {
+            cpus: 2,
+            memory_mib,
+            accelerator: "tcg".into(),
+            libvirt_version: "9.0.0".into(),
+            pools: vec![HostPool {
+                name: "default".into(),
+                backend: "dir-qcow2".into(),
+                capacity_bytes: 100 << 30,
+                allocation_bytes: 0,
+                available_bytes: 100 << 30,
+            }],
+            firmware_profiles: vec!["x86_64-bios".into()],
+        },
+    };
+    let credential = format!("{:0>64}", h.index);
+    h.ok(Command::JoinHost { auth: JoinAuth::Token { sha256: token }, new_credential_sha256: Some(credential), spec });
+}
+
+fn setup(hosts: &[&str]) -> Harness {
+    let mut h = Harness::new();
+    h.ok(Command::Bootstrap { site: "primary".into(), admin_token_sha256: "f".repeat(64) });
+    h.with_tenant("finance", 64, 65536, 1000);
+    for host in hosts {
+        join(&mut h, host, 4096);
+    }
+    h
+}
+
+fn policy() -> Policy {
+    Policy::new(80, Strategy::Spread).expect("80 is allowed")
+}
+
+/// Plans on the current model, like the leader does, and returns the command to propose.
+fn planned(
+    h: &Harness,
+    id: &str,
+    memory_mib: u64,
+    volumes: &[&str],
+    group: Option<&str>,
+) -> Result<Command, hci_shared::ApiError> {
+    let mut spec = vm_spec("finance", id, 1, memory_mib, volumes, &[]);
+    spec.anti_affinity_group = group.map(str::to_string);
+    let placement = h.model.plan_create(id, &spec, &policy())?;
+    Ok(Command::CreateVm { id: id.to_string(), spec, placement })
+}
+
+#[test]
+fn a_vm_is_placed_under_the_cap_and_appears_in_its_hosts_desired_state() {
+    let mut h = setup(&["h1", "h2"]);
+    h.ok(create_volume("v1", "finance", "root", 10));
+    let vm = as_vm(h.ok(planned(&h, "m1", 1024, &["v1"], None).expect("fits")));
+    assert_eq!(vm.host.as_deref(), Some("h1"), "spread: equal loads go to the lowest id");
+    assert_eq!(h.volume("v1").host.as_deref(), Some("h1"), "a vm's volumes are placed with it");
+    let created = h.index;
+    let desired = h.model.host_desired("h1").expect("h1 exists");
+    assert_eq!(desired.generation, created);
+    assert_eq!(desired.vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["m1"]);
+    assert_eq!(desired.vms[0].disks, ["v1"]);
+    assert_eq!(desired.volumes.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["v1"]);
+    assert!(h.model.host_desired("h2").expect("h2").vms.is_empty());
+
+    let vm = as_vm(h.ok(planned(&h, "m2", 1024, &[], None).expect("fits")));
+    assert_eq!(vm.host.as_deref(), Some("h2"), "spread: the less loaded host");
+    assert_eq!(h.model.host_desired("h1").expect("h1").generation, created, "h1 untouched");
+
+    h.ok(Command::SetVmPower { id: "m1".into(), action: PowerAction::Stop, placement: None });
+    let desired = h.model.host_desired("h1").expect("h1");
+    assert_eq!((desired.generation, desired.vms[0].power), (h.index, PowerState::Stopped));
+
+    h.ok(Command::DeleteVm { id: "m1".into(), if_match: None });
+    let desired = h.model.host_desired("h1").expect("h1");
+    assert_eq!(desired.generation, h.index);
+    assert!(desired.vms.is_empty(), "delete releases the placement");
+    assert_eq!(desired.volumes.len(), 1, "the volume stays on its host until it is deleted");
+    assert_eq!(h.model.placement_view().host("h1").expect("h1").allocated_memory_mib(), 0);
+    h.ok(Command::DeleteVolume { id: "v1".into(), if_match: None });
+    assert!(h.model.host_desired("h1").expect("h1").volumes.is_empty());
+}
+
+#[test]
+fn two_decisions_planned_on_the_same_state_never_over_commit_a_host() {
+    let mut h = setup(&["h1"]);
+    // Both plans see an empty h1; 2 x 2048 MiB is above 80 % of 4096.
+    let first = planned(&h, "m1", 2048, &[], None).expect("fits");
+    let second = planned(&h, "m2", 2048, &[], None).expect("fits on the same state");
+    h.ok(first);
+    let e = h.refused(second);
+    assert_refusal(&e, ErrorCode::NoCapacity, &["vm m2 does not fit host h1", "80 % memory cap"]);
+    assert!(h.model.vm("m2").is_none(), "the loser changed nothing");
+    // Planned now, it is refused before it is proposed, counting the hosts per constraint.
+    let e = planned(&h, "m3", 2048, &[], None).expect_err("no room");
+    assert_refusal(&e, ErrorCode::NoCapacity, &["1 host would exceed the 80 % memory cap"]);
+}
+
+#[test]
+fn anti_affinity_spreads_a_group_and_refuses_when_every_host_has_a_member() {
+    let mut h = setup(&["h1", "h2"]);
+    let a = as_vm(h.ok(planned(&h, "a", 256, &[], Some("db")).expect("fits")));
+    // Pack would put b next to a; the group keeps them apart.
+    let mut spec = vm_spec("finance", "b", 1, 256, &[], &[]);
+    spec.anti_affinity_group = Some("db".into());
+    let placement = h.model.plan_create("b", &spec, &policy().with_strategy(Strategy::Pack)).expect("fits");
+    let b = as_vm(h.ok(Command::CreateVm { id: "b".into(), spec, placement }));
+    assert_ne!(a.host, b.host);
+    let e = planned(&h, "c", 256, &[], Some("db")).expect_err("two hosts, two members");
+    assert_refusal(&e, ErrorCode::NoCapacity, &["2 hosts already running a member of anti-affinity group db"]);
+}
+
+#[test]
+fn a_vm_created_before_any_host_is_placed_by_its_start() {
+    let mut h = setup(&[]);
+    let command = planned(&h, "m1", 512, &[], None).expect("no hosts: nothing to plan");
+    assert!(matches!(&command, Command::CreateVm { placement: None, .. }));
+    h.ok(command);
+    join(&mut h, "h1", 4096);
+    let placement = h.model.plan_start("m1", &policy()).expect("fits");
+    assert_eq!(placement.as_ref().map(|p| p.host.as_str()), Some("h1"));
+    let vm = as_vm(h.ok(Command::SetVmPower { id: "m1".into(), action: PowerAction::Start, placement }));
+    assert_eq!(vm.host.as_deref(), Some("h1"));
+    assert_eq!(h.model.host_desired("h1").expect("h1").vms.len(), 1);
+}
+
+#[test]
+fn a_decision_above_the_80_percent_cap_or_off_the_volumes_host_is_refused_at_apply() {
+    let mut h = setup(&["h1", "h2"]);
+    let spec = vm_spec("finance", "m1", 1, 512, &[], &[]);
+    let placement = Some(Placement { host: "h1".into(), cap_percent: 95 });
+    let e = h.refused(Command::CreateVm { id: "m1".into(), spec, placement });
+    assert_invalid(&e, "placement.cap_percent", &["above the maximum of 80"]);
+
+    h.ok(create_volume("v1", "finance", "root", 1));
+    h.ok(planned(&h, "m1", 512, &["v1"], None).expect("fits"));
+    h.ok(Command::DeleteVm { id: "m1".into(), if_match: None });
+    let bound = h.volume("v1").host.clone().expect("bound");
+    let other = if bound == "h1" { "h2" } else { "h1" };
+    let spec = vm_spec("finance", "m2", 1, 512, &["v1"], &[]);
+    let planned_host = h.model.plan_create("m2", &spec, &policy()).expect("fits").expect("placed");
+    assert_eq!(planned_host.host, bound, "a vm goes where its volumes are");
+    let placement = Some(Placement { host: other.into(), cap_percent: 80 });
+    let e = h.refused(Command::CreateVm { id: "m2".into(), spec, placement });
+    assert_refusal(&e, ErrorCode::Conflict, &["its volumes are on host"]);
+}
