@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs the Debian 12 packages that building, testing, the demo and the
 # benchmarks need (RocksDB and clang for the build, jq/curl for the scripts, promtool, etcd and wrk for
-# the benchmark), and checks that the Rust toolchain is there. Run as root. Idempotent: when every
-# package is already installed it only checks and returns within a second. It never leaves a daemon
-# running: service starts by package scripts are blocked with policy-rc.d while apt runs.
+# the benchmark, cpio, kmod and e2fsprogs for the LVM-thin tests' VM), and checks that the Rust
+# toolchain is there. Run as root. Idempotent: when every package is already installed it only checks
+# and returns within a second. It never leaves a daemon running: service starts by package scripts are
+# blocked with policy-rc.d while apt runs.
 set -euo pipefail
 
 PACKAGES=(
@@ -11,6 +12,7 @@ PACKAGES=(
   curl jq ca-certificates procps iproute2 python3             # demo and scripts (python3: free ports)
   prometheus                                                  # promtool, to check /metrics
   lvm2 thin-provisioning-tools                                # the agent's LVM-thin volume backend
+  cpio kmod e2fsprogs                                         # scripts/lvm-vm (its QEMU: libvirt/up.sh)
   etcd-server etcd-client wrk                                 # bench/raft-writes
 )
 MIN_RUST="1.80" # the workspace's rust-version
