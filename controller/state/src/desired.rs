@@ -32,7 +32,8 @@ fn volume_desired(volume: &Volume) -> VolumeDesired {
     let source = match (&volume.cloned_from, &volume.source) {
         (Some(from), _) => VolumeSource::Clone { from: from.clone(), snapshot: None },
         (None, Some(image)) => VolumeSource::Image(ImageRef {
-            name: format!("sha256-{}", image.sha256),
+            // A DNS label the agent's image store keys by: the same image always has the same name.
+            name: format!("img-{}", image.sha256.get(..16).unwrap_or(&image.sha256)),
             source: image.url.clone(),
             format: match image.format {
                 DiskFormat::Qcow2 => ImageFormat::Qcow2,

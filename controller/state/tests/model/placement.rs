@@ -3,9 +3,11 @@
 //! with its generation.
 
 use hci_placement::{Policy, Strategy};
+use hci_shared::agent::VolumeSource;
+use hci_shared::agent_validate;
 use hci_shared::command::{Command, JoinAuth, Placement, PowerAction};
 use hci_shared::hosts::{HostInventory, HostJoin, HostPool};
-use hci_shared::resources::PowerState;
+use hci_shared::resources::{DiskFormat, ImageSource, PowerState};
 use hci_shared::ErrorCode;
 
 use crate::support::*;
@@ -74,7 +76,13 @@ fn planned(
 #[test]
 fn a_vm_is_placed_under_the_cap_and_appears_in_its_hosts_desired_state() {
     let mut h = setup(&["h1", "h2"]);
-    h.ok(create_volume("v1", "finance", "root", 10));
+    let Command::CreateVolume { id, mut spec } = create_volume("v1", "finance", "root", 10) else { unreachable!() };
+    spec.source = Some(ImageSource {
+        url: "file:///var/lib/guest.qcow2".into(),
+        sha256: "ab".repeat(32),
+        format: DiskFormat::Qcow2,
+    });
+    h.ok(Command::CreateVolume { id, spec });
     let vm = as_vm(h.ok(planned(&h, "m1", 1024, &["v1"], None).expect("fits")));
     assert_eq!(vm.host.as_deref(), Some("h1"), "spread: equal loads go to the lowest id");
     assert_eq!(h.volume("v1").host.as_deref(), Some("h1"), "a vm's volumes are placed with it");
@@ -84,6 +92,8 @@ fn a_vm_is_placed_under_the_cap_and_appears_in_its_hosts_desired_state() {
     assert_eq!(desired.vms.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["m1"]);
     assert_eq!(desired.vms[0].disks, ["v1"]);
     assert_eq!(desired.volumes.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["v1"]);
+    assert!(matches!(&desired.volumes[0].source, VolumeSource::Image(i) if i.source == "file:///var/lib/guest.qcow2"));
+    agent_validate::host_desired(&desired).expect("the agent accepts the feed");
     assert!(h.model.host_desired("h2").expect("h2").vms.is_empty());
 
     let vm = as_vm(h.ok(planned(&h, "m2", 1024, &[], None).expect("fits")));

@@ -1,0 +1,192 @@
+//! Issue #4 end to end on real libvirt: 3 controllers and 3 agents (simulated hosts); a tenant, a
+//! volume made from the test guest image and a VM created through `hcictl` are placed on a host, the
+//! guest boots there (its console shows HCI-GUEST-BOOTED through that host's agent), `GET /v1/vms`
+//! shows the host, desired power and the state the agent reported; stop, start and delete reach the
+//! host through its feed; an anti-affinity group spreads over the three hosts and a fourth member is
+//! refused (created stopped, so only one guest ever boots).
+//!
+//! Needs root and `scripts/libvirt/up.sh` (one libvirt instance per simulated host).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hci_tests::agent::{sha256_file, test_guest, AgentProc, LibvirtHost};
+use hci_tests::{bins, poll, Api, Cluster};
+use serde_json::{json, Value};
+
+const BOOT: Duration = Duration::from_secs(180);
+/// Heartbeats (which carry the VMs' reported state) come every quarter of the lease.
+const LEASE_MS: u64 = 2000;
+
+fn hcictl(c: &Cluster, args: &[&str]) -> Value {
+    let out = Command::new(bins::hcictl())
+        .args(["-o", "json"])
+        .args(args)
+        .env("HCI_URL", c.urls())
+        .env("HCI_TOKEN", c.token())
+        .output()
+        .expect("run hcictl");
+    assert!(
+        out.status.success(),
+        "hcictl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Polls `GET /v1/vms/{id}` until its reported state is `state`.
+fn wait_actual(api: &Api, id: &str, state: &str) -> Value {
+    poll(&format!("vm {id} reported {state}"), BOOT, || {
+        let r = api.try_get(1, &format!("/v1/vms/{id}"))?;
+        if r.json["status"]["actual"] == state {
+            Ok(r.json)
+        } else {
+            Err(r.json["status"].to_string())
+        }
+    })
+}
+
+#[test]
+fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
+    let c = Cluster::builder(3).arg("--host-lease-ms").arg(&LEASE_MS.to_string()).start();
+    let api = c.api();
+    let pid = std::process::id();
+    let ids: Vec<String> = (1..=3).map(|i| format!("pa{i}-{pid}")).collect();
+    let hosts: Vec<LibvirtHost> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids.iter().map(|id| s.spawn(move || LibvirtHost::up(id))).collect();
+        handles.into_iter().map(|h| h.join().expect("libvirt host up")).collect()
+    });
+    let tokens = tempfile::tempdir().expect("tempdir");
+    let agents: Vec<AgentProc> = hosts
+        .iter()
+        .map(|h| {
+            let token = hcictl(&c, &["host", "join-token", "create"]);
+            let file: PathBuf = tokens.path().join(&h.id);
+            std::fs::write(&file, token["token"].as_str().expect("token")).expect("token file");
+            AgentProc::start_with(
+                h,
+                &["--controller".into(), c.urls(), "--token-file".into(), file.display().to_string()],
+            )
+        })
+        .collect();
+    for id in &ids {
+        poll(&format!("host {id} ready"), Duration::from_secs(60), || {
+            let r = api.try_get(1, &format!("/v1/hosts/{id}"))?;
+            if r.json["state"] == "ready" && r.json["heartbeat"].is_object() {
+                Ok(())
+            } else {
+                Err(r.text)
+            }
+        });
+    }
+
+    // --- tenant, volume from the guest image, VM -----------------------------------------------------
+    let started = Instant::now();
+    hcictl(&c, &["tenant", "create", "pa", "--vcpus", "16", "--memory-mib", "16384", "--disk-gib", "100"]);
+    let disk = test_guest().join("disk.qcow2");
+    let url = format!("file://{}", disk.display());
+    let sha = sha256_file(&disk);
+    let volume = hcictl(
+        &c,
+        &[
+            "volume",
+            "create",
+            "boot",
+            "--tenant",
+            "pa",
+            "--size-gib",
+            "1",
+            "--source-url",
+            &url,
+            "--source-sha256",
+            &sha,
+        ],
+    );
+    assert_eq!(volume["source"]["sha256"], sha.as_str(), "{volume}");
+    let vm = hcictl(
+        &c,
+        &["vm", "create", "web", "--tenant", "pa", "--vcpus", "1", "--memory-mib", "256", "--volume", "boot"],
+    );
+    let vm_id = vm["id"].as_str().expect("id").to_string();
+    let host = vm["host"].as_str().expect("placed at create").to_string();
+    let i = ids.iter().position(|id| *id == host).expect("one of the three hosts");
+    let agent = &agents[i];
+    agent.wait_console(&vm_id, "HCI-GUEST-BOOTED", BOOT);
+    eprintln!("MEASURE create through hcictl → guest booted on {host} in {:?}", started.elapsed());
+    let shown = wait_actual(api, &vm_id, "running");
+    assert_eq!(shown["status"]["host"], host.as_str(), "{shown}");
+    assert_eq!(shown["status"]["desired_power"], "running", "{shown}");
+    assert!(shown["status"]["last_error"].is_null(), "{shown}");
+    let volume = api.get(1, &format!("/v1/volumes/{}", volume["id"].as_str().expect("id"))).expect(200, "volume");
+    assert_eq!(volume.json["host"], host.as_str(), "the volume went with its vm");
+    for (j, h) in hosts.iter().enumerate() {
+        let ours = h.domains().iter().any(|d| d.contains(&vm_id));
+        assert_eq!(ours, j == i, "the vm is defined on {host} only; {} has {:?}", h.id, h.domains());
+    }
+
+    // --- stop, start --------------------------------------------------------------------------------
+    hcictl(&c, &["vm", "stop", &vm_id]);
+    wait_actual(api, &vm_id, "stopped");
+    hcictl(&c, &["vm", "start", &vm_id]);
+    poll("a second boot", BOOT, || {
+        let boots = agent.console(&vm_id).matches("HCI-GUEST-BOOTED").count();
+        if boots >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{boots} boots"))
+        }
+    });
+    wait_actual(api, &vm_id, "running");
+
+    // --- anti-affinity over the three hosts (stopped VMs: placed, never booted) ---------------------
+    let mut group: Vec<String> = (1..=3)
+        .map(|n| {
+            let vm = hcictl(
+                &c,
+                &[
+                    "vm",
+                    "create",
+                    &format!("db{n}"),
+                    "--tenant",
+                    "pa",
+                    "--vcpus",
+                    "1",
+                    "--memory-mib",
+                    "128",
+                    "--anti-affinity-group",
+                    "db",
+                    "--stopped",
+                ],
+            );
+            vm["host"].as_str().expect("placed").to_string()
+        })
+        .collect();
+    group.sort();
+    group.dedup();
+    assert_eq!(group.len(), 3, "{group:?}");
+    let r = api
+        .post_json(
+            2,
+            "/v1/vms",
+            &json!({"name": "db4", "tenant": "pa", "vcpus": 1, "memory_mib": 128,
+        "anti_affinity_group": "db", "power": "stopped"}),
+        )
+        .expect(409, "a fourth member");
+    assert!(
+        r.error_message().unwrap_or("").contains("3 hosts already running a member of anti-affinity group db"),
+        "{r}"
+    );
+
+    // --- delete -------------------------------------------------------------------------------------
+    hcictl(&c, &["vm", "delete", &vm_id]);
+    poll("the domain removed from its host", Duration::from_secs(60), || {
+        let domains = hosts[i].domains();
+        if domains.iter().any(|d| d.contains(&vm_id)) {
+            Err(format!("{domains:?}"))
+        } else {
+            Ok(())
+        }
+    });
+}
