@@ -44,6 +44,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/kmod.sh
+source "$HERE/../kmod.sh" # copy_modules
 CACHE=${HCI_GUEST_CACHE:-/var/cache/hci-guest}
 # The layout version of the outputs: part of inputs.txt, so a change here rebuilds every cache.
 # 2: ppc64el also builds disk-ppc64le.qcow2 (SLOF -> PReP -> GRUB ieee1275 disk boot).
@@ -194,23 +196,7 @@ build_initrd() { # build_initrd KERNEL_ROOT KVER BUSYBOX_ROOT OUTFILE
   cp "$bbroot/bin/busybox" "$root/bin/busybox"
   install -m 755 "$HERE/init" "$root/init"
 
-  # Module order: modprobe --show-depends on a depmod of the unpacked tree, first occurrence wins.
-  depmod -b "$kroot" "$kver"
-  local m line ko
-  : >"$root/etc/hci/modules"
-  for m in "${MODULES[@]}"; do
-    if grep -Eq "/${m//_/[_-]}\.ko$" "$kroot/lib/modules/$kver/modules.builtin"; then continue; fi
-    modprobe -d "$kroot" -S "$kver" --show-depends "$m" >"$WORK/deps" 2>/dev/null ||
-      die "module $m is neither built in nor a module of $kver"
-    while read -r line; do
-      case $line in builtin*) continue ;; esac
-      ko=${line#insmod }; ko=${ko%% *}; ko=${ko#"$kroot/lib/modules/$kver/"}
-      grep -qxF "$ko" "$root/etc/hci/modules" && continue
-      echo "$ko" >>"$root/etc/hci/modules"
-      mkdir -p "$root/lib/modules/$kver/$(dirname "$ko")"
-      cp "$kroot/lib/modules/$kver/$ko" "$root/lib/modules/$kver/$ko"
-    done <"$WORK/deps"
-  done
+  copy_modules "$kroot" "$kver" "$root" "$root/etc/hci/modules" "$WORK" "${MODULES[@]}"
 
   find "$root" -exec touch -h -d "@$EPOCH" {} +
   (cd "$root" && find . -mindepth 1 | sort | cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -9 -n >"$outfile"

@@ -28,6 +28,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LOG_PREFIX=lvm-vm-build
 # shellcheck source=scripts/libvirt/common.sh
 source "$HERE/../libvirt/common.sh" # log, die
+# shellcheck source=scripts/kmod.sh
+source "$HERE/../kmod.sh" # copy_modules
 
 OUT=${1:-${HCI_LVM_VM_CACHE:-/var/cache/hci-lvm-vm}}
 DEBS=${HCI_GUEST_CACHE:-/var/cache/hci-guest}
@@ -97,27 +99,12 @@ fetch() {
 
 build_initrd() { # build_initrd KERNEL_ROOT KVER BUSYBOX OUTFILE
   local kroot=$1 kver=$2 busybox=$3 outfile=$4
-  local root=$WORK/initrd m line ko
+  local root=$WORK/initrd
   mkdir -p "$root/bin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/lower" "$root/rw" "$root/root"
   cp "$busybox" "$root/bin/busybox"
   install -m 755 "$HERE/init" "$root/init"
-  depmod -b "$kroot" "$kver"
-  # Load order: modprobe --show-depends on the unpacked tree (soft dependencies included), first
-  # occurrence wins; init insmods them in this order.
-  : >"$root/etc/modules"
-  for m in "${MODULES[@]}"; do
-    if grep -Eq "/${m//_/[_-]}\.ko$" "$kroot/lib/modules/$kver/modules.builtin"; then continue; fi
-    modprobe -d "$kroot" -S "$kver" --show-depends "$m" >"$WORK/deps" 2>/dev/null ||
-      die "module $m is neither built in nor a module of $kver"
-    while read -r line; do
-      case $line in builtin*) continue ;; esac
-      ko=${line#insmod }; ko=${ko%% *}; ko=${ko#"$kroot/lib/modules/$kver/"}
-      grep -qxF "$ko" "$root/etc/modules" && continue
-      echo "$ko" >>"$root/etc/modules"
-      mkdir -p "$root/lib/modules/$kver/$(dirname "$ko")"
-      cp "$kroot/lib/modules/$kver/$ko" "$root/lib/modules/$kver/$ko"
-    done <"$WORK/deps"
-  done
+  # Load order (soft dependencies included, first occurrence wins); init insmods them in this order.
+  copy_modules "$kroot" "$kver" "$root" "$root/etc/modules" "$WORK" "${MODULES[@]}"
   echo "$kver" >"$root/etc/kernel-release"
   find "$root" -exec touch -h -d "@$EPOCH" {} +
   (cd "$root" && find . -mindepth 1 | sort | cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -9 -n >"$outfile"

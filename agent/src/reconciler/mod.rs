@@ -127,9 +127,7 @@ fn run_volume_action(res: &HostResources, desired: &HostDesired, action: &Volume
             let source = source_spec(res, &wanted.source)?;
             backend.create(id, *capacity_bytes, &source).map_err(|e| e.to_string())
         }
-        VolumeAction::Grow { capacity_bytes, .. } => {
-            backend.resize(id, *capacity_bytes).map_err(|e| e.to_string())
-        }
+        VolumeAction::Grow { capacity_bytes, .. } => backend.resize(id, *capacity_bytes).map_err(|e| e.to_string()),
     }
 }
 
