@@ -124,6 +124,13 @@ pub(crate) fn migrate(model: &Model, ctx: &Ctx<'_>, id: &str, request: &VmMigrat
         .host
         .as_deref()
         .ok_or_else(|| ApiError::conflict(format!("vm {} is not placed on any host yet", vm.name)))?;
+    if !vm.volumes.is_empty() {
+        // Its volumes are bound to the current host; the new host's agent would find no disks.
+        return Err(ApiError::conflict(format!(
+            "vm '{}' has volumes on host '{current}'; moving volumes with a vm is not implemented yet",
+            vm.name
+        )));
+    }
     let target = match requested {
         Some(host) => chosen_host(vm, host, current)?,
         None => any_other_host(model, vm, current)?,

@@ -5,6 +5,7 @@
 use hci_placement::{Policy, Strategy};
 use hci_shared::agent::VolumeSource;
 use hci_shared::agent_validate;
+use hci_shared::api::VmMigrate;
 use hci_shared::command::{Command, JoinAuth, Placement, PowerAction};
 use hci_shared::hosts::{HostInventory, HostJoin, HostPool};
 use hci_shared::resources::{DiskFormat, ImageSource, PowerState};
@@ -100,6 +101,9 @@ fn a_vm_is_placed_under_the_cap_and_appears_in_its_hosts_desired_state() {
     assert_eq!(vm.host.as_deref(), Some("h2"), "spread: the less loaded host");
     assert_eq!(h.model.host_desired("h1").expect("h1").generation, created, "h1 untouched");
 
+    let e =
+        h.refused(Command::MigrateVm { id: "m1".into(), request: VmMigrate { host: Some("h2".into()), live: false } });
+    assert_refusal(&e, ErrorCode::Conflict, &["has volumes on host 'h1'", "not implemented yet"]);
     h.ok(Command::SetVmPower { id: "m1".into(), action: PowerAction::Stop, placement: None });
     let desired = h.model.host_desired("h1").expect("h1");
     assert_eq!((desired.generation, desired.vms[0].power), (h.index, PowerState::Stopped));
