@@ -73,6 +73,15 @@ fn last_uptime(console: &str) -> Option<f64> {
     console.lines().rev().filter_map(|l| l.split("HCI-GUEST-ALIVE ").nth(1)).find_map(|u| u.trim().parse().ok())
 }
 
+/// `virsh domblklist` of a running domain: its live disks.
+fn domblklist(uri: &str, name: &str) -> String {
+    std::process::Command::new("virsh")
+        .args(["-c", uri, "domblklist", name])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
 /// `virsh domstate` of a domain ("running", "paused", "shut off", or "" when absent).
 fn domstate(uri: &str, name: &str) -> String {
     std::process::Command::new("virsh")
@@ -173,12 +182,19 @@ fn running_vm_moves_live_over_shared_rbd_and_never_runs_twice() {
     with_extra.push(empty_volume("vol-lextra", "ceph"));
     assert_eq!(b.put_desired(&desired(&id_b, 3, vec![grown], with_extra)), 200);
     b.wait_converged(3, Duration::from_secs(60), |_| Ok(()));
-    let live = std::process::Command::new("virsh")
-        .args(["-c", &host_b.uri, "domblklist", &name_b])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let live = domblklist(&host_b.uri, &name_b);
     assert!(live.contains("vdc") && live.contains("hci/hci-vol-lextra"), "live disks on B: {live}");
+    // ... and hot-unplugged again (the volume stays, still in the desired state).
+    let mut extra_kept = volumes();
+    extra_kept.push(empty_volume("vol-lextra", "ceph"));
+    assert_eq!(
+        b.put_desired(&desired(&id_b, 4, vec![vm(&marker, PowerState::Running, None)], extra_kept.clone())),
+        200
+    );
+    b.wait_converged(4, Duration::from_secs(90), |_| Ok(()));
+    let live = domblklist(&host_b.uri, &name_b);
+    assert!(!live.contains("vdc") && !live.contains("hci-vol-lextra"), "vdc unplugged on B: {live}");
+    assert!(!b.console(VM).contains("HCI-GUEST-BOOTED"), "no restart for a hot-plug or unplug");
 
     // Another host retiring a volume that B's running VM uses is refused by Ceph (it has a watcher):
     // an error on A, the data intact.
@@ -193,8 +209,8 @@ fn running_vm_moves_live_over_shared_rbd_and_never_runs_twice() {
     assert_eq!(a.put_desired(&desired(&id_a, 5, vec![], vec![])), 200);
 
     // Stopped on B (the extra disk unplugged), the data volume still holds what the guest wrote on A.
-    assert_eq!(b.put_desired(&desired(&id_b, 4, vec![vm(&marker, PowerState::Stopped, None)], volumes())), 200);
-    b.wait_converged(4, Duration::from_secs(90), |_| Ok(()));
+    assert_eq!(b.put_desired(&desired(&id_b, 5, vec![vm(&marker, PowerState::Stopped, None)], extra_kept)), 200);
+    b.wait_converged(5, Duration::from_secs(90), |_| Ok(()));
     let dump = std::env::temp_dir().join(format!("hci-live-data-{pid}"));
     ceph.rbd(&["export", "hci/hci-vol-ldata", &dump.to_string_lossy()]).expect("rbd export");
     let head = std::fs::read(&dump).expect("exported data");
@@ -203,13 +219,13 @@ fn running_vm_moves_live_over_shared_rbd_and_never_runs_twice() {
     assert!(head.starts_with(wanted.as_bytes()), "data volume starts with {:?}", String::from_utf8_lossy(&head[..40]));
 
     // B deletes it and retires the volumes: gone from Ceph.
-    let mut last = desired(&id_b, 5, vec![], vec![]);
+    let mut last = desired(&id_b, 6, vec![], vec![]);
     last.retired_volumes = ["vol-lboot", "vol-ldata", "vol-lextra"]
         .iter()
         .map(|id| RetiredVolume { pool: "ceph".into(), id: id.to_string() })
         .collect();
     assert_eq!(b.put_desired(&last), 200);
-    b.wait_converged(5, Duration::from_secs(60), |_| Ok(()));
+    b.wait_converged(6, Duration::from_secs(60), |_| Ok(()));
     let images = ceph.rbd(&["ls", "hci"]).expect("rbd ls");
     assert!(!images.contains("hci-vol-l"), "{images}");
     drop((a, b));
