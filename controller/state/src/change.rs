@@ -121,9 +121,11 @@ impl Model {
                 }
             }
             Change::PutVolume(v) => {
-                if let Some(old) = self.volumes.remove(&v.id) {
-                    self.index.remove_volume(&old);
+                let old = self.volumes.remove(&v.id);
+                if let Some(old) = &old {
+                    self.index.remove_volume(old);
                 }
+                self.follow_volume(old.as_ref(), Some(&v));
                 self.index.add_volume(&v);
                 let placed_vm = v.attached_to.clone().filter(|vm| self.vms.get(vm).is_some_and(|vm| vm.host.is_some()));
                 self.volumes.insert(v.id.clone(), v);
@@ -135,6 +137,7 @@ impl Model {
             Change::DeleteVolume(id) => {
                 if let Some(old) = self.volumes.remove(&id) {
                     self.index.remove_volume(&old);
+                    self.follow_volume(Some(&old), None);
                 }
             }
             Change::PutVm(vm) => {

@@ -8,8 +8,9 @@
 //! hold anything that cannot be recomputed from the tables.
 //!
 //! Defaults for what hosts do not report yet: every host reaches every zone (requests carry no
-//! zones), vCPUs are overcommitted [`VCPU_OVERCOMMIT_PERCENT`] (4:1), a pool's baseline is zero (only
-//! the volumes of VMs placed on the host count against its disk cap).
+//! zones), vCPUs are overcommitted [`VCPU_OVERCOMMIT_PERCENT`] (4:1). A pool's baseline is what the
+//! volumes left on the host by no VM hold (a deleted VM's volumes stay on its host); the placed VMs'
+//! volumes are booked with them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,7 +20,7 @@ use hci_placement::{
 };
 use hci_shared::api::VmCreate;
 use hci_shared::command::Placement;
-use hci_shared::resources::{Host, HostState, Tenant, Vm};
+use hci_shared::resources::{Host, HostState, Tenant, Vm, Volume};
 use hci_shared::ApiError;
 
 use crate::model::Model;
@@ -29,14 +30,24 @@ pub const VCPU_OVERCOMMIT_PERCENT: u32 = 400;
 
 const GIB: u64 = 1 << 30;
 
-/// The planner's view of the model. Equal for two models holding equal records, whatever order
-/// the hosts were added in (slots and index are not compared; hosts and placed VMs are).
+/// The planner's view of the model, and the bytes of volumes left on each host by no VM (a pool's
+/// baseline). Equal for two models holding equal records, whatever order the hosts were added in
+/// (slots and index are not compared; hosts and placed VMs are).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct PlacementView(pub ClusterView);
+pub(crate) struct PlacementView(pub ClusterView, pub BTreeMap<String, BTreeMap<String, u64>>);
 
 impl PartialEq for PlacementView {
     fn eq(&self, other: &Self) -> bool {
-        self.0.hosts().eq(other.0.hosts()) && self.0.placed_vms().eq(other.0.placed_vms())
+        self.0.hosts().eq(other.0.hosts()) && self.0.placed_vms().eq(other.0.placed_vms()) && self.1 == other.1
+    }
+}
+
+/// What a volume adds to its host's pool baseline: its bytes while it is bound to a host and
+/// attached to no VM (an attached volume is booked with its VM).
+fn unattached_bytes(volume: &Volume) -> Option<(&str, &str, u64)> {
+    match (&volume.host, &volume.attached_to) {
+        (Some(host), None) => Some((host, &volume.pool, volume.size_gib.saturating_mul(GIB))),
+        _ => None,
     }
 }
 
@@ -51,8 +62,9 @@ fn host_state(state: HostState) -> hci_placement::HostState {
     }
 }
 
-/// A host record as the planner sees it.
-pub(crate) fn host_spec(host: &Host) -> HostSpec {
+/// A host record as the planner sees it, with `baseline` bytes by pool already allocated.
+pub(crate) fn host_spec(host: &Host, baseline: Option<&BTreeMap<String, u64>>) -> HostSpec {
+    let allocated = |pool: &str| baseline.and_then(|b| b.get(pool)).copied().unwrap_or(0);
     let inventory = &host.inventory;
     HostSpec {
         id: host.id.clone(),
@@ -67,7 +79,10 @@ pub(crate) fn host_spec(host: &Host) -> HostSpec {
         pools: inventory
             .pools
             .iter()
-            .map(|pool| (pool.name.clone(), PoolSpec { capacity_bytes: pool.capacity_bytes, allocated_bytes: 0 }))
+            .map(|pool| {
+                let spec = PoolSpec { capacity_bytes: pool.capacity_bytes, allocated_bytes: allocated(&pool.name) };
+                (pool.name.clone(), spec)
+            })
             .collect::<BTreeMap<_, _>>(),
     }
 }
@@ -192,7 +207,41 @@ impl Model {
             old.state == host.state && old.inventory == host.inventory && old.arch == host.arch && old.site == host.site
         });
         if !same {
-            self.placement.0.upsert_host(host_spec(host));
+            self.placement.0.upsert_host(host_spec(host, self.placement.1.get(&host.id)));
+        }
+    }
+
+    /// Keeps the pool baselines in step with a volume replaced (`old`) by `new` (either may be
+    /// absent), and re-specs the hosts whose baseline moved.
+    pub(crate) fn follow_volume(&mut self, old: Option<&Volume>, new: Option<&Volume>) {
+        let (before, after) = (old.and_then(unattached_bytes), new.and_then(unattached_bytes));
+        if before == after {
+            return;
+        }
+        let baselines = &mut self.placement.1;
+        if let Some((host, pool, bytes)) = before {
+            if let Some(pools) = baselines.get_mut(host) {
+                let left = pools.get(pool).copied().unwrap_or(0).saturating_sub(bytes);
+                if left == 0 {
+                    pools.remove(pool);
+                } else {
+                    pools.insert(pool.to_string(), left);
+                }
+                if pools.is_empty() {
+                    baselines.remove(host);
+                }
+            }
+        }
+        if let Some((host, pool, bytes)) = after {
+            let total = baselines.entry(host.to_string()).or_default().entry(pool.to_string()).or_insert(0);
+            *total = total.saturating_add(bytes);
+        }
+        let hosts: BTreeSet<&str> = before.iter().chain(after.iter()).map(|(host, _, _)| *host).collect();
+        for id in hosts {
+            if let Some(host) = self.hosts.get(id) {
+                let spec = host_spec(host, self.placement.1.get(id));
+                self.placement.0.upsert_host(spec);
+            }
         }
     }
 
@@ -221,6 +270,10 @@ impl Model {
     /// Rebuilds the view from the tables (load, snapshot install).
     pub(crate) fn rebuild_placement(&mut self) {
         self.placement = PlacementView::default();
+        let volumes: Vec<Volume> = self.volumes.values().filter(|v| unattached_bytes(v).is_some()).cloned().collect();
+        for volume in &volumes {
+            self.follow_volume(None, Some(volume));
+        }
         let hosts: Vec<Host> = self.hosts.values().cloned().collect();
         for host in &hosts {
             self.follow_host(None, host);
