@@ -221,6 +221,10 @@ impl View for HostView {
             ("joined_at", h.joined_at.clone()),
             ("desired_generation", h.desired_generation.to_string()),
             ("last_heartbeat", heartbeat_age(self)),
+            ("placed", {
+                let a = &self.allocation;
+                format!("{} vms, {} vcpus, {} MiB", a.vms, a.vcpus, a.memory_mib)
+            }),
         ];
         if let Some(hb) = &self.heartbeat {
             let u = &hb.usage;
@@ -358,6 +362,7 @@ mod tests {
                 desired_generation: 4,
                 revision: 9,
             },
+            allocation: Default::default(),
             heartbeat: None,
         };
         assert_eq!(view.row(), ["h1", "primary", "x86_64", "ready", "8", "16384", "-", "-"]);

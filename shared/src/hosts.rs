@@ -239,6 +239,25 @@ pub struct HostView {
     /// Absent when no heartbeat reached the answering member since it became leader (and in a
     /// `?stale=true` answer from a follower, which holds no leases).
     pub heartbeat: Option<HeartbeatStatus>,
+    /// What placement has put on the host (from the replicated state).
+    #[serde(default)]
+    pub allocation: HostAllocation,
+}
+
+/// What the VMs placed on a host hold there, as placement counts it against the cap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostAllocation {
+    pub vms: u64,
+    pub vcpus: u64,
+    pub memory_mib: u64,
+    /// Per pool: the placed VMs' volumes plus the volumes left on the host by no VM.
+    pub pools: Vec<PoolAllocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PoolAllocation {
+    pub name: String,
+    pub allocated_bytes: u64,
 }
 
 /// `GET /v1/hosts/{id}/desired?after=G&wait_ms=W`.

@@ -137,7 +137,14 @@ fn vms_are_placed_under_the_cap_and_racing_creates_never_overcommit() {
     let by_host = memory_by_host(api);
     for (host, mib) in &by_host {
         assert!(*mib <= CAP_MIB, "host {host} holds {mib} MiB, above the cap of {CAP_MIB}");
+        let shown = api.get(1, &format!("/v1/hosts/{host}")).expect(200, "host");
+        assert_eq!(shown.json["allocation"]["memory_mib"].as_u64(), Some(*mib), "{}", shown.text);
     }
+    // Decisions planned on the same state and refused when applied (then planned again) are audited.
+    let audit = api.get(1, "/v1/audit?limit=1000").expect(200, "audit");
+    let at_commit =
+        audit.items().iter().filter(|a| a["action"] == "vm.create" && a["outcome"] == "no_capacity").count();
+    eprintln!("MEASURE racing creates: {at_commit} decisions refused at commit and planned again");
     // Every member's feed agrees with the VM list.
     for (i, host) in hosts.iter().enumerate() {
         for member in 1..=3 {

@@ -29,8 +29,23 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn view(app: &App, host: &hci_shared::resources::Host, now: Instant) -> HostView {
-    HostView { host: host.clone(), heartbeat: app.leases.status(&host.id, app.id, now) }
+fn view(app: &App, model: &hci_state::Model, host: &hci_shared::resources::Host, now: Instant) -> HostView {
+    let allocation =
+        model.placement_view().host(&host.id).map_or_else(HostAllocation::default, |placed| HostAllocation {
+            vms: u64::try_from(placed.vms().len()).unwrap_or(u64::MAX),
+            vcpus: placed.allocated_vcpus(),
+            memory_mib: placed.allocated_memory_mib(),
+            pools: placed
+                .spec()
+                .pools
+                .keys()
+                .map(|name| PoolAllocation {
+                    name: name.clone(),
+                    allocated_bytes: placed.pool_allocated_bytes(name).unwrap_or(0),
+                })
+                .collect(),
+        });
+    HostView { host: host.clone(), heartbeat: app.leases.status(&host.id, app.id, now), allocation }
 }
 
 #[utoipa::path(get, path = "/v1/hosts", params(ReadParams), tag = "hosts",
@@ -40,7 +55,7 @@ pub async fn list_hosts(
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Json<List<HostView>>> {
     let now = Instant::now();
-    resource::list(&app, q.stale, |m| m.hosts().map(|h| view(&app, h, now)).collect()).await
+    resource::list(&app, q.stale, |m| m.hosts().map(|h| view(&app, m, h, now)).collect()).await
 }
 
 #[utoipa::path(get, path = "/v1/hosts/{id}", params(("id" = String, Path), ReadParams), tag = "hosts",
@@ -51,7 +66,7 @@ pub async fn get_host(
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Response> {
     let now = Instant::now();
-    resource::get(&app, q.stale, &id, |m| m.host(&id).map(|h| view(&app, h, now))).await
+    resource::get(&app, q.stale, &id, |m| m.host(&id).map(|h| view(&app, m, h, now))).await
 }
 
 #[utoipa::path(post, path = "/v1/hosts/join-tokens", request_body = JoinTokenCreate, tag = "hosts",

@@ -57,7 +57,7 @@ impl Resource for HostView {
     }
     fn from_applied(applied: Applied) -> Option<Self> {
         match applied {
-            Applied::Host(host) => Some(HostView { host, heartbeat: None }),
+            Applied::Host(host) => Some(HostView { host, heartbeat: None, allocation: Default::default() }),
             _ => None,
         }
     }
