@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hci_placement::{
     place, verify, ClusterView, Decision, HostSpec, PlacedVm, PlacementRequest, Policy, PoolSpec, Resources, Strategy,
-    VolumeDemand,
+    VolumeDemand, MAX_CAP_PERCENT,
 };
 use hci_shared::api::VmCreate;
 use hci_shared::command::Placement;
@@ -199,6 +199,26 @@ impl Model {
         let decision = Decision { host: placement.host.clone(), previous_host: None, request: request(self, vm) };
         verify(&self.placement.0, &decision, &policy).map_err(refused)?;
         Ok(placement.host.clone())
+    }
+
+    /// Whether growing `volume` by `more_bytes` keeps its host's pool within the 80 % disk cap (a
+    /// resize carries no cap of its own, so the highest one applies). Unbound volumes always fit.
+    pub(crate) fn check_growth(&self, volume: &Volume, more_bytes: u64) -> Result<(), ApiError> {
+        let Some(host_id) = volume.host.as_deref() else { return Ok(()) };
+        let Some(host) = self.placement.0.host(host_id) else { return Ok(()) };
+        let (Some(allocated), Some(pool)) =
+            (host.pool_allocated_bytes(&volume.pool), host.spec().pools.get(&volume.pool))
+        else {
+            return Ok(());
+        };
+        let after = u128::from(allocated) + u128::from(more_bytes);
+        if after * 100 <= u128::from(MAX_CAP_PERCENT) * u128::from(pool.capacity_bytes) {
+            return Ok(());
+        }
+        Err(ApiError::no_capacity(format!(
+            "volume '{}' cannot grow: host {host_id} would exceed the {MAX_CAP_PERCENT} % disk cap of pool {}",
+            volume.name, volume.pool
+        )))
     }
 
     /// Keeps the view in step with a host record.

@@ -104,6 +104,7 @@ pub(crate) fn resize(model: &Model, ctx: &Ctx<'_>, id: &str, size_gib: u64, if_m
         return Ok(Outcome::new(Applied::Volume(volume.clone()), Vec::new()));
     }
     let charged = quota::charge(owner(model, volume)?, disk(size_gib - volume.size_gib), ctx)?;
+    model.check_growth(volume, (size_gib - volume.size_gib).saturating_mul(1 << 30))?;
     let mut grown = volume.clone();
     grown.size_gib = size_gib;
     grown.revision = ctx.index;
@@ -132,6 +133,8 @@ pub(crate) fn clone(model: &Model, ctx: &Ctx<'_>, id: &str, new_id: &str, name: 
     validate::volume_clone(&VolumeClone { name: name.to_string() })?;
     check_new(model, new_id, &source.tenant, name)?;
     let charged = quota::charge(owner(model, source)?, disk(source.size_gib), ctx)?;
+    // The copy is made next to its source: the same pool of the same host.
+    model.check_growth(source, source.size_gib.saturating_mul(1 << 30))?;
     let copy = Volume {
         id: new_id.to_string(),
         name: name.to_string(),
