@@ -189,3 +189,74 @@ fn a_decision_above_the_80_percent_cap_or_off_the_volumes_host_is_refused_at_app
     let e = h.refused(Command::CreateVm { id: "m2".into(), spec, placement });
     assert_refusal(&e, ErrorCode::Conflict, &["its volumes are on host"]);
 }
+
+mod invariant {
+    //! The cap is an invariant: whatever stale state decisions were planned on, no host ever holds
+    //! more than 80 % of its vCPUs (at 4:1) or memory once they are applied.
+
+    use hci_shared::command::Command;
+    use hci_shared::resources::PowerState;
+    use proptest::prelude::*;
+
+    use super::{policy, setup};
+    use crate::support::*;
+
+    /// One step: create a VM planned on the model as it was `stale` steps ago, or delete one.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Create { vcpus: u32, memory_mib: u64, stale: usize },
+        Delete { pick: usize },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (1u32..4, 128u64..2048, 0usize..4).prop_map(|(vcpus, memory_mib, stale)| Step::Create { vcpus, memory_mib, stale }),
+            1 => (0usize..16).prop_map(|pick| Step::Delete { pick }),
+        ]
+    }
+
+    fn within_cap(h: &Harness) -> Result<(), String> {
+        for host in h.model.placement_view().hosts() {
+            let (vcpus, mib) = (host.allocated_vcpus(), host.allocated_memory_mib());
+            if vcpus * 100 * 100 > 80 * 2 * 400 || mib * 100 > 80 * HOST_MIB {
+                return Err(format!("host {} holds {vcpus} vCPUs and {mib} MiB", host.id()));
+            }
+        }
+        Ok(())
+    }
+
+    const HOST_MIB: u64 = 4096;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn decisions_planned_on_stale_states_never_take_a_host_past_the_cap(steps in prop::collection::vec(step(), 1..24)) {
+            let mut h = setup(&["h1", "h2", "h3"]);
+            let mut history = vec![h.model.clone()];
+            let mut created: Vec<String> = Vec::new();
+            for (i, step) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Create { vcpus, memory_mib, stale } => {
+                        let id = format!("m{i}");
+                        let mut spec = vm_spec("finance", &id, vcpus, memory_mib, &[], &[]);
+                        spec.power = Some(PowerState::Stopped);
+                        let planned_on = &history[history.len().saturating_sub(1 + stale)];
+                        if let Ok(placement) = planned_on.plan_create(&id, &spec, &policy()) {
+                            if h.run(Command::CreateVm { id: id.clone(), spec, placement }).is_ok() {
+                                created.push(id);
+                            }
+                        }
+                    }
+                    Step::Delete { pick } => {
+                        if !created.is_empty() {
+                            let id = created.remove(pick % created.len());
+                            h.ok(Command::DeleteVm { id, if_match: None });
+                        }
+                    }
+                }
+                prop_assert!(within_cap(&h).is_ok(), "{:?}", within_cap(&h));
+                history.push(h.model.clone());
+            }
+        }
+    }
+}
