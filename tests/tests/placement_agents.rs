@@ -3,7 +3,8 @@
 //! guest boots there (its console shows HCI-GUEST-BOOTED through that host's agent), `GET /v1/vms`
 //! shows the host, desired power and the state the agent reported; stop, start and delete reach the
 //! host through its feed; an anti-affinity group spreads over the three hosts and a fourth member is
-//! refused (created stopped, so only one guest ever boots).
+//! refused (created stopped, so only one guest ever boots); a VM as large as a host is refused with a
+//! 409 naming the 80 % memory cap.
 //!
 //! Needs root and `scripts/libvirt/up.sh` (one libvirt instance per simulated host).
 
@@ -84,7 +85,7 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
 
     // --- tenant, volume from the guest image, VM -----------------------------------------------------
     let started = Instant::now();
-    hcictl(&c, &["tenant", "create", "pa", "--vcpus", "16", "--memory-mib", "16384", "--disk-gib", "100"]);
+    hcictl(&c, &["tenant", "create", "pa", "--vcpus", "16", "--memory-mib", "16777216", "--disk-gib", "100"]);
     let disk = test_guest().join("disk.qcow2");
     let url = format!("file://{}", disk.display());
     let sha = sha256_file(&disk);
@@ -178,6 +179,19 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
         r.error_message().unwrap_or("").contains("3 hosts already running a member of anti-affinity group db"),
         "{r}"
     );
+
+    // --- capacity refusal: the whole memory of the largest host is above its 80 % cap ------------------
+    let largest = ids
+        .iter()
+        .filter_map(|id| api.get(1, &format!("/v1/hosts/{id}")).json["inventory"]["memory_mib"].as_u64())
+        .max()
+        .expect("memory");
+    let r = api
+        .post_json(3, "/v1/vms", &json!({"name": "huge", "tenant": "pa", "vcpus": 1, "memory_mib": largest}))
+        .expect(409, "a vm as large as a host");
+    assert_eq!(r.error_code(), Some("no_capacity"), "{r}");
+    let message = r.error_message().unwrap_or("");
+    assert!(message.contains("3 hosts would exceed the 80 % memory cap"), "{r}");
 
     // --- delete -------------------------------------------------------------------------------------
     hcictl(&c, &["vm", "delete", &vm_id]);
