@@ -128,8 +128,10 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
     }
 
     // --- stop, start --------------------------------------------------------------------------------
+    let stopping = Instant::now();
     hcictl(&c, &["vm", "stop", &vm_id]);
     wait_actual(api, &vm_id, "stopped");
+    eprintln!("MEASURE hcictl vm stop → GET /v1/vms shows it stopped in {:?}", stopping.elapsed());
     hcictl(&c, &["vm", "start", &vm_id]);
     poll("a second boot", BOOT, || {
         let boots = agent.console(&vm_id).matches("HCI-GUEST-BOOTED").count();

@@ -1,6 +1,6 @@
 //! Heartbeats: every few seconds the agent tells the leader it is alive, with its usage (from its
 //! last reconcile report and its pools), each VM's actual state and last error, and where it is in
-//! the desired-state feed.
+//! the desired-state feed. A change in a VM's reported state sends the next heartbeat at once.
 //!
 //! A heartbeat only refreshes a lease in the leader's memory; the controller marks the host offline
 //! when they stop. Pool usage asks libvirt, so it is sampled at most every [`POOL_SAMPLE_EVERY`]; the
@@ -73,6 +73,7 @@ pub async fn run(agent: &Arc<Agent>, client: &ControllerClient, joined: &Joined)
     loop {
         let pools = sampler.pools(agent).await;
         let body = beat(agent, &pools);
+        let sent_vms = body.vms.clone();
         let timeout = interval.max(Duration::from_secs(2));
         match client.call(Method::POST, &path, &joined.credential, Some(&body), timeout).await {
             Ok(answer) => {
@@ -102,6 +103,27 @@ pub async fn run(agent: &Arc<Agent>, client: &ControllerClient, joined: &Joined)
                 }
             }
         }
-        tokio::time::sleep(interval).await;
+        wait_for_next(agent, interval, &sent_vms).await;
+    }
+}
+
+/// How often the agent looks at its last report between heartbeats.
+const REPORT_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Sleeps until the next heartbeat is due, or earlier when a VM's reported state or error changed
+/// since the last one (so `GET /v1/vms/{id}` follows a start or a failure within a fraction of a
+/// second, not a heartbeat interval).
+async fn wait_for_next(agent: &Agent, interval: Duration, sent: &[VmStatusReport]) {
+    let due = Instant::now() + interval;
+    loop {
+        let left = due.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(REPORT_CHECK_EVERY)).await;
+        let now = agent.last_report().as_ref().map(VmStatusReport::from_report).unwrap_or_default();
+        if now != sent {
+            return;
+        }
     }
 }
