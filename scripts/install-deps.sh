@@ -12,6 +12,7 @@ PACKAGES=(
   curl jq ca-certificates procps iproute2 python3             # demo and scripts (python3: free ports)
   prometheus                                                  # promtool, to check /metrics
   lvm2 thin-provisioning-tools                                # the agent's LVM-thin volume backend
+  nftables socat iputils-ping                                 # the agent's firewall and its packet tests
   cpio kmod e2fsprogs                                         # scripts/lvm-vm (its QEMU: libvirt/up.sh)
   etcd-server etcd-client wrk                                 # bench/raft-writes
 )

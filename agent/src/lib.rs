@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod controller;
 pub mod export;
+pub mod firewall;
 pub mod hypervisor;
 pub mod inventory;
 pub mod metrics;
