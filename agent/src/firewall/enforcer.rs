@@ -131,7 +131,7 @@ impl Enforcer {
             .unwrap_or_default();
         // The reference is what the kernel shows; it must hold exactly what the batch built (someone
         // editing the table between the apply and the listing is caught here, not trusted).
-        let (want, have) = (live::outline(&applied[2..]), live::outline(&shape.objects));
+        let (want, have) = (live::outline(&applied), live::outline(&shape.objects));
         if want != have {
             return Err(FirewallError::Unverified(format!("want {want:?}, have {have:?}")));
         }

@@ -82,7 +82,8 @@ pub fn shape(listing: &Value) -> Result<TableShape, String> {
     Ok(out)
 }
 
-/// The outline of a listed shape or of a batch's JSON (`add` commands are unwrapped).
+/// The outline of a listed shape or of a batch's JSON (`add` commands are unwrapped; tables and
+/// other commands are not counted).
 pub fn outline(objects: &[Value]) -> Outline {
     let mut out = Outline::default();
     for object in objects {
