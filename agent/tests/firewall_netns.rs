@@ -253,3 +253,25 @@ fn one_vm_change_is_an_element_edit() {
     assert!(reaches(lab.vm_ns("web1"), app1, Probe::Tcp(8080), None, PATIENT));
     assert_eq!(enforcer.check_drift().expect("check"), None, "incremental edits are what the model says");
 }
+
+#[test]
+fn the_longest_names_the_api_allows_fit_in_nftables() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("n", 1, &[]);
+    let (a, b) = ("a".repeat(63), "b".repeat(63));
+    let model = FirewallModel {
+        zones: vec![zone(&a, "10.1.0.0/24", false, false), zone(&b, "10.2.0.0/24", false, false)],
+        policies: vec![policy(&"p".repeat(63), &a, &b, hci_shared::resources::Protocol::Any, &[])],
+        interfaces: vec![hci_agent::firewall::model::Interface {
+            ifname: "t-".to_string() + &"x".repeat(13),
+            zone: a.clone(),
+            ip: "10.1.0.5".parse().expect("ip"),
+        }],
+        fabric_ifaces: Vec::new(),
+    };
+    let mut enforcer = Enforcer::new(Arc::new(NftFirewall::in_netns(&lab.hosts[0])));
+    assert_eq!(enforcer.apply(model).expect("apply"), UpdateKind::Full);
+    assert_eq!(enforcer.check_drift().expect("check"), None);
+}

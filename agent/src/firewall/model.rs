@@ -59,9 +59,9 @@ pub struct FirewallModel {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ModelError {
-    #[error("zone {0}: name must be 1-40 lowercase letters, digits or '-'")]
+    #[error("zone {0}: name must be 1-63 lowercase letters, digits or '-'")]
     BadZoneName(String),
-    #[error("policy {0}: name must be 1-40 lowercase letters, digits or '-'")]
+    #[error("policy {0}: name must be 1-63 lowercase letters, digits or '-'")]
     BadPolicyName(String),
     #[error("{kind} {name} is defined twice")]
     Duplicate { kind: &'static str, name: String },
@@ -79,9 +79,10 @@ pub enum ModelError {
     BadIfname(String),
 }
 
-/// Names that end up inside nftables identifiers: kept short and plain so every derived name is valid.
+/// Names that end up inside nftables identifiers: the API's own name rule (at most 63 lowercase
+/// letters, digits and '-'), so every derived name stays plain and far below nftables' 256 bytes.
 fn plain_name(name: &str) -> bool {
-    (1..=40).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    hci_shared::names::check_name(name).is_ok()
 }
 
 fn valid_ifname(name: &str) -> bool {
