@@ -1,7 +1,8 @@
-//! Crash safety of the full apply: `nft -j -f` applying the whole table is killed with SIGKILL at
-//! random moments, over and over, and after every kill the table in the kernel must be exactly the
-//! old one or exactly the new one (rules, sets and every element), never missing, empty or partial.
-//! Runs in its own network namespace; needs root and nft (skipped otherwise).
+//! Crash safety of the full apply: `nft -j -f` applying the whole table, and an agent-like process
+//! applying through the [`Enforcer`] (this test binary run again as a helper), are killed with
+//! SIGKILL at random moments, over and over, and after every kill the table in the kernel must be
+//! exactly the old one or exactly the new one (rules, sets and every element), never missing, empty
+//! or partial. Runs in its own network namespace; needs root and nft (skipped otherwise).
 
 mod firewall_common;
 
@@ -20,6 +21,8 @@ use hci_shared::resources::Protocol;
 
 const INTERFACES: usize = 3000;
 const KILLS: usize = 30;
+/// Set for the helper run of this binary: the namespace whose table it applies, forever.
+const HELPER_NETNS: &str = "HCI_FIREWALL_CRASH_HELPER_NETNS";
 
 /// Removes the namespace, even when the test fails.
 struct Netns(String);
@@ -59,22 +62,73 @@ fn next_random(state: &mut u64) -> u64 {
     *state
 }
 
-#[test]
-fn a_killed_full_apply_leaves_the_old_or_the_new_table() {
+/// A new namespace (removed on drop) and nft inside it; `None` where the test cannot run.
+fn scratch_namespace(tag: &str) -> Option<(Netns, NftFirewall)> {
     if !can_run() {
-        return;
+        return None;
     }
-    let netns = Netns(format!("hf{}crash", std::process::id()));
+    let netns = Netns(format!("hf{}{tag}", std::process::id()));
     must(&["ip", "netns", "add", &netns.0]);
     let firewall = NftFirewall::in_netns(&netns.0);
+    Some((netns, firewall))
+}
+
+/// The table of both models as the kernel lists them, applied once each in `netns`.
+fn reference_shapes(firewall: &NftFirewall) -> Vec<TableShape> {
+    let mut enforcer = Enforcer::new(Arc::new(firewall.clone()));
+    [model(0), model(1)]
+        .into_iter()
+        .map(|m| {
+            enforcer.apply(m).expect("apply");
+            live(firewall).expect("table")
+        })
+        .collect()
+}
+
+/// Not a test of its own: the agent-like process the next test kills. Without the variable it
+/// returns at once.
+#[test]
+fn helper_applies_both_tables_in_turn_until_killed() {
+    let Ok(netns) = std::env::var(HELPER_NETNS) else { return };
+    let mut enforcer = Enforcer::new(Arc::new(NftFirewall::in_netns(&netns)));
+    for turn in 0.. {
+        enforcer.apply(model(turn % 2)).expect("apply");
+    }
+}
+
+#[test]
+fn a_killed_agent_leaves_the_old_or_the_new_table() {
+    let Some((netns, firewall)) = scratch_namespace("agent") else { return };
+    let shapes = reference_shapes(&firewall);
+    let mut seed = (u64::from(std::process::id()) * 7) | 1;
+    let mut seen = [0, 0];
+    for _ in 0..KILLS / 2 {
+        let mut helper = Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "helper_applies_both_tables_in_turn_until_killed", "--test-threads", "1"])
+            .env(HELPER_NETNS, &netns.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("helper");
+        std::thread::sleep(Duration::from_millis(50 + next_random(&mut seed) % 400)); // the kill moment
+        let _ = helper.kill();
+        let _ = helper.wait();
+        // An nft the helper started may still be running: the table must be whole at every moment.
+        let after = live(&firewall).expect("the table must never be missing");
+        let which = shapes.iter().position(|s| *s == after);
+        seen[which.expect("after killing the agent the table is neither of its two tables")] += 1;
+    }
+    eprintln!("{} agent kills: table 0 {} times, table 1 {} times", KILLS / 2, seen[0], seen[1]);
+}
+
+#[test]
+fn a_killed_full_apply_leaves_the_old_or_the_new_table() {
+    let Some((netns, firewall)) = scratch_namespace("crash") else { return };
     let models = [model(0), model(1)];
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut shapes = Vec::new();
+    let shapes = reference_shapes(&firewall);
     let mut files = Vec::new();
-    let mut enforcer = Enforcer::new(Arc::new(firewall.clone()));
     for (i, m) in models.iter().enumerate() {
-        enforcer.apply(m.clone()).expect("apply");
-        shapes.push(live(&firewall).expect("table"));
         let file = dir.path().join(format!("table-{i}.json"));
         std::fs::write(&file, serde_json::to_vec(&full_table(m)).expect("json")).expect("write");
         files.push(file);
