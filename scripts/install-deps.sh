@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs the Debian 12 packages that building, testing, the demo and the
 # benchmarks need (RocksDB and clang for the build, jq/curl for the scripts, promtool, etcd and wrk for
-# the benchmark, cpio, kmod and e2fsprogs for the LVM-thin tests' VM), and checks that the Rust
-# toolchain is there. Run as root. Idempotent: when every package is already installed it only checks
+# the benchmark, cpio, kmod and e2fsprogs for the LVM-thin tests' VM, nftables, socat and ping for the
+# agent's firewall and its packet tests), and checks that the Rust toolchain is there. Run as root. Idempotent: when every package is already installed it only checks
 # and returns within a second. It never leaves a daemon running: service starts by package scripts are
 # blocked with policy-rc.d while apt runs.
 set -euo pipefail
