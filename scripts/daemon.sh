@@ -31,3 +31,21 @@ wait_for() {
     sleep 0.1
   done
 }
+
+# pid_gone PID: the process has exited (a zombie waiting to be reaped counts as gone).
+pid_gone() {
+  [[ ! -d /proc/$1 ]] || [[ $(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null) == [ZX] ]]
+}
+
+# stop_pid NAME PID: SIGTERM, up to 20 s to exit, then SIGKILL and up to 10 s more; fails (through die)
+# when it still runs. Logs the stop.
+stop_pid() {
+  local name=$1 pid=$2
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_for 20 "$name (pid $pid) to exit" pid_gone "$pid"; then
+    log "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_for 10 "$name (pid $pid) to die" pid_gone "$pid" || die "$name pid $pid does not die"
+  fi
+  log "$name (pid $pid) stopped"
+}

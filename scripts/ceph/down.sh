@@ -16,22 +16,14 @@ PURGE=${2:-}
 [[ -z $PURGE || $PURGE == --purge ]] || { echo "usage: $0 DIR [--purge]" >&2; exit 2; }
 DIR=$(realpath -m -- "$1")
 
-gone() { [[ ! -d /proc/$1 ]] || [[ $(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null) == Z ]]; }
-
 stop_daemon() {
   local name=$1 binary=$2 pid
   if ! pid=$(pid_of "$DIR" "$name" "$binary"); then
     rm -f "$DIR/run/$name.pid"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_for 20 "$name (pid $pid) to exit" gone "$pid"; then
-    log "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_for 10 "$name (pid $pid) to die" gone "$pid" || die "$name pid $pid does not die"
-  fi
+  stop_pid "$name" "$pid"
   rm -f "$DIR/run/$name.pid"
-  log "$name (pid $pid) stopped"
 }
 
 main() {

@@ -12,8 +12,6 @@ LOG_PREFIX=libvirt-down
 # shellcheck source=scripts/libvirt/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-gone() { [[ ! -d /proc/$1 ]]; }
-
 stop_daemon() {
   local pidfile=$1 name=$2 pid
   if ! pid=$(pid_of_daemon "$pidfile" "$name"); then
@@ -21,14 +19,8 @@ stop_daemon() {
     rm -f "$pidfile"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_for 20 "$name (pid $pid) to exit" gone "$pid"; then
-    log "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_for 5 "$name (pid $pid) to die" gone "$pid" || die "$name pid $pid does not die"
-  fi
+  stop_pid "$name" "$pid"
   rm -f "$pidfile"
-  log "$name (pid $pid) stopped"
 }
 
 main() {

@@ -104,16 +104,12 @@ up() {
   echo "$URI"
 }
 
-gone() { [[ ! -d /proc/$1 ]]; }
-
 down_daemons() {
   local f name pid
   for f in "$LPID:libvirtd" "$VPID:virtlogd"; do
     name=${f#*:} f=${f%%:*}
     if pid=$(pid_of_daemon "$f" "$name"); then
-      kill -TERM "$pid" 2>/dev/null || true
-      wait_for 20 "$name of $ID to exit" gone "$pid" || { kill -KILL "$pid" 2>/dev/null || true; }
-      log "$ID: $name (pid $pid) stopped"
+      stop_pid "$ID: $name" "$pid"
     fi
     rm -f "$f"
   done
