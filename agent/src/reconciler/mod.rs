@@ -182,11 +182,12 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
             .filter(|vm| matches!(vm.migration, Some(VmMigration::Incoming { .. })))
             .flat_map(|vm| vm.disks.iter().map(String::as_str))
             .collect();
-        let shared = |pool: &str| res.pools.get(pool).is_some_and(|backend| backend.shared());
+        let shared: BTreeSet<String> =
+            res.pools.iter().filter(|(_, b)| b.shared()).map(|(name, _)| name.clone()).collect();
         let creatable: Vec<_> = desired
             .volumes
             .iter()
-            .filter(|v| !(arriving.contains(v.id.as_str()) && shared(&v.pool)))
+            .filter(|v| !(arriving.contains(v.id.as_str()) && shared.contains(&v.pool)))
             .cloned()
             .collect();
         let actions = plan::plan_volumes(&creatable, &present);
@@ -345,7 +346,7 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
                         spec::remove_vm_files(res, &vm_id.vm_id);
                         state.applied.reboots.remove(&vm_id.vm_id);
                         state.applied.disk_targets.remove(&vm_id.vm_id);
-                        snapshots::forget(state, "vm", &vm_id.vm_id);
+                        snapshots::forget_vm(state, &vm_id.vm_id);
                         state_changed = true;
                     }
                 }
@@ -363,14 +364,12 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
                     capacity_bytes: v.capacity_bytes,
                 })
                 .collect();
-            let shared: BTreeSet<String> =
-                res.pools.iter().filter(|(_, b)| b.shared()).map(|(name, _)| name.clone()).collect();
             for (pool, id) in plan::plan_volume_deletes(desired, &present, &shared) {
                 if let Some(backend) = res.pools.get(&pool) {
                     match backend.delete(&id) {
                         Ok(()) => {
                             present_after.retain(|(p, v)| !(p == &pool && v.id == id));
-                            snapshots::forget(state, "volume", &id);
+                            snapshots::forget_volume(state, &id);
                             state_changed = true;
                         }
                         Err(e) => {

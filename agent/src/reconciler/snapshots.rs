@@ -25,13 +25,16 @@ fn due(state: &mut AgentState, key: String, request: Option<&Rollback>, changed:
     request.filter(|r| r.serial > applied).cloned()
 }
 
-/// Forgets what was applied to a volume or VM that is gone.
-pub(super) fn forget(state: &mut AgentState, kind: &str, id: &str) {
-    state.applied.rollbacks.remove(&format!("{kind}/{id}"));
-    match kind {
-        "volume" => state.applied.volume_snapshots.remove(id),
-        _ => state.applied.vm_snapshots.remove(id),
-    };
+/// Forgets what was applied to a deleted volume.
+pub(super) fn forget_volume(state: &mut AgentState, id: &str) {
+    state.applied.rollbacks.remove(&format!("volume/{id}"));
+    state.applied.volume_snapshots.remove(id);
+}
+
+/// Forgets what was applied to an undefined VM.
+pub(super) fn forget_vm(state: &mut AgentState, id: &str) {
+    state.applied.rollbacks.remove(&format!("vm/{id}"));
+    state.applied.vm_snapshots.remove(id);
 }
 
 /// Rolls back, snapshots and deletes snapshots of one volume. `in_use_by` names a running VM that
