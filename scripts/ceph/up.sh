@@ -146,14 +146,18 @@ create_cluster() {
   start_daemon mon.a ceph-mon
   wait_for 60 "the monitor to answer" ceph_ mon stat || die "the monitor did not answer (see $DIR/log/mon.a.log)"
   start_daemon mgr.x ceph-mgr
-  local uuid id
+  # A monitor busy with the new mgr can refuse a command for a moment ("EPERM: problem getting command
+  # descriptions from mon"): both commands are idempotent, so they are retried until a deadline.
+  local uuid id out
   uuid=$(cat /proc/sys/kernel/random/uuid)
+  wait_for 30 "the monitor to take 'osd new'" ceph_ osd new "$uuid" || die "ceph osd new: $(ceph_ osd new "$uuid" 2>&1)"
   id=$(ceph_ osd new "$uuid")
   [[ $id == 0 ]] || die "ceph osd new gave id '$id', not 0"
   ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$uuid" >"$DIR/log/osd.0.mkfs.log" 2>&1 ||
     die "ceph-osd --mkfs failed (see $DIR/log/osd.0.mkfs.log)"
-  local out
-  out=$(ceph_ osd crush add osd.0 1.0 root=default 2>&1) || die "ceph osd crush add osd.0: $out"
+  if ! wait_for 30 "the monitor to take 'osd crush add'" ceph_ osd crush add osd.0 1.0 root=default; then
+    out=$(ceph_ osd crush add osd.0 1.0 root=default 2>&1) || die "ceph osd crush add osd.0: $out"
+  fi
   start_daemon osd.0 ceph-osd
   echo ready >"$DIR/$STAMP"
 }
