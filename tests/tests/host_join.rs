@@ -51,7 +51,10 @@ fn wait_ready(c: &Cluster, id: &str, timeout: Duration) -> Value {
     poll(&format!("host {id} ready with heartbeats"), timeout, || {
         let h = host(c, id)?;
         let age = h["heartbeat"]["age_ms"].as_u64();
-        if state(&h) == "ready" && age.is_some_and(|a| a < LEASE_MS) {
+        // A join alone also renews the lease (with no usage yet): wait for a real heartbeat, which
+        // carries the agent's pools.
+        let beat = h["heartbeat"]["usage"]["pools"].as_array().is_some_and(|p| !p.is_empty());
+        if state(&h) == "ready" && age.is_some_and(|a| a < LEASE_MS) && beat {
             Ok(h)
         } else {
             Err(h.to_string())
