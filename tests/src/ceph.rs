@@ -21,11 +21,13 @@ impl CephCluster {
             .arg(dir.path())
             .output()
             .expect("run scripts/ceph/up.sh");
-        assert!(out.status.success(), "ceph up.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let monitor = stdout.lines().last().unwrap_or_default().trim().to_string();
-        assert!(monitor.contains(':'), "ceph up.sh printed no monitor address: {stdout}");
-        Self { dir, monitor }
+        // Built before checking, so that a half-started cluster is stopped too (Drop).
+        let cluster = Self { dir, monitor };
+        assert!(out.status.success(), "ceph up.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(cluster.monitor.contains(':'), "ceph up.sh printed no monitor address: {stdout}");
+        cluster
     }
 
     pub fn conf(&self) -> PathBuf {
