@@ -27,14 +27,7 @@ pub enum ExportError {
 }
 
 /// A prepared export.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Export {
-    /// Path on the agent API that serves the file.
-    pub url_path: String,
-    pub sha256: String,
-    pub size_bytes: u64,
-    pub format: String,
-}
+pub use hci_shared::agent::VolumeExport as Export;
 
 /// The exports directory of an agent.
 pub fn exports_dir(data_dir: &Path) -> PathBuf {

@@ -136,7 +136,14 @@ mod tests {
     use super::*;
 
     fn desired(generation: u64) -> HostDesired {
-        HostDesired { host_id: "h1".into(), generation, volumes: vec![], vms: vec![], retired_volumes: vec![] }
+        HostDesired {
+            host_id: "h1".into(),
+            generation,
+            volumes: vec![],
+            vms: vec![],
+            retired_volumes: vec![],
+            isolation: None,
+        }
     }
 
     #[test]

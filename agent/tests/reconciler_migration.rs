@@ -31,7 +31,14 @@ struct Host {
 
 impl Host {
     fn offer(&self, generation: u64, vms: Vec<VmDesired>, volumes: Vec<VolumeDesired>, retired: Vec<RetiredVolume>) {
-        let d = HostDesired { host_id: self.res.host_id.clone(), generation, volumes, vms, retired_volumes: retired };
+        let d = HostDesired {
+            host_id: self.res.host_id.clone(),
+            generation,
+            volumes,
+            vms,
+            retired_volumes: retired,
+            isolation: None,
+        };
         hci_shared::agent_validate::host_desired(&d).expect("a valid desired state");
         self.state.lock().expect("lock").accept(&self.res.host_id, d).expect("accept");
     }

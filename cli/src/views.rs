@@ -334,6 +334,8 @@ mod tests {
             host: None,
             power: PowerState::Running,
             reboot_count: 0,
+            ha: true,
+            migration: None,
             created_at: "now".into(),
             revision: 3,
         };

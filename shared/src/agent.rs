@@ -172,6 +172,58 @@ pub struct HostDesired {
     /// Volumes of shared pools to delete (see [`RetiredVolume`]); local pools delete by absence.
     #[serde(default)]
     pub retired_volumes: Vec<RetiredVolume>,
+    /// What to do when this host loses the controllers (see [`Isolation`]); `None`: keep running.
+    #[serde(default)]
+    pub isolation: Option<Isolation>,
+}
+
+/// Self-fencing: the controller restarts a failed host's HA VMs elsewhere only after the host's
+/// lease plus a margin; an agent cut off from the controllers must have stopped them by then.
+///
+/// When no heartbeat has been acknowledged for `fence_after_ms` (counted from when the last
+/// acknowledged one was sent), the agent asks its `peers` whether they still hear from the
+/// controllers (`GET /agent/v1/controller-contact`). If every peer answers and none does, the
+/// controllers are down (nobody can restart anything): the VMs keep running. Otherwise the agent
+/// is the isolated one: it powers off `fence_vms` at once and starts them again only after a
+/// heartbeat is acknowledged with the host `ready` and a newer desired state says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Isolation {
+    /// Less than the lease: the controller waits lease + margin before restarting elsewhere.
+    pub fence_after_ms: u64,
+    /// The HA VMs (ids) to power off when isolated.
+    pub fence_vms: Vec<String>,
+    /// The other hosts of the site.
+    pub peers: Vec<PeerAgent>,
+}
+
+/// Another host's agent, as the controller knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerAgent {
+    pub host_id: String,
+    /// `http(s)://HOST:PORT`.
+    pub agent_url: String,
+}
+
+/// `GET /agent/v1/controller-contact`: when this agent last heard from the controllers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerContact {
+    pub host_id: String,
+    /// Milliseconds since the last acknowledged heartbeat was sent; `None`: never (since start).
+    pub last_ack_age_ms: Option<u64>,
+}
+
+/// `POST /agent/v1/volumes/{id}/export`: a stopped VM's volume flattened into a checksummed file
+/// that another host can import (a cold move).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeExport {
+    /// Path on the agent API that serves the file (`/agent/v1/exports/{name}`).
+    pub url_path: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub format: String,
 }
 
 /// What libvirt says a domain is doing.

@@ -252,6 +252,7 @@ mod tests {
                 revert: None,
             }],
             retired_volumes: vec![],
+            isolation: None,
         }
     }
 

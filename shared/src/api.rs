@@ -131,15 +131,31 @@ pub struct VmCreate {
     /// capacity) but not started.
     #[serde(default)]
     pub power: Option<PowerState>,
+    /// Restart it elsewhere when its host fails (default `true`; possible only when all its
+    /// volumes are on shared pools).
+    #[serde(default)]
+    pub ha: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmMigrate {
+    /// The target host; the planner chooses one (within the cap) when absent.
     #[serde(default)]
     pub host: Option<String>,
+    /// `true`: move the running VM live; `false`: move the stopped VM cold. Default: live when
+    /// it is running, cold when it is stopped.
     #[serde(default)]
-    pub live: bool,
+    pub live: Option<bool>,
+}
+
+/// `POST /v1/hosts/{id}/maintenance`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostMaintenance {
+    /// `true` drains the host (every VM moves elsewhere within the cap, or nothing is done);
+    /// `false` returns it to service without moving VMs back.
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::*;
 use crate::error::ApiError;
 use crate::hosts::HostJoin;
-use crate::resources::{Host, Tenant, Vm, Volume, Zone, ZonePolicy};
+use crate::resources::{Host, Tenant, Vm, Volume, VolumeImport, Zone, ZonePolicy};
 
 /// What is written to the log: the command plus who asked and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,23 @@ pub struct Placement {
     pub host: String,
     /// At most 80 (`hci_placement::MAX_CAP_PERCENT`); a higher value is refused when applied.
     pub cap_percent: u8,
+}
+
+/// Where the leader decided one VM moves, and how (checked again when applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedMove {
+    pub vm: String,
+    pub placement: Placement,
+    pub live: bool,
+    /// Local volumes of a cold move, exported by the source beforehand.
+    pub imports: Vec<VolumeImport>,
+}
+
+/// Where the leader decided one HA VM of a failed host restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedRestart {
+    pub vm: String,
+    pub placement: Placement,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,9 +138,29 @@ pub enum Command {
         action: PowerAction,
         placement: Option<Placement>,
     },
+    /// A planned move of one VM (operator migration).
     MigrateVm {
         id: String,
-        request: VmMigrate,
+        planned: PlannedMove,
+    },
+    /// The target reported the moved VM there: the source lets go of it.
+    FinishMigration {
+        id: String,
+        from_host: String,
+    },
+    /// Drain a host (every VM moves as planned, all or none) or return it to service.
+    SetHostMaintenance {
+        id: String,
+        enabled: bool,
+        moves: Vec<PlannedMove>,
+    },
+    /// HA: the leader has waited out the failed host's lease and margin (its agent has fenced
+    /// itself by then); the host becomes `fenced` and its HA VMs restart where planned. Applied only
+    /// while the host is still offline.
+    RestartVmsElsewhere {
+        host: String,
+        restarts: Vec<PlannedRestart>,
+        reason: String,
     },
     /// A single-use join token, kept only as its SHA-256; `expires_at` is RFC 3339 UTC.
     CreateJoinToken {
@@ -172,6 +209,10 @@ impl Command {
                 PowerAction::Reboot => ("vm.reboot", id.clone()),
             },
             Command::MigrateVm { id, .. } => ("vm.migrate", id.clone()),
+            Command::FinishMigration { id, .. } => ("vm.migrate.finish", id.clone()),
+            Command::SetHostMaintenance { id, enabled: true, .. } => ("host.maintenance.enter", id.clone()),
+            Command::SetHostMaintenance { id, enabled: false, .. } => ("host.maintenance.exit", id.clone()),
+            Command::RestartVmsElsewhere { host, .. } => ("host.fence_and_restart", host.clone()),
             Command::CreateJoinToken { sha256, .. } => {
                 ("host.join_token.create", format!("join token {}", sha256.get(..12).unwrap_or(sha256)))
             }

@@ -284,6 +284,7 @@ pub fn empty_desired(host_id: &str, generation: u64) -> HostDesired {
         volumes: Vec::new(),
         vms: Vec::new(),
         retired_volumes: Vec::new(),
+        isolation: None,
     }
 }
 

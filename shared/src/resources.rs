@@ -177,8 +177,46 @@ pub struct Vm {
     pub power: PowerState,
     /// Bumped by each reboot request so the agent can see a new one.
     pub reboot_count: u64,
+    /// Restarted on another host when its host fails (after the host is fenced). Only a VM whose
+    /// volumes are all on shared pools can be; one with a local volume is reported down instead.
+    #[serde(default = "default_true")]
+    pub ha: bool,
+    /// Set while the VM moves from another host to `host` (operator migration or a drain).
+    #[serde(default)]
+    pub migration: Option<VmMove>,
     pub created_at: String,
     pub revision: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A move of a VM in progress: from `from_host` to the VM's `host`. Both hosts keep the VM's
+/// capacity booked until the target reports it arrived; then the controller finishes the move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VmMove {
+    pub from_host: String,
+    /// Live (the running VM moves with libvirt's migration) or cold (the stopped VM is defined on
+    /// the target, its local volumes imported from the source's exports).
+    pub live: bool,
+    /// Why: `operator` (`POST /v1/vms/{id}/migrate`) or `maintenance` (a drain of `from_host`).
+    pub reason: String,
+    /// RFC 3339 time the move was committed.
+    pub started_at: String,
+    /// Local volumes a cold move copies: where the target downloads each from.
+    pub imports: Vec<VolumeImport>,
+}
+
+/// A volume a cold move copies from the source host's export (verified by its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeImport {
+    pub volume: String,
+    /// `http(s)://` URL of the flattened export on the source agent.
+    pub url: String,
+    pub sha256: String,
+    /// The export's name on the source agent (deleted there when the move finishes).
+    pub export: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -59,6 +59,7 @@ fn stopped_vm_moves_to_another_host_with_its_data() {
         volumes: volumes_a.clone(),
         vms,
         retired_volumes: vec![],
+        isolation: None,
     };
 
     // On A: boot, write a marker to the data disk.
@@ -89,6 +90,7 @@ fn stopped_vm_moves_to_another_host_with_its_data() {
         volumes: volumes_b,
         vms: vec![vm(&marker_b, PowerState::Running)],
         retired_volumes: vec![],
+        isolation: None,
     };
     assert_eq!(b.put_desired(&on_b), 200);
     b.wait_converged(1, BOOT, |r| match r.vms.first() {
@@ -105,7 +107,8 @@ fn stopped_vm_moves_to_another_host_with_its_data() {
             generation: 3,
             volumes: vec![],
             vms: vec![],
-            retired_volumes: vec![]
+            retired_volumes: vec![],
+            isolation: None
         }),
         200
     );

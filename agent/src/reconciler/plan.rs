@@ -171,6 +171,7 @@ mod tests {
             volumes: desired.to_vec(),
             vms: vec![],
             retired_volumes: vec![],
+            isolation: None,
         };
         let local = BTreeSet::new();
         assert_eq!(plan_volume_deletes(&host, &have, &local), vec![("default".to_string(), "old".to_string())]);
@@ -225,6 +226,7 @@ mod tests {
             volumes: vec![vol("mine", 1)],
             vms: vec![],
             retired_volumes: vec![RetiredVolume { pool: "default".into(), id: "retired".into() }],
+            isolation: None,
         };
         let shared = BTreeSet::from(["default".to_string()]);
         assert_eq!(plan_volume_deletes(&host, &have, &shared), vec![("default".to_string(), "retired".to_string())]);

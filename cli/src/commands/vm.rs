@@ -45,6 +45,9 @@ pub enum VmCmd {
         /// Create it stopped (placed, holding its host's capacity, not started)
         #[arg(long)]
         stopped: bool,
+        /// Do not restart it on another host when its host fails (HA is on by default)
+        #[arg(long)]
+        no_ha: bool,
     },
     /// List VMs
     List {
@@ -87,9 +90,12 @@ pub enum VmCmd {
         /// Destination host (id or name; default: chosen by the controller)
         #[arg(long, value_name = "ID|NAME")]
         host: Option<String>,
-        /// Keep the VM running while it moves
-        #[arg(long)]
+        /// Keep the VM running while it moves (the default for a running VM)
+        #[arg(long, conflicts_with = "cold")]
         live: bool,
+        /// Move the stopped VM cold (the default for a stopped VM)
+        #[arg(long)]
+        cold: bool,
     },
 }
 
@@ -110,13 +116,26 @@ pub fn run(cmd: VmCmd, client: &Client, out: &mut Output) -> Result<(), CliError
             nics,
             anti_affinity_group,
             stopped,
+            no_ha,
         } => {
             let volumes =
                 volumes.iter().map(|v| resolve(client, VOLUME, v, Some(&tenant))).collect::<Result<Vec<_>, _>>()?;
             let nics = nics.into_iter().map(|zone| NicRequest { zone }).collect();
             let power = stopped.then_some(PowerState::Stopped);
-            let body =
-                VmCreate { name, tenant, vcpus, memory_mib, arch, firmware, volumes, nics, anti_affinity_group, power };
+            let ha = no_ha.then_some(false);
+            let body = VmCreate {
+                name,
+                tenant,
+                vcpus,
+                memory_mib,
+                arch,
+                firmware,
+                volumes,
+                nics,
+                anti_affinity_group,
+                power,
+                ha,
+            };
             out.one::<Vm>(&client.post(&["v1", "vms"], &body)?, false)
         }
         VmCmd::List { tenant } => out.list::<VmView>(&client.get(&["v1", "vms"])?, &of_tenant(tenant.as_deref())),
@@ -132,7 +151,14 @@ pub fn run(cmd: VmCmd, client: &Client, out: &mut Output) -> Result<(), CliError
         VmCmd::Start { target } => power(client, out, &target, "start"),
         VmCmd::Stop { target } => power(client, out, &target, "stop"),
         VmCmd::Reboot { target } => power(client, out, &target, "reboot"),
-        VmCmd::Migrate { target, host, live } => {
+        VmCmd::Migrate { target, host, live, cold } => {
+            let live = if live {
+                Some(true)
+            } else if cold {
+                Some(false)
+            } else {
+                None
+            };
             let id = id_of(client, &target)?;
             let host = host.map(|h| resolve(client, HOST, &h, None)).transpose()?;
             out.one::<Vm>(&client.post(&["v1", "vms", &id, "migrate"], &VmMigrate { host, live })?, false)

@@ -69,6 +69,26 @@ impl ClusterView {
         Ok(())
     }
 
+    /// Keeps a moving VM booked on the host it is leaving (`placed.host`) until the move finishes:
+    /// that host's allocation counts it, its tenant is not charged again. Replaces an earlier hold
+    /// of the same VM. Refused only for a host the view lacks.
+    pub fn hold_departing(&mut self, placed: PlacedVm) -> Result<(), ViewError> {
+        let slot = self.slot(&placed.host)?;
+        self.release_departing(&placed.request.vm);
+        self.change_allocation(slot, |host| host.book(&placed.request));
+        self.departing.insert(placed.request.vm.clone(), placed);
+        Ok(())
+    }
+
+    /// Ends a hold (the move finished); returns it.
+    pub fn release_departing(&mut self, vm: &str) -> Option<PlacedVm> {
+        let held = self.departing.remove(vm)?;
+        if let Ok(slot) = self.slot(&held.host) {
+            self.change_allocation(slot, |host| host.unbook(&held.request));
+        }
+        Some(held)
+    }
+
     /// Adds a VM to its host and its tenant's usage (both checked to exist by the caller).
     pub(crate) fn book(&mut self, placed: PlacedVm) {
         if let Ok(slot) = self.slot(&placed.host) {

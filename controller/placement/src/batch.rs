@@ -43,11 +43,14 @@ pub fn plan_batch(
     plan_all(view, requests, policy, "cannot place the batch".to_string())
 }
 
-/// Decisions that move every VM of `host` to other hosts (largest VMs first, then by id), or a
-/// refusal naming each VM that fits nowhere. The view is left as it was.
+/// Decisions that move every VM placed on `host` to other hosts (largest VMs first, then by id),
+/// or a refusal naming each VM that fits nowhere. VMs already leaving it are not planned again.
+/// The view is left as it was.
 pub fn plan_evacuation(view: &mut ClusterView, host: &str, policy: &Policy) -> Result<Vec<Decision>, BatchRefused> {
     let vms = view.host(host).ok_or_else(|| BatchRefused::UnknownHost { host: host.to_string() })?.vms();
-    let mut requests: Vec<PlacementRequest> = vms.iter().filter_map(|vm| view.move_request(vm, [])).collect();
+    let placed_here = |vm: &&String| view.placed(vm).is_some_and(|placed| placed.host == host);
+    let mut requests: Vec<PlacementRequest> =
+        vms.iter().filter(placed_here).filter_map(|vm| view.move_request(vm, [])).collect();
     requests.sort_by(|a, b| {
         let (fa, fb) = (a.footprint(), b.footprint());
         (fb.memory_mib, fb.vcpus, fb.disk_bytes).cmp(&(fa.memory_mib, fa.vcpus, fa.disk_bytes)).then(a.vm.cmp(&b.vm))

@@ -21,6 +21,9 @@ pub struct ClusterView {
     pub(crate) tenants: BTreeMap<String, TenantAccount>,
     /// VM id → where it is placed.
     pub(crate) placed: BTreeMap<String, PlacedVm>,
+    /// VM id → the host it is leaving (a move in progress): still booked there against the cap,
+    /// not charged to its tenant twice.
+    pub(crate) departing: BTreeMap<String, PlacedVm>,
     pub(crate) index: Index,
 }
 
@@ -95,6 +98,11 @@ impl ClusterView {
 
     pub fn placed(&self, vm: &str) -> Option<&PlacedVm> {
         self.placed.get(vm)
+    }
+
+    /// The host a VM is leaving, while its move is in progress.
+    pub fn departing(&self, vm: &str) -> Option<&PlacedVm> {
+        self.departing.get(vm)
     }
 
     /// Placed VMs ordered by id.

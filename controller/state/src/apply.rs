@@ -10,7 +10,7 @@ use hci_shared::ApiError;
 
 use crate::change::{Change, KvWrite};
 use crate::model::Model;
-use crate::{audit, cluster, hosts, join_tokens, policies, tenants, vm_actions, vms, volumes, zones};
+use crate::{audit, cluster, hosts, join_tokens, moves, policies, tenants, vm_actions, vms, volumes, zones};
 
 /// What a handler knows about the entry besides its command.
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +106,14 @@ impl Model {
             Command::SetVmPower { id, action, placement } => {
                 vm_actions::set_power(self, ctx, id, *action, placement.as_ref())
             }
-            Command::MigrateVm { id, request } => vm_actions::migrate(self, ctx, id, request),
+            Command::MigrateVm { id, planned } => moves::migrate(self, ctx, id, planned),
+            Command::FinishMigration { id, from_host } => moves::finish(self, ctx, id, from_host),
+            Command::SetHostMaintenance { id, enabled, moves } => {
+                moves::set_maintenance(self, ctx, id, *enabled, moves)
+            }
+            Command::RestartVmsElsewhere { .. } => {
+                Err(hci_shared::ApiError::conflict("HA restarts are not supported by this version"))
+            }
             Command::CreateJoinToken { sha256, site, expires_at } => {
                 join_tokens::create_join_token(self, ctx, sha256, site, expires_at)
             }

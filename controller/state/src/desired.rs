@@ -5,8 +5,10 @@
 //! last command that changed anything of that host (every member computes the same). Handlers that
 //! change a host's VMs or volumes add [`touch`]'s change to their outcome.
 
-use hci_shared::agent::{HostDesired, ImageFormat, ImageRef, NicDesired, VmDesired, VolumeDesired, VolumeSource};
-use hci_shared::resources::{DiskFormat, Vm, Volume};
+use hci_shared::agent::{
+    HostDesired, ImageFormat, ImageRef, NicDesired, VmDesired, VmMigration, VolumeDesired, VolumeSource,
+};
+use hci_shared::resources::{DiskFormat, Vm, Volume, VolumeImport};
 
 use crate::apply::Ctx;
 use crate::change::Change;
@@ -26,6 +28,16 @@ pub(crate) fn touch<'a>(model: &Model, ctx: &Ctx<'_>, hosts: impl IntoIterator<I
             Change::PutHost(touched)
         })
         .collect()
+}
+
+/// A volume a cold move imports: the source's verified export.
+fn imported(import: &VolumeImport) -> VolumeSource {
+    VolumeSource::Image(ImageRef {
+        name: format!("import-{}-{}", import.volume, import.sha256.get(..12).unwrap_or(&import.sha256)),
+        source: import.url.clone(),
+        format: ImageFormat::Qcow2,
+        sha256: import.sha256.clone(),
+    })
 }
 
 fn volume_desired(volume: &Volume) -> VolumeDesired {
@@ -51,6 +63,27 @@ fn volume_desired(volume: &Volume) -> VolumeDesired {
         snapshots: volume.snapshots.iter().map(|s| s.name.clone()).collect(),
         rollback: None,
     }
+}
+
+/// The VM as host `host` should hold it: a move's source sends it away (live) or lets go of it
+/// (cold, `None`); the target waits for it (live) or defines it (cold).
+fn vm_desired_on(model: &Model, vm: &Vm, host: &str) -> Option<VmDesired> {
+    let mut desired = vm_desired(model, vm);
+    match &vm.migration {
+        Some(moving) if moving.from_host == host => {
+            if !moving.live {
+                return None;
+            }
+            let to_host = vm.host.clone()?;
+            let to_agent = model.hosts.get(&to_host).map(|h| h.agent_url.clone()).unwrap_or_default();
+            desired.migration = Some(VmMigration::Outgoing { to_host, to_agent });
+        }
+        Some(moving) if moving.live => {
+            desired.migration = Some(VmMigration::Incoming { from_host: moving.from_host.clone() })
+        }
+        _ => {}
+    }
+    Some(desired)
 }
 
 fn vm_desired(model: &Model, vm: &Vm) -> VmDesired {
@@ -81,20 +114,42 @@ impl Model {
     /// volumes bound to it (by id). `None` for an unknown host.
     pub fn host_desired(&self, id: &str) -> Option<HostDesired> {
         let host = self.hosts.get(id)?;
-        let vms = match self.placement.0.host(id) {
-            Some(placed) => {
-                placed.vms().iter().filter_map(|vm| self.vms.get(vm)).map(|vm| vm_desired(self, vm)).collect()
-            }
+        // Placed here, or leaving (the view books a moving VM on both hosts).
+        let here: Vec<&Vm> = match self.placement.0.host(id) {
+            Some(placed) => placed.vms().iter().filter_map(|vm| self.vms.get(vm)).collect(),
             None => Vec::new(),
         };
-        let volumes =
-            self.volumes.values().filter(|v| v.host.as_deref() == Some(id)).map(volume_desired).collect::<Vec<_>>();
+        let vms = here.iter().filter_map(|vm| vm_desired_on(self, vm, id)).collect();
+        let leaving = |volume: &Volume| {
+            let vm = volume.attached_to.as_deref().and_then(|vm| self.vms.get(vm));
+            vm.and_then(|vm| vm.migration.as_ref()).is_some_and(|moving| moving.from_host == id)
+        };
+        let import_of = |volume: &Volume| {
+            let vm = volume.attached_to.as_deref().and_then(|vm| self.vms.get(vm))?;
+            let moving = vm.migration.as_ref()?;
+            moving.imports.iter().find(|import| import.volume == volume.id)
+        };
+        let volumes = self
+            .volumes
+            .values()
+            .filter(|v| v.host.as_deref() == Some(id) || leaving(v))
+            .map(|volume| {
+                let mut desired = volume_desired(volume);
+                if volume.host.as_deref() == Some(id) {
+                    if let Some(import) = import_of(volume) {
+                        desired.source = imported(import);
+                    }
+                }
+                desired
+            })
+            .collect::<Vec<_>>();
         Some(HostDesired {
             host_id: host.id.clone(),
             generation: host.desired_generation,
             volumes,
             vms,
             retired_volumes: Vec::new(),
+            isolation: None,
         })
     }
 }

@@ -201,6 +201,30 @@ impl Model {
         Ok(placement.host.clone())
     }
 
+    /// Checks moves decided together (a drain plans them as one batch) against the state now, each
+    /// with the earlier ones booked: cap, quota and every filter on each target. Returns the first
+    /// refusal. Works on a copy of the view; the model is not changed.
+    pub(crate) fn check_moves<'v>(
+        &self,
+        moves: impl IntoIterator<Item = (&'v Vm, &'v Placement)>,
+    ) -> Result<(), ApiError> {
+        let mut view = self.placement.0.clone();
+        for (vm, placement) in moves {
+            let policy = Policy::new(placement.cap_percent, Strategy::Spread)
+                .map_err(|e| ApiError::invalid("placement.cap_percent", e.to_string()))?;
+            let decision =
+                Decision { host: placement.host.clone(), previous_host: vm.host.clone(), request: request(self, vm) };
+            verify(&view, &decision, &policy).map_err(refused)?;
+            let source = vm.host.clone();
+            view.apply(&decision).map_err(|e| ApiError::conflict(format!("vm '{}' cannot move: {e}", vm.name)))?;
+            if let Some(host) = source {
+                // The source keeps it booked until the move finishes.
+                let _ = view.hold_departing(PlacedVm { host, request: decision.request.clone() });
+            }
+        }
+        Ok(())
+    }
+
     /// Whether growing `volume` by `more_bytes` keeps its host's pool within the 80 % disk cap (a
     /// resize carries no cap of its own, so the highest one applies). Unbound volumes always fit.
     pub(crate) fn check_growth(&self, volume: &Volume, more_bytes: u64) -> Result<(), ApiError> {
@@ -269,13 +293,23 @@ impl Model {
         self.placement.0.set_tenant_limit(&tenant.name, tenant_limit(tenant));
     }
 
-    /// Books the VM where its record says it is (or releases it when unplaced or gone).
+    /// Books the VM where its record says it is (or releases it when unplaced or gone), and on the
+    /// host it is leaving while it moves.
     pub(crate) fn follow_vm(&mut self, id: &str) {
         let placed = self.vms.get(id).and_then(|vm| {
             let host = vm.host.clone()?;
             Some(PlacedVm { host, request: request(self, vm) })
         });
+        let departing = self.vms.get(id).and_then(|vm| {
+            let from = vm.migration.as_ref()?.from_host.clone();
+            Some(PlacedVm { host: from, request: request(self, vm) })
+        });
         let view = &mut self.placement.0;
+        view.release_departing(id);
+        if let Some(held) = departing {
+            // Refused only for a host the view lacks, which a consistent model never has.
+            let _ = view.hold_departing(held);
+        }
         match placed {
             Some(placed) => {
                 // Refused only for a host or tenant the view lacks, which a consistent model never has.

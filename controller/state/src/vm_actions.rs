@@ -1,12 +1,11 @@
-//! Actions on an existing VM: power (start, stop, reboot) and migration between hosts.
+//! Actions on an existing VM: power (start, stop, reboot). Moves between hosts are in `moves`.
 //!
 //! It exists to record the operator's desired state for the agents to converge to. It must never
 //! pretend an action happened on a host: it only changes desired state (power, reboot counter,
 //! host), and refuses actions that make no sense for the VM's current desired state.
 
-use hci_shared::api::VmMigrate;
 use hci_shared::command::{Applied, Placement, PowerAction};
-use hci_shared::resources::{Host, HostState, PowerState, Vm};
+use hci_shared::resources::{PowerState, Vm};
 use hci_shared::ApiError;
 
 use crate::apply::{Ctx, Decision, Outcome};
@@ -72,70 +71,4 @@ pub(crate) fn set_power(
     let mut powered = vm.clone();
     powered.power = wanted;
     Ok(changed(model, powered, ctx))
-}
-
-fn host_state(state: HostState) -> &'static str {
-    match state {
-        HostState::Ready => "ready",
-        HostState::Maintenance => "in maintenance",
-        HostState::Offline => "offline",
-        HostState::Fenced => "fenced",
-    }
-}
-
-/// The operator's chosen host, if it can take the VM.
-fn chosen_host<'m>(vm: &Vm, host: &'m Host, current: &str) -> Result<&'m Host, ApiError> {
-    if host.id == current {
-        return Err(ApiError::conflict(format!("vm '{}' is already on host '{}'", vm.name, host.id)));
-    }
-    if host.arch != vm.arch {
-        return Err(ApiError::invalid(
-            "host",
-            format!("host '{}' is {}; vm '{}' is {}", host.id, host.arch, vm.name, vm.arch),
-        ));
-    }
-    if host.state != HostState::Ready {
-        return Err(ApiError::conflict(format!("host '{}' is {}", host.id, host_state(host.state))));
-    }
-    Ok(host)
-}
-
-/// The first ready host (by id) of the VM's architecture other than its current one.
-fn any_other_host<'m>(model: &'m Model, vm: &Vm, current: &str) -> Result<&'m Host, ApiError> {
-    model
-        .hosts
-        .values()
-        .find(|h| h.id != current && h.arch == vm.arch && h.state == HostState::Ready)
-        .ok_or_else(|| ApiError::no_capacity(format!("no other ready {} host can take vm '{}'", vm.arch, vm.name)))
-}
-
-pub(crate) fn migrate(model: &Model, ctx: &Ctx<'_>, id: &str, request: &VmMigrate) -> Decision {
-    let vm = existing(model, id)?;
-    let requested = match &request.host {
-        Some(host_id) => Some(
-            model
-                .hosts
-                .get(host_id)
-                .ok_or_else(|| ApiError::invalid("host", format!("host '{host_id}' does not exist")))?,
-        ),
-        None => None,
-    };
-    let current = vm
-        .host
-        .as_deref()
-        .ok_or_else(|| ApiError::conflict(format!("vm {} is not placed on any host yet", vm.name)))?;
-    if !vm.volumes.is_empty() {
-        // Its volumes are bound to the current host; the new host's agent would find no disks.
-        return Err(ApiError::conflict(format!(
-            "vm '{}' has volumes on host '{current}'; moving volumes with a vm is not implemented yet",
-            vm.name
-        )));
-    }
-    let target = match requested {
-        Some(host) => chosen_host(vm, host, current)?,
-        None => any_other_host(model, vm, current)?,
-    };
-    let mut moved = vm.clone();
-    moved.host = Some(target.id.clone());
-    Ok(changed(model, moved, ctx))
 }

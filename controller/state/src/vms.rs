@@ -88,6 +88,8 @@ pub(crate) fn new_vm(id: &str, spec: &VmCreate, nics: Vec<Nic>, at: &str, revisi
         host: None,
         power: spec.power.unwrap_or(PowerState::Running),
         reboot_count: 0,
+        ha: spec.ha.unwrap_or(true),
+        migration: None,
         created_at: at.to_string(),
         revision,
     }

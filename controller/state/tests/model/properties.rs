@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use hci_shared::api::*;
-use hci_shared::command::{Command, CommandResponse, PowerAction};
+use hci_shared::command::{Command, CommandResponse, Placement, PlannedMove, PowerAction};
 use hci_shared::names::parse_cidr;
 use hci_shared::resources::{PolicyAction, Protocol, Usage, ZoneKind};
 use hci_state::{KvWrite, Model};
@@ -148,6 +148,7 @@ fn create_vm_command() -> impl Strategy<Value = Command> {
                 nics: zones.into_iter().map(|zone| NicRequest { zone }).collect(),
                 anti_affinity_group: None,
                 power: None,
+                ha: None,
             },
             placement: None,
         })
@@ -159,9 +160,9 @@ fn vm_commands() -> impl Strategy<Value = Command> {
         5 => create_vm_command(),
         2 => (vm_id(), if_match()).prop_map(|(id, if_match)| Command::DeleteVm { id, if_match }),
         1 => (vm_id(), power).prop_map(|(id, action)| Command::SetVmPower { id, action, placement: None }),
-        1 => (vm_id(), prop::option::of(pick(&["h0"]))).prop_map(|(id, host)| Command::MigrateVm {
-            id,
-            request: VmMigrate { host, live: false },
+        1 => (vm_id(), pick(&["h0", "h1"]), any::<bool>()).prop_map(|(id, host, live)| Command::MigrateVm {
+            id: id.clone(),
+            planned: PlannedMove { vm: id, placement: Placement { host, cap_percent: 80 }, live, imports: vec![] },
         }),
     ]
 }
@@ -300,7 +301,17 @@ proptest! {
             Command::SnapshotVolume { id: id.clone(), name: name.clone() },
             create_vm(&id, "t0", &name, 1, 64, &[&other], &["z0"]),
             create_vm(&id, "t0", "vm", 1, 64, &[], &[&name]),
-            Command::MigrateVm { id: id.clone(), request: VmMigrate { host: Some(name.clone()), live: true } },
+            Command::MigrateVm {
+                id: id.clone(),
+                planned: PlannedMove {
+                    vm: id.clone(),
+                    placement: Placement { host: name.clone(), cap_percent: 80 },
+                    live: true,
+                    imports: vec![],
+                },
+            },
+            Command::FinishMigration { id: id.clone(), from_host: name.clone() },
+            Command::SetHostMaintenance { id: name.clone(), enabled: true, moves: vec![] },
             Command::DeleteVm { id: id.clone(), if_match: Some(n) },
             Command::DeleteZone { name: name.clone(), if_match: None },
             Command::CreateJoinToken { sha256: id.clone(), site: name.clone(), expires_at: other.clone() },

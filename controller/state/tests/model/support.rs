@@ -216,6 +216,7 @@ pub fn vm_spec(tenant: &str, name: &str, vcpus: u32, memory_mib: u64, volumes: &
         nics: zones.iter().map(|z| NicRequest { zone: z.to_string() }).collect(),
         anti_affinity_group: None,
         power: None,
+        ha: None,
     }
 }
 
@@ -270,4 +271,40 @@ pub fn as_vm(applied: Applied) -> Vm {
         Applied::Vm(vm) => vm,
         other => panic!("expected a vm, got {other:?}"),
     }
+}
+
+const JOIN_TOKEN: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+/// Joins host `id` (x86_64, 2 CPUs, one 100 GiB pool `default` of `backend`) through a join token.
+pub fn join_host(h: &mut Harness, id: &str, memory_mib: u64, backend: &str) {
+    use hci_shared::command::JoinAuth;
+    use hci_shared::hosts::{HostInventory, HostJoin, HostPool};
+    let token = format!("{}{}", &JOIN_TOKEN[..60], h.index + 1000);
+    h.ok(Command::CreateJoinToken {
+        sha256: token.clone(),
+        site: "primary".into(),
+        expires_at: "2030-01-01T00:00:00Z".into(),
+    });
+    let spec = HostJoin {
+        host_id: id.into(),
+        site: "primary".into(),
+        arch: "x86_64".into(),
+        agent_url: format!("http://{id}.example:7100"),
+        inventory: HostInventory {
+            cpus: 2,
+            memory_mib,
+            accelerator: "tcg".into(),
+            libvirt_version: "9.0.0".into(),
+            pools: vec![HostPool {
+                name: "default".into(),
+                backend: backend.into(),
+                capacity_bytes: 100 << 30,
+                allocation_bytes: 0,
+                available_bytes: 100 << 30,
+            }],
+            firmware_profiles: vec!["x86_64-bios".into()],
+        },
+    };
+    let credential = format!("{:0>64}", h.index);
+    h.ok(Command::JoinHost { auth: JoinAuth::Token { sha256: token }, new_credential_sha256: Some(credential), spec });
 }

@@ -1,11 +1,8 @@
-//! VM rules: tenant, names, volumes, NIC zones, quota, IPAM, MACs, power, migration.
+//! VM rules: tenant, names, volumes, NIC zones, quota, IPAM, MACs, power (moves: `moves.rs`).
 
-use hci_shared::api::VmMigrate;
-use hci_shared::codec;
 use hci_shared::command::{Applied, Command, PowerAction};
-use hci_shared::resources::{Host, HostState, PowerState, Vm};
+use hci_shared::resources::PowerState;
 use hci_shared::ErrorCode;
-use hci_state::Model;
 
 use crate::support::*;
 
@@ -25,10 +22,6 @@ fn delete_vm(id: &str) -> Command {
 
 fn power(id: &str, action: PowerAction) -> Command {
     Command::SetVmPower { id: id.to_string(), action, placement: None }
-}
-
-fn migrate(id: &str, host: Option<&str>) -> Command {
-    Command::MigrateVm { id: id.to_string(), request: VmMigrate { host: host.map(str::to_string), live: true } }
 }
 
 #[test]
@@ -174,76 +167,4 @@ fn power_actions() {
     let vm = as_vm(h.ok(power("m1", PowerAction::Start)));
     assert_eq!((vm.power, vm.reboot_count, vm.revision), (PowerState::Running, 1, h.index));
     assert_eq!(h.refused(power("ghost", PowerAction::Start)).code, ErrorCode::NotFound);
-}
-
-#[test]
-fn migrate_refuses_unknown_hosts_and_unplaced_vms() {
-    let mut h = setup();
-    h.ok(create_vm("m1", "finance", "web", 1, 512, &[], &[]));
-    let e = h.refused(migrate("m1", Some("h9")));
-    assert_invalid(&e, "host", &["host 'h9' does not exist"]);
-    let e = h.refused(migrate("m1", None));
-    assert_refusal(&e, ErrorCode::Conflict, &["vm web is not placed on any host yet"]);
-    assert_eq!(h.refused(migrate("ghost", None)).code, ErrorCode::NotFound);
-}
-
-fn host(id: &str, arch: &str, state: HostState) -> Host {
-    Host {
-        id: id.to_string(),
-        name: id.to_string(),
-        site: "dc".to_string(),
-        arch: arch.to_string(),
-        state,
-        state_reason: String::new(),
-        state_since: AT.to_string(),
-        agent_url: "http://127.0.0.1:7100".to_string(),
-        inventory: Default::default(),
-        joined_at: AT.to_string(),
-        desired_generation: 1,
-        revision: 1,
-    }
-}
-
-/// Hosts in states a join cannot produce (maintenance): inject them through the store.
-fn with_placed_vm(h: &mut Harness, vm_id: &str, on: &str, hosts: &[Host]) {
-    let key = format!("vm/{vm_id}").into_bytes();
-    let mut vm: Vm = codec::decode(&h.store[&key]).expect("vm decodes");
-    vm.host = Some(on.to_string());
-    h.store.insert(key, codec::encode(&vm).expect("encodes"));
-    for host in hosts {
-        h.store.insert(format!("host/{}", host.id).into_bytes(), codec::encode(host).expect("encodes"));
-    }
-    h.model = Model::load(h.store.clone()).expect("loads");
-}
-
-#[test]
-fn migrate_moves_a_placed_vm_to_a_ready_host_of_its_arch() {
-    let mut h = setup();
-    h.ok(create_vm("m1", "finance", "web", 1, 512, &[], &[]));
-    let hosts = [
-        host("h1", "x86_64", HostState::Ready),
-        host("h2", "aarch64", HostState::Ready),
-        host("h3", "x86_64", HostState::Maintenance),
-        host("h4", "x86_64", HostState::Ready),
-    ];
-    with_placed_vm(&mut h, "m1", "h1", &hosts);
-    let ids: Vec<&str> = h.model.hosts().map(|h| h.id.as_str()).collect();
-    assert_eq!(ids, ["h1", "h2", "h3", "h4"]);
-    assert_eq!(h.model.host("h2").map(|h| h.arch.as_str()), Some("aarch64"));
-
-    assert_invalid(&h.refused(migrate("m1", Some("h2"))), "host", &["aarch64"]);
-    assert_refusal(&h.refused(migrate("m1", Some("h3"))), ErrorCode::Conflict, &["maintenance"]);
-    assert_refusal(&h.refused(migrate("m1", Some("h1"))), ErrorCode::Conflict, &["already on host 'h1'"]);
-    let vm = as_vm(h.ok(migrate("m1", None)));
-    assert_eq!(vm.host.as_deref(), Some("h4"), "the first other ready host of the arch");
-    let vm = as_vm(h.ok(migrate("m1", Some("h1"))));
-    assert_eq!((vm.host.as_deref(), vm.revision), (Some("h1"), h.index));
-}
-
-#[test]
-fn migrate_without_another_ready_host_is_no_capacity() {
-    let mut h = setup();
-    h.ok(create_vm("m1", "finance", "web", 1, 512, &[], &[]));
-    with_placed_vm(&mut h, "m1", "h1", &[host("h1", "x86_64", HostState::Ready)]);
-    assert_refusal(&h.refused(migrate("m1", None)), ErrorCode::NoCapacity, &["no other ready x86_64 host"]);
 }
