@@ -139,6 +139,12 @@ impl View for Vm {
         pairs.push(("nics", nics.join("; ")));
         pairs.push(("anti_affinity_group", opt(self.anti_affinity_group.as_deref())));
         pairs.push(("reboot_count", self.reboot_count.to_string()));
+        pairs.push(("ha", self.ha.to_string()));
+        if let Some(moving) = &self.migration {
+            let kind = if moving.live { "live" } else { "cold" };
+            let text = format!("from {} ({kind}, {}, since {})", moving.from_host, moving.reason, moving.started_at);
+            pairs.push(("moving", text));
+        }
         pairs.push(("created_at", self.created_at.clone()));
         pairs.push(("etag", etag(self.revision)));
         pairs
@@ -225,6 +231,7 @@ impl View for HostView {
                 let a = &self.allocation;
                 format!("{} vms, {} vcpus, {} MiB", a.vms, a.vcpus, a.memory_mib)
             }),
+            ("moving", format!("{} leaving, {} arriving", self.allocation.leaving, self.allocation.arriving)),
         ];
         if let Some(hb) = &self.heartbeat {
             let u = &hb.usage;

@@ -8,5 +8,6 @@ pub mod batcher;
 pub mod config;
 pub mod hosts;
 pub mod metrics;
+pub mod moves;
 pub mod node;
 pub mod raft;

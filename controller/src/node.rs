@@ -214,6 +214,7 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Arc<App>, NodeErr
     let leases = Leases::new(Duration::from_millis(config.host_lease_ms), std::time::Instant::now());
     let app = Arc::new(App { id: config.id, raft, batcher, state, http, metrics, committed, config, leases });
     tokio::spawn(crate::hosts::monitor::run(app.clone()));
+    tokio::spawn(crate::moves::finisher::run(app.clone()));
     if app.config.bootstrap {
         let initialized = app.raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
         if !initialized {

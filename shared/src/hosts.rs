@@ -247,11 +247,18 @@ pub struct HostView {
 /// What the VMs placed on a host hold there, as placement counts it against the cap.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HostAllocation {
+    /// VMs booked here: placed here, or leaving (a move in progress).
     pub vms: u64,
     pub vcpus: u64,
     pub memory_mib: u64,
     /// Per pool: the placed VMs' volumes plus the volumes left on the host by no VM.
     pub pools: Vec<PoolAllocation>,
+    /// VMs moving away from this host (a drain's progress: it is empty when `vms` is 0).
+    #[serde(default)]
+    pub leaving: u64,
+    /// VMs moving onto this host.
+    #[serde(default)]
+    pub arriving: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -1,6 +1,7 @@
 //! `hcictl host`: the hypervisor hosts agents have registered, and the join tokens they join with.
 
 use clap::{value_parser, Subcommand};
+use hci_shared::api::HostMaintenance;
 use hci_shared::hosts::{HostView, JoinTokenCreate};
 
 use crate::client::Client;
@@ -17,6 +18,15 @@ pub enum HostCmd {
         /// The host's id or name
         #[arg(value_name = "ID|NAME")]
         id: String,
+    },
+    /// Drain a host for maintenance (its VMs move elsewhere within the cap), or return it to service
+    Maintenance {
+        /// The host's id or name
+        #[arg(value_name = "ID|NAME")]
+        id: String,
+        /// Return the host to service (nothing moves back)
+        #[arg(long)]
+        off: bool,
     },
     /// Single-use tokens agents join the cluster with
     #[command(subcommand, name = "join-token")]
@@ -42,6 +52,11 @@ pub fn run(cmd: HostCmd, client: &Client, out: &mut Output) -> Result<(), CliErr
         HostCmd::Show { id } => {
             let id = resolve(client, HOST, &id, None)?;
             out.one::<HostView>(&client.get(&["v1", "hosts", &id])?, true)
+        }
+        HostCmd::Maintenance { id, off } => {
+            let id = resolve(client, HOST, &id, None)?;
+            let body = HostMaintenance { enabled: !off };
+            out.one::<HostView>(&client.post(&["v1", "hosts", &id, "maintenance"], &body)?, true)
         }
         HostCmd::JoinToken(JoinTokenCmd::Create { ttl, site }) => {
             let reply = client.post(&["v1", "hosts", "join-tokens"], &JoinTokenCreate { site, ttl_seconds: ttl })?;

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use hci_shared::agent::HostDesired;
-use hci_shared::api::List;
+use hci_shared::api::{HostMaintenance, List};
 use hci_shared::command::{Applied, Command, JoinAuth};
 use hci_shared::hosts::*;
 use hci_shared::resources::HostState;
@@ -29,8 +29,28 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn view(app: &App, model: &hci_state::Model, host: &hci_shared::resources::Host, now: Instant) -> HostView {
-    let allocation =
+/// Host id → (VMs leaving it, VMs arriving on it), over the moves in progress.
+type MoveCounts = std::collections::BTreeMap<String, (u64, u64)>;
+
+fn move_counts(model: &hci_state::Model) -> MoveCounts {
+    let mut counts = MoveCounts::new();
+    for vm in model.vms() {
+        let (Some(moving), Some(to)) = (&vm.migration, &vm.host) else { continue };
+        counts.entry(moving.from_host.clone()).or_default().0 += 1;
+        counts.entry(to.clone()).or_default().1 += 1;
+    }
+    counts
+}
+
+fn view(
+    app: &App,
+    model: &hci_state::Model,
+    host: &hci_shared::resources::Host,
+    moves: &MoveCounts,
+    now: Instant,
+) -> HostView {
+    let (leaving, arriving) = moves.get(&host.id).copied().unwrap_or_default();
+    let mut allocation =
         model.placement_view().host(&host.id).map_or_else(HostAllocation::default, |placed| HostAllocation {
             vms: u64::try_from(placed.vms().len()).unwrap_or(u64::MAX),
             vcpus: placed.allocated_vcpus(),
@@ -44,7 +64,10 @@ fn view(app: &App, model: &hci_state::Model, host: &hci_shared::resources::Host,
                     allocated_bytes: placed.pool_allocated_bytes(name).unwrap_or(0),
                 })
                 .collect(),
+            leaving: 0,
+            arriving: 0,
         });
+    (allocation.leaving, allocation.arriving) = (leaving, arriving);
     HostView { host: host.clone(), heartbeat: app.leases.status(&host.id, app.id, now), allocation }
 }
 
@@ -55,7 +78,11 @@ pub async fn list_hosts(
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Json<List<HostView>>> {
     let now = Instant::now();
-    resource::list(&app, q.stale, |m| m.hosts().map(|h| view(&app, m, h, now)).collect()).await
+    resource::list(&app, q.stale, |m| {
+        let moves = move_counts(m);
+        m.hosts().map(|h| view(&app, m, h, &moves, now)).collect()
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/hosts/{id}", params(("id" = String, Path), ReadParams), tag = "hosts",
@@ -66,7 +93,48 @@ pub async fn get_host(
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Response> {
     let now = Instant::now();
-    resource::get(&app, q.stale, &id, |m| m.host(&id).map(|h| view(&app, m, h, now))).await
+    resource::get(&app, q.stale, &id, |m| m.host(&id).map(|h| view(&app, m, h, &move_counts(m), now))).await
+}
+
+/// How many times a drain refused at commit (a racing placement took the room) is planned again.
+const DRAIN_ATTEMPTS: usize = 3;
+
+#[utoipa::path(post, path = "/v1/hosts/{id}/maintenance", params(("id" = String, Path)), request_body = HostMaintenance,
+    tag = "hosts",
+    description = "`enabled: true` drains the host: every VM placed there moves elsewhere under the cap (running ones \
+        live, stopped ones cold), all planned together, or 409 naming the VMs that fit nowhere and why, with \
+        nothing changed. Progress: `allocation.leaving` / `allocation.vms`. `enabled: false` returns a host in \
+        maintenance to service; nothing moves back.",
+    responses((status = 200, body = HostView), (status = "4XX", body = ErrorBody)))]
+pub async fn maintenance(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<HostMaintenance>,
+) -> ApiResult<Response> {
+    let policy = app.config.placement;
+    let mut attempt = 1;
+    let applied = loop {
+        let command = if request.enabled {
+            let plans = app.state.read().plan_drain(&id, &policy)?;
+            let moves = crate::moves::with_exports(&app, plans).await?;
+            Command::SetHostMaintenance { id: id.clone(), enabled: true, moves }
+        } else {
+            Command::SetHostMaintenance { id: id.clone(), enabled: false, moves: Vec::new() }
+        };
+        match app.write(&caller, command).await {
+            Err(e) if e.code == hci_shared::ErrorCode::NoCapacity && attempt < DRAIN_ATTEMPTS => attempt += 1,
+            other => break other?,
+        }
+    };
+    let Applied::Host(host) = applied else {
+        return Err(ApiError::internal("a maintenance change answered something other than a host").into());
+    };
+    let shown = {
+        let model = app.state.read();
+        view(&app, &model, &host, &move_counts(&model), Instant::now())
+    };
+    Ok(super::error::with_etag(StatusCode::OK, host.revision, &shown))
 }
 
 #[utoipa::path(post, path = "/v1/hosts/join-tokens", request_body = JoinTokenCreate, tag = "hosts",

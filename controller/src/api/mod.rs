@@ -57,6 +57,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/hosts/join", post(hosts::join_host))
         .route("/v1/hosts/:id", get(hosts::get_host))
         .route("/v1/hosts/:id/heartbeat", post(hosts::host_heartbeat))
+        .route("/v1/hosts/:id/maintenance", post(hosts::maintenance))
         .route("/v1/hosts/:id/desired", get(hosts::host_desired))
         .route("/v1/audit", get(misc::audit))
         .fallback(not_found)

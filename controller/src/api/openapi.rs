@@ -17,7 +17,7 @@ use super::{cluster, hosts, misc, tenants, vms, volumes, zones};
         volumes::create, volumes::list, volumes::get, volumes::delete,
         volumes::resize, volumes::snapshot, volumes::clone,
         vms::create, vms::list, vms::get, vms::delete, vms::power, vms::migrate,
-        hosts::list_hosts, hosts::get_host, hosts::create_join_token, hosts::join_host, hosts::host_heartbeat,
+        hosts::list_hosts, hosts::get_host, hosts::maintenance, hosts::create_join_token, hosts::join_host, hosts::host_heartbeat,
         hosts::host_desired,
         misc::audit,
     ),

@@ -135,7 +135,12 @@ pub async fn power(
 }
 
 #[utoipa::path(post, path = "/v1/vms/{id}/migrate", params(("id" = String, Path)), request_body = VmMigrate,
-    tag = "vms", responses((status = 200, body = Vm), (status = "4XX", body = ErrorBody)))]
+    tag = "vms",
+    description = "Moves the VM to `host`, or where the planner puts it under the cap: live while it runs \
+        (libvirt migration; local disks are copied), cold while it is stopped (local volumes exported by the \
+        source and imported by the target). Answers at once with `migration` set; the move finishes when the \
+        target reports the VM there (then `migration` is cleared).",
+    responses((status = 200, body = Vm), (status = "4XX", body = ErrorBody)))]
 pub async fn migrate(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -147,6 +152,20 @@ pub async fn migrate(
             return Err(ApiError::invalid("host", "is not a host id").into());
         }
     }
-    let _ = (&app, &caller, &id);
-    Err(ApiError::conflict("migration is being rebuilt on the planner").into())
+    let policy = app.config.placement;
+    let mut attempt = 1;
+    loop {
+        let plan = app.state.read().plan_move(&id, request.host.as_deref(), request.live, &policy)?;
+        let planned = crate::moves::with_exports(&app, vec![plan]).await?;
+        let Some(planned) = planned.into_iter().next() else {
+            return Err(ApiError::internal("a planned move went missing").into());
+        };
+        let command = Command::MigrateVm { id: id.clone(), planned };
+        match resource::write::<Vm>(&app, &caller, command, StatusCode::OK).await {
+            Err(e) if e.0.code == ErrorCode::NoCapacity && attempt < PLACEMENT_ATTEMPTS && request.host.is_none() => {
+                attempt += 1;
+            }
+            answer => return answer,
+        }
+    }
 }

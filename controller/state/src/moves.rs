@@ -323,11 +323,21 @@ pub(crate) fn set_maintenance(
         if !moves.is_empty() {
             return Err(ApiError::invalid("moves", "leaving maintenance moves nothing"));
         }
-        if host.state != HostState::Maintenance {
-            return Err(ApiError::conflict(format!("host '{id}' is {}, not in maintenance", state_name(host.state))));
+        if !matches!(host.state, HostState::Maintenance | HostState::Fenced) {
+            return Err(ApiError::conflict(format!(
+                "host '{id}' is {}, not in maintenance or fenced",
+                state_name(host.state)
+            )));
+        }
+        let mut changes = Vec::new();
+        if host.state == HostState::Fenced {
+            // Unfenced: the other hosts of its site list it as a peer again (see `desired`).
+            let others = model.hosts.values().filter(|h| h.id != host.id && h.site == host.site);
+            changes.extend(touch(model, ctx, others.map(|h| h.id.as_str())));
         }
         let after = host_in(host, ctx, HostState::Ready, "returned to service by an operator");
-        return Ok(Outcome::new(Applied::Host(after.clone()), vec![Change::PutHost(after)]));
+        changes.push(Change::PutHost(after.clone()));
+        return Ok(Outcome::new(Applied::Host(after), changes));
     }
     if host.state == HostState::Fenced {
         return Err(ApiError::conflict(format!("host '{id}' is fenced; its VMs were restarted elsewhere")));

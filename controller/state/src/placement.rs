@@ -305,11 +305,8 @@ impl Model {
             Some(PlacedVm { host: from, request: request(self, vm) })
         });
         let view = &mut self.placement.0;
+        // Holds first off, placement, holds back on: a host's VM set then never depends on the order.
         view.release_departing(id);
-        if let Some(held) = departing {
-            // Refused only for a host the view lacks, which a consistent model never has.
-            let _ = view.hold_departing(held);
-        }
         match placed {
             Some(placed) => {
                 // Refused only for a host or tenant the view lacks, which a consistent model never has.
@@ -318,6 +315,10 @@ impl Model {
             None => {
                 let _ = view.release(id);
             }
+        }
+        if let Some(held) = departing {
+            // Refused only for a host the view lacks, which a consistent model never has.
+            let _ = view.hold_departing(held);
         }
     }
 

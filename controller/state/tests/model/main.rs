@@ -4,6 +4,7 @@
 
 mod cluster;
 mod hosts;
+mod moves;
 mod persistence;
 mod placement;
 mod policies;
