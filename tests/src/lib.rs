@@ -18,6 +18,7 @@ pub mod ceph;
 pub mod cluster;
 pub mod hosts;
 pub mod ports;
+pub mod site;
 pub mod wait;
 
 pub use api::{Api, Resp};

@@ -8,80 +8,22 @@
 //!
 //! Needs root and `scripts/libvirt/up.sh` (one libvirt instance per simulated host).
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hci_tests::agent::{sha256_file, test_guest, AgentProc, LibvirtHost};
-use hci_tests::{bins, poll, Api, Cluster};
-use serde_json::{json, Value};
+use hci_tests::agent::{sha256_file, test_guest};
+use hci_tests::poll;
+use hci_tests::site::{wait_actual, Site};
+use serde_json::json;
 
 const BOOT: Duration = Duration::from_secs(180);
 /// Heartbeats (which carry the VMs' reported state) come every quarter of the lease.
 const LEASE_MS: u64 = 2000;
 
-fn hcictl(c: &Cluster, args: &[&str]) -> Value {
-    let out = Command::new(bins::hcictl())
-        .args(["-o", "json"])
-        .args(args)
-        .env("HCI_URL", c.urls())
-        .env("HCI_TOKEN", c.token())
-        .output()
-        .expect("run hcictl");
-    assert!(
-        out.status.success(),
-        "hcictl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-/// Polls `GET /v1/vms/{id}` until its reported state is `state`.
-fn wait_actual(api: &Api, id: &str, state: &str) -> Value {
-    poll(&format!("vm {id} reported {state}"), BOOT, || {
-        let r = api.try_get(1, &format!("/v1/vms/{id}"))?;
-        if r.json["status"]["actual"] == state {
-            Ok(r.json)
-        } else {
-            Err(r.json["status"].to_string())
-        }
-    })
-}
-
 #[test]
 fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
-    let c = Cluster::builder(3).arg("--host-lease-ms").arg(&LEASE_MS.to_string()).start();
-    let api = c.api();
-    let pid = std::process::id();
-    let ids: Vec<String> = (1..=3).map(|i| format!("pa{i}-{pid}")).collect();
-    let hosts: Vec<LibvirtHost> = std::thread::scope(|s| {
-        let handles: Vec<_> = ids.iter().map(|id| s.spawn(move || LibvirtHost::up(id))).collect();
-        handles.into_iter().map(|h| h.join().expect("libvirt host up")).collect()
-    });
-    let tokens = tempfile::tempdir().expect("tempdir");
-    let agents: Vec<AgentProc> = hosts
-        .iter()
-        .map(|h| {
-            let token = hcictl(&c, &["host", "join-token", "create"]);
-            let file: PathBuf = tokens.path().join(&h.id);
-            std::fs::write(&file, token["token"].as_str().expect("token")).expect("token file");
-            AgentProc::start_with(
-                h,
-                &["--controller".into(), c.urls(), "--token-file".into(), file.display().to_string()],
-            )
-        })
-        .collect();
-    for id in &ids {
-        poll(&format!("host {id} ready"), Duration::from_secs(60), || {
-            let r = api.try_get(1, &format!("/v1/hosts/{id}"))?;
-            if r.json["state"] == "ready" && r.json["heartbeat"].is_object() {
-                Ok(())
-            } else {
-                Err(r.text)
-            }
-        });
-    }
+    let site = Site::start("pa", 3, LEASE_MS, &[]);
+    let (c, api, ids, hosts, agents) = (&site.cluster, site.api(), &site.ids, &site.hosts, &site.agents);
+    let hcictl = |_: &hci_tests::Cluster, args: &[&str]| site.hcictl(args);
 
     // --- tenant, volume from the guest image, VM -----------------------------------------------------
     let started = Instant::now();
@@ -116,7 +58,7 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
     let agent = &agents[i];
     agent.wait_console(&vm_id, "HCI-GUEST-BOOTED", BOOT);
     eprintln!("MEASURE create through hcictl → guest booted on {host} in {:?}", started.elapsed());
-    let shown = wait_actual(api, &vm_id, "running");
+    let shown = wait_actual(api, &vm_id, "running", BOOT);
     assert_eq!(shown["status"]["host"], host.as_str(), "{shown}");
     assert_eq!(shown["status"]["desired_power"], "running", "{shown}");
     assert!(shown["status"]["last_error"].is_null(), "{shown}");
@@ -130,7 +72,7 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
     // --- stop, start --------------------------------------------------------------------------------
     let stopping = Instant::now();
     hcictl(&c, &["vm", "stop", &vm_id]);
-    wait_actual(api, &vm_id, "stopped");
+    wait_actual(api, &vm_id, "stopped", BOOT);
     eprintln!("MEASURE hcictl vm stop → GET /v1/vms shows it stopped in {:?}", stopping.elapsed());
     hcictl(&c, &["vm", "start", &vm_id]);
     poll("a second boot", BOOT, || {
@@ -141,7 +83,7 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
             Err(format!("{boots} boots"))
         }
     });
-    wait_actual(api, &vm_id, "running");
+    wait_actual(api, &vm_id, "running", BOOT);
 
     // --- anti-affinity over the three hosts (stopped VMs: placed, never booted) ---------------------
     let mut group: Vec<String> = (1..=3)
