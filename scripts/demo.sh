@@ -3,7 +3,9 @@
 # cluster on loopback (ephemeral ports, scratch data dirs) and drives it with hcictl the way an
 # operator would: two departments with quotas, zones, a zone policy, a volume and a VM; two requests
 # the controller must refuse; then kill -9 of the leader, a new election, writes through a survivor,
-# the killed member restarting and catching up, and the audit log. Everything it started is stopped
+# the killed member restarting and catching up. Then two simulated hosts join with their agents: a
+# real VM is placed and boots, moves live, a host is drained for maintenance, the VM is deleted; the
+# audit log closes it. Everything it started is stopped
 # and its scratch directory removed on exit (HCI_DEMO_KEEP=1 keeps the directory and member logs).
 # Exits non-zero if any step that should succeed fails.
 set -euo pipefail
@@ -149,96 +151,92 @@ run hcictl --stale --url "$(url "$LEADER")" tenant list
 wait_until 60 "all three members to be voters again" voters_are "${PORT[$SURVIVOR]}" "$TOKEN" 3
 run hcictl cluster status
 
-step "the audit log (last records)"
-hcictl audit | tail -n 15
-
-step "shut down: SIGTERM to every member"
-stop_all TERM
-echo "all members stopped."
-
 # ---------------------------------------------------------------------------------------------------
+# Part 2: hosts. Two simulated hosts (each its own libvirt instance) run hci-agent, join the cluster
+# with single-use join tokens and take what placement gives them: a real VM boots on a host under the
+# 80 % cap, moves live to the other host, and leaves a host drained for maintenance.
 
-# Part 2: two hosts. hci-agent on each host's own libvirt instance turns a desired state into a real
-# VM, then moves it live to the other host. (The controller hands agents their desired state in the
-# next increment of issue #4; here it is handed over directly, the way the controller will.)
-step "two hosts: start libvirt for simulated hosts 'demo-h1' and 'demo-h2' and hci-agent on each"
+step "two hosts: libvirt for 'demo-h1' and 'demo-h2', hci-agent on each, joined with join tokens"
 ./scripts/libvirt/up.sh >/dev/null
 ./scripts/guest/build.sh /var/cache/hci-test-guest >/dev/null
 read -r PA1 PA2 < <(free_ports 2)
-start_agent() { # start_agent HOST PORT: the host's libvirt and agent; its inventory on stderr
+start_agent() { # start_agent HOST PORT: the host's libvirt instance and its agent, joined to the cluster
   local host=$1 port=$2 uri dir
   DEMO_HOSTS+=("$host")
   uri=$(./scripts/libvirt/host.sh up "$host" | tail -n 1)
   dir=$(mktemp -d -p /var/tmp "hci-demo-$host.XXXXXX")
   AGENT_DIRS+=("$dir")
   chmod 755 "$dir" # libvirt's QEMU user must reach the pool and image files
+  show hcictl host join-token create
+  hcictl -o json host join-token create | jq -r .token >"$dir/join.token"
   NO_COLOR=1 "$BIN/hci-agent" --host-id "$host" --libvirt-uri "$uri" --data-dir "$dir/data" \
     --listen "127.0.0.1:$port" --reconcile-interval 2 --migration-address 127.0.0.1 \
-    >>"$DEMO_DIR/agent-$host.log" 2>&1 &
+    --controller "$HCI_URL" --token-file "$dir/join.token" >>"$DEMO_DIR/agent-$host.log" 2>&1 &
   HCI_PIDS+=("$!")
   wait_until 30 "the agent of $host to answer" healthz_ok "$port"
-  "$BIN/hci-agent" host-info --host-id "$host" --libvirt-uri "$uri" --data-dir "$dir/data" |
-    jq -c '{host_id, arch, cpus, memory_mib, accelerator, firmware_profiles, pools: [.pools[] | {name, backend}]}' >&2
 }
 start_agent demo-h1 "$PA1"
 start_agent demo-h2 "$PA2"
-H1="http://127.0.0.1:$PA1" H2="http://127.0.0.1:$PA2"
-URI1=$(./scripts/libvirt/host.sh uri demo-h1) URI2=$(./scripts/libvirt/host.sh uri demo-h2)
+declare -A AGENT=([demo-h1]="http://127.0.0.1:$PA1" [demo-h2]="http://127.0.0.1:$PA2")
+host_ready() { [[ $(hcictl -o json host show "$1" | jq -r 'select(.heartbeat != null) | .state') == ready ]]; }
+wait_until 60 "demo-h1 to be ready" host_ready demo-h1
+wait_until 60 "demo-h2 to be ready" host_ready demo-h2
+run hcictl host list
 
-step "demo-h1, generation 1: a VM booting from a copy of the guest image, with a data volume"
+step "a VM booting from a verified copy of the guest image: placed on a host, running there"
 IMAGE=/var/cache/hci-test-guest/disk.qcow2
-put_desired() { # put_desired AGENT HOST GENERATION VMS_JSON VOLUMES_JSON
-  jq -n --arg host "$2" --argjson g "$3" --argjson vms "$4" --argjson vols "$5" \
-    '{host_id: $host, generation: $g, vms: $vms, volumes: $vols}' |
-    curl -fsS -X PUT -H 'content-type: application/json' --data-binary @- "$1/agent/v1/desired"
-  echo
-}
-VOLS=$(jq -n --arg src "file://$IMAGE" --arg sha "$(sha256sum "$IMAGE" | cut -d' ' -f1)" '[
-  {id: "vol-boot", pool: "default", size_gib: 1,
-   source: {image: {name: "test-guest", source: $src, format: "qcow2", sha256: $sha}}},
-  {id: "vol-data", pool: "default", size_gib: 1, source: "empty"}]')
-vm() { # vm MIGRATION_JSON: the demo VM, with its migration role (null: none)
-  jq -n --argjson m "$1" '[{id: "vm-demo", name: "demo", vcpus: 1, memory_mib: 256, arch: "x86_64",
-    firmware: "x86_64-bios", disks: ["vol-boot", "vol-data"], nics: [], power: "running", reboot_count: 0,
-    oem_strings: ["hci.marker=hello-from-the-demo", "hci.heartbeat=1"], migration: $m}]'
-}
-put_desired "$H1" demo-h1 1 "$(vm null)" "$VOLS"
-converged() { [[ $(curl -fsS "$1/agent/v1/report" | jq -r '.converged_generation // empty') == "$2" ]]; }
-console_has() { curl -fsS "$1/agent/v1/vms/vm-demo/console" | grep -q "$2"; }
-wait_until 120 "demo-h1 to converge" converged "$H1" 1
-wait_until 120 "the guest to boot" console_has "$H1" HCI-GUEST-READY
-curl -fsS "$H1/agent/v1/report" | jq -c '{host_id, converged_generation, vms: [.vms[] | {id, state}]}'
-echo "the guest's serial console on demo-h1:"
-curl -fsS "$H1/agent/v1/vms/vm-demo/console" | grep '^HCI-' | tail -n 6 | sed 's/^/  /'
+run hcictl volume create web-boot --tenant finance --size-gib 1 --source-url "file://$IMAGE" \
+  --source-sha256 "$(sha256sum "$IMAGE" | cut -d' ' -f1)"
+run hcictl vm create web --tenant finance --vcpus 1 --memory-mib 256 --volume web-boot
+vm_json() { hcictl -o json vm show web --tenant finance; }
+WEB=$(vm_json | jq -r .id)
+on_host() { vm_json | jq -r .host; }
+actual_is() { [[ $(vm_json | jq -r '.status.actual') == "$1" && $(vm_json | jq -r '.migration') == null ]]; }
+console_has() { curl -fsS "${AGENT[$1]}/agent/v1/vms/$WEB/console" | grep -q "$2"; }
+FIRST=$(on_host)
+wait_until 180 "the guest to boot on $FIRST" console_has "$FIRST" HCI-GUEST-READY
+wait_until 30 "the controller to see it running" actual_is running
+run hcictl vm show web --tenant finance
+echo "the guest's serial console on $FIRST:"
+curl -fsS "${AGENT[$FIRST]}/agent/v1/vms/$WEB/console" | grep '^HCI-' | tail -n 4 | sed 's/^/  /'
 
-step "live migration: demo-h2 expects the VM (incoming), demo-h1 sends it (outgoing)"
-put_desired "$H2" demo-h2 1 "$(vm '{"incoming": {"from_host": "demo-h1"}}')" "$VOLS"
-volumes_ready() { [[ $(curl -fsS "$H2/agent/v1/report" | jq '[.volumes[] | select(.last_error == null)] | length') == 2 ]]; }
-wait_until 60 "demo-h2 to prepare the volumes" volumes_ready
-wait_until 30 "the heartbeat on demo-h1" console_has "$H1" HCI-GUEST-ALIVE
-echo "last heartbeat on demo-h1 before the move: $(curl -fsS "$H1/agent/v1/vms/vm-demo/console" | grep '^HCI-GUEST-ALIVE' | tail -n 1)"
+step "live migration: hcictl vm migrate (the planner picks the host; the disk is copied while the guest runs)"
+wait_until 30 "a heartbeat on $FIRST" console_has "$FIRST" HCI-GUEST-ALIVE
 started=$SECONDS
-put_desired "$H1" demo-h1 2 "$(vm "$(jq -n --arg url "$H2" '{outgoing: {to_host: "demo-h2", to_agent: $url}}')")" "$VOLS"
-wait_until 120 "demo-h1 to report the VM departed" converged "$H1" 2
-wait_until 60 "demo-h2 to run it" converged "$H2" 1
-echo "moved in about $((SECONDS - started)) s (disks copied while the guest ran)"
-curl -fsS "$H1/agent/v1/report" | jq -c '{host_id, vms: [.vms[] | {id, state}]}'
-curl -fsS "$H2/agent/v1/report" | jq -c '{host_id, vms: [.vms[] | {id, state}]}'
-wait_until 30 "the heartbeat on demo-h2" console_has "$H2" HCI-GUEST-ALIVE
-echo "the guest's console on demo-h2: no new boot, its uptime goes on:"
-curl -fsS "$H2/agent/v1/vms/vm-demo/console" | grep '^HCI-' | tail -n 3 | sed 's/^/  /'
-run virsh -c "$URI1" list --all
-run virsh -c "$URI2" list --all
+run hcictl vm migrate web --tenant finance
+SECOND=$(on_host)
+moved_to() { [[ $(on_host) == "$1" ]] && actual_is running; }
+wait_until 180 "the move to $SECOND to finish" moved_to "$SECOND"
+echo "moved from $FIRST to $SECOND in about $((SECONDS - started)) s"
+wait_until 30 "the guest's heartbeat on $SECOND" console_has "$SECOND" HCI-GUEST-ALIVE
+echo "the guest's console on $SECOND: no new boot, its uptime goes on:"
+curl -fsS "${AGENT[$SECOND]}/agent/v1/vms/$WEB/console" | grep '^HCI-' | tail -n 2 | sed 's/^/  /'
 
-step "the move is finished, then the VM is deleted: its domain and volumes are removed on both hosts"
-put_desired "$H1" demo-h1 3 '[]' '[]'
-put_desired "$H2" demo-h2 2 "$(vm null)" "$VOLS"
-wait_until 60 "demo-h1 to let go" converged "$H1" 3
-put_desired "$H2" demo-h2 3 '[]' '[]'
-wait_until 120 "demo-h2 to remove it" converged "$H2" 3
-run virsh -c "$URI2" list --all
+step "maintenance: drain $SECOND (everything on it moves within the cap), then return it to service"
+run hcictl host maintenance "$SECOND"
+drained() { [[ $(hcictl -o json host show "$1" | jq '.allocation.vms + .allocation.leaving') == 0 ]]; }
+wait_until 180 "$SECOND to be empty" drained "$SECOND"
+wait_until 60 "web to run on $FIRST" moved_to "$FIRST"
+run hcictl host list
+run hcictl host maintenance "$SECOND" --off
+echo "(nothing moves back: web stays on $(on_host))"
+
+step "a VM larger than the 80 % cap of any host is refused, naming the constraint"
+MEM=$(hcictl -o json host show demo-h1 | jq .inventory.memory_mib)
+refused hcictl vm create huge --tenant finance --vcpus 1 --memory-mib "$MEM"
+
+step "delete the VM: its domain and volume go from its host"
+run hcictl vm delete web --tenant finance
+gone() { ! virsh -c "$(./scripts/libvirt/host.sh uri "$1")" list --all --name | grep -q "$WEB"; }
+wait_until 60 "the domain to go from $FIRST" gone "$FIRST"
+run hcictl vm list
+
+step "the audit log (last records)"
+hcictl audit | tail -n 15
+
+step "shut down: SIGTERM to every agent and member"
 stop_all TERM
 
 echo
-echo "demo finished: 3-member cluster, 3 tenants, 3 zones, 1 policy, 1 volume, 1 VM, 2 refusals, 1 leader killed"
-echo "and replaced; then two hosts: an agent booted a real VM, moved it live to the other host, and removed it."
+echo "demo finished: 3-member cluster, 3 tenants, 3 zones, 1 policy, 2 refusals, 1 leader killed and replaced;"
+echo "then 2 hosts joined: a real VM placed and booted, moved live, a host drained and returned, the VM deleted."
