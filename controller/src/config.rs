@@ -12,6 +12,10 @@ use serde::Deserialize;
 /// Bounds of `--host-lease-ms`: shorter leases flap on a loaded machine, longer ones hide failures.
 const MIN_HOST_LEASE_MS: u64 = 500;
 const MAX_HOST_LEASE_MS: u64 = 600_000;
+/// Bounds of `--ha-restart-margin-ms`: the agent's time to ask its peers and power its VMs off
+/// after it gave up on the controllers (see [`Config::fence_after_ms`]).
+const MIN_HA_RESTART_MARGIN_MS: u64 = 100;
+const MAX_HA_RESTART_MARGIN_MS: u64 = 600_000;
 
 #[derive(Debug, Parser)]
 #[command(name = "hci-controller", version, about = "One member of an hci site's controller cluster")]
@@ -56,6 +60,10 @@ pub struct Flags {
     /// send one every quarter of it).
     #[arg(long, value_name = "MS")]
     pub host_lease_ms: Option<u64>,
+    /// HA: an offline host's VMs are restarted elsewhere (and the host fenced) once it has been
+    /// silent for the lease plus this many milliseconds (100-600000, default half the lease).
+    #[arg(long, value_name = "MS")]
+    pub ha_restart_margin_ms: Option<u64>,
     /// Placement: no host's vCPUs (against overcommit), memory or pool disk is allocated beyond this
     /// percentage (1-80, default 80; the cap can only be lowered).
     #[arg(long, value_name = "PERCENT")]
@@ -89,6 +97,7 @@ pub struct FileConfig {
     pub write_timeout_ms: Option<u64>,
     pub log_format: Option<String>,
     pub host_lease_ms: Option<u64>,
+    pub ha_restart_margin_ms: Option<u64>,
     pub placement_cap_percent: Option<u8>,
     pub placement_strategy: Option<String>,
 }
@@ -108,6 +117,8 @@ pub struct Config {
     pub write_timeout_ms: u64,
     pub log_format: String,
     pub host_lease_ms: u64,
+    /// How long past the lease a silent host waits before HA fences it and restarts its VMs.
+    pub ha_restart_margin_ms: u64,
     /// The placement cap and strategy; every decision carries its cap into the log.
     pub placement: hci_placement::Policy,
 }
@@ -196,6 +207,16 @@ impl Config {
                 why: format!("{host_lease_ms} is outside {MIN_HOST_LEASE_MS}-{MAX_HOST_LEASE_MS}"),
             });
         }
+        let ha_restart_margin_ms = flags
+            .ha_restart_margin_ms
+            .or(file.ha_restart_margin_ms)
+            .unwrap_or((host_lease_ms / 2).max(MIN_HA_RESTART_MARGIN_MS));
+        if !(MIN_HA_RESTART_MARGIN_MS..=MAX_HA_RESTART_MARGIN_MS).contains(&ha_restart_margin_ms) {
+            return Err(ConfigError::Invalid {
+                field: "ha-restart-margin-ms",
+                why: format!("{ha_restart_margin_ms} is outside {MIN_HA_RESTART_MARGIN_MS}-{MAX_HA_RESTART_MARGIN_MS}"),
+            });
+        }
         let snapshot_every = flags.snapshot_every.or(file.snapshot_every).unwrap_or(10_000);
         if snapshot_every == 0 {
             return Err(ConfigError::Invalid { field: "snapshot-every", why: "must be positive".into() });
@@ -214,7 +235,29 @@ impl Config {
             write_timeout_ms: flags.write_timeout_ms.or(file.write_timeout_ms).unwrap_or(5_000),
             log_format,
             host_lease_ms,
+            ha_restart_margin_ms,
         })
+    }
+
+    /// `Isolation.fence_after_ms` in every host's feed: three fifths of the lease.
+    ///
+    /// The agent powers its HA VMs off at `last_ack_send + fence_after_ms` (+ asking its peers +
+    /// the power-off itself). The leader restarts them elsewhere no earlier than
+    /// `last_heartbeat_received + lease + margin`, and `last_heartbeat_received >= last_ack_send`:
+    /// the acknowledged heartbeat was received after it was sent, and any later one the leader
+    /// received (its answer lost) is later still; a new leader starts every lease afresh, later
+    /// again. So the agent has at least `lease - fence_after_ms + margin` (2/5 of the lease plus
+    /// the margin: 9 s with the defaults) between giving up and the first possible restart, to
+    /// ask its peers and stop its VMs; only intervals are compared, never two machines' clocks.
+    /// It stays well above the heartbeat interval (a quarter of the lease), so two heartbeats
+    /// lost in a row do not fence a healthy host.
+    pub fn fence_after_ms(&self) -> u64 {
+        self.host_lease_ms.saturating_mul(3) / 5
+    }
+
+    /// How long an offline host must have been silent before HA fences it: lease + margin.
+    pub fn ha_restart_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.host_lease_ms.saturating_add(self.ha_restart_margin_ms))
     }
 }
 
@@ -246,6 +289,9 @@ mod tests {
         assert_eq!(config.heartbeat_ms, 100);
         assert_eq!(config.election_timeout_ms, 1000, "default");
         assert_eq!(config.host_lease_ms, 10_000, "default");
+        assert_eq!(config.ha_restart_margin_ms, 5_000, "default: half the lease");
+        assert_eq!(config.fence_after_ms(), 6_000);
+        assert_eq!(config.ha_restart_after(), std::time::Duration::from_millis(15_000));
     }
 
     #[test]
@@ -260,6 +306,8 @@ mod tests {
             (with(&["--election-timeout-ms", "100"]), "--election-timeout-ms"),
             (with(&["--host-lease-ms", "10"]), "--host-lease-ms"),
             (with(&["--host-lease-ms", "600001"]), "--host-lease-ms"),
+            (with(&["--ha-restart-margin-ms", "99"]), "--ha-restart-margin-ms"),
+            (with(&["--ha-restart-margin-ms", "600001"]), "--ha-restart-margin-ms"),
         ];
         for (args, field) in cases {
             let err = Config::resolve(&Flags::parse_from(args)).expect_err("invalid").to_string();

@@ -158,6 +158,9 @@ pub enum ActualVmState {
     Missing,
     /// Left the host by live migration.
     Departed,
+    /// Set by the controller, never reported by an agent: the VM's host is offline or fenced and
+    /// the VM is not running anywhere else (`VmStatus.down_reason` says why).
+    HostDown,
 }
 
 impl From<VmRunState> for ActualVmState {
@@ -197,6 +200,11 @@ pub struct VmStatus {
     pub last_error: Option<String>,
     /// Milliseconds since that report reached the leader.
     pub reported_age_ms: Option<u64>,
+    /// Set (with `actual: host_down`) while the VM's host is offline or fenced: why the VM is down,
+    /// e.g. `host h1 is fenced; not restarted elsewhere: its volumes are only on host h1 (vol-1)`,
+    /// `... not HA`, or, on an offline host, that HA restarts it once the host is fenced.
+    #[serde(default)]
+    pub down_reason: Option<String>,
 }
 
 /// A VM as `GET /v1/vms/{id}` shows it: the replicated record plus its reported status.

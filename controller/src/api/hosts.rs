@@ -249,7 +249,11 @@ pub async fn host_desired(
     loop {
         let desired: Option<Option<HostDesired>> = {
             let model = app.state.read();
-            model.host(&id).map(|h| (h.desired_generation > params.after).then(|| model.host_desired(&id)).flatten())
+            model.host(&id).map(|h| {
+                (h.desired_generation > params.after)
+                    .then(|| model.host_desired_isolated(&id, app.config.fence_after_ms()))
+                    .flatten()
+            })
         };
         match desired {
             None => return Err(HttpError(ApiError::not_found("host", &id))),

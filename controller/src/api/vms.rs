@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::Extension;
 use hci_shared::api::{List, VmCreate, VmMigrate};
 use hci_shared::command::{Command, Placement, PowerAction};
-use hci_shared::hosts::{VmStatus, VmView};
+use hci_shared::hosts::{ActualVmState, VmStatus, VmView};
 use hci_shared::resources::Vm;
 use hci_shared::{validate, ApiError, ErrorBody, ErrorCode};
 use std::time::Instant;
@@ -65,15 +65,22 @@ async fn write_placed(
     }
 }
 
-/// A VM with what its host last reported to this member (as leader).
-fn view(app: &App, vm: &Vm, now: Instant) -> VmView {
+/// A VM with what its host last reported to this member (as leader); `host_down` while its host
+/// is offline or fenced.
+fn view(app: &App, model: &hci_state::Model, vm: &Vm, now: Instant) -> VmView {
     let report = vm.host.as_deref().and_then(|host| app.leases.vm_report(host, &vm.id, now));
+    let down_reason = model.vm_down_reason(vm);
     let status = VmStatus {
         host: vm.host.clone(),
         desired_power: vm.power,
-        actual: report.as_ref().map(|(r, _)| r.state),
+        actual: if down_reason.is_some() {
+            Some(ActualVmState::HostDown)
+        } else {
+            report.as_ref().map(|(r, _)| r.state)
+        },
         last_error: report.as_ref().and_then(|(r, _)| r.last_error.clone()),
         reported_age_ms: report.map(|(_, age)| age),
+        down_reason,
     };
     VmView { vm: vm.clone(), status }
 }
@@ -85,7 +92,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<axum::Json<List<VmView>>> {
     let now = Instant::now();
-    resource::list(&app, q.stale, |m| m.vms().map(|vm| view(&app, vm, now)).collect()).await
+    resource::list(&app, q.stale, |m| m.vms().map(|vm| view(&app, m, vm, now)).collect()).await
 }
 
 #[utoipa::path(get, path = "/v1/vms/{id}", params(("id" = String, Path), ReadParams), tag = "vms",
@@ -96,7 +103,7 @@ pub async fn get(
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> ApiResult<Response> {
     let now = Instant::now();
-    resource::get(&app, q.stale, &id, |m| m.vm(&id).map(|vm| view(&app, vm, now))).await
+    resource::get(&app, q.stale, &id, |m| m.vm(&id).map(|vm| view(&app, m, vm, now))).await
 }
 
 #[utoipa::path(delete, path = "/v1/vms/{id}", params(("id" = String, Path)), tag = "vms",

@@ -104,6 +104,17 @@ impl Leases {
             .collect()
     }
 
+    /// How long host `id` has been silent at `now` as this member saw it leading in `term` (since
+    /// its last heartbeat or join, or since this term began); `None` unless it leads in `term`.
+    pub fn silence(&self, term: u64, id: &str, now: Instant) -> Option<Duration> {
+        let table = self.lock();
+        if table.term != Some(term) {
+            return None;
+        }
+        let last = table.seen.get(id).map_or(table.since, |s| s.at);
+        Some(now.saturating_duration_since(last))
+    }
+
     /// Marks a transition of `id` as proposed; `false` when one is already in flight.
     pub fn begin(&self, id: &str, alive: bool) -> bool {
         let mut table = self.lock();
@@ -186,8 +197,13 @@ mod tests {
         assert!(leases.status("h1", 1, t1).is_none(), "the old term's leases are gone");
         assert!(leases.expired(["h1"], t1 + LEASE).is_empty());
         assert_eq!(leases.expired(["h1"], t1 + LEASE + ms(1)).len(), 1);
+        assert_eq!(leases.silence(4, "h1", t1 + ms(300)), Some(ms(300)), "silent since the term began");
+        assert_eq!(leases.silence(3, "h1", t1 + ms(300)), None, "not the term it leads in");
+        leases.heard(4, "h1", None, t1 + ms(500));
+        assert_eq!(leases.silence(4, "h1", t1 + ms(800)), Some(ms(300)));
         leases.step_down(t1);
         assert!(leases.expired(["h1"], t1 + LEASE + ms(1)).is_empty());
+        assert_eq!(leases.silence(4, "h1", t1 + ms(800)), None);
     }
 
     #[test]

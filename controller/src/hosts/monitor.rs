@@ -14,7 +14,7 @@ use hci_shared::resources::HostState;
 use crate::node::{App, Caller};
 
 /// How often the monitor looks: a tenth of the lease, between 50 ms and 500 ms.
-fn check_interval(lease: Duration) -> Duration {
+pub(crate) fn check_interval(lease: Duration) -> Duration {
     (lease / 10).clamp(Duration::from_millis(50), Duration::from_millis(500))
 }
 
@@ -45,8 +45,9 @@ pub async fn propose(
     }
 }
 
-/// Runs forever (until the runtime stops).
+/// Runs forever (until the runtime stops), with the HA task (`ha`) beside it.
 pub async fn run(app: Arc<App>) {
+    tokio::spawn(super::ha::run(app.clone()));
     let interval = check_interval(app.leases.lease());
     loop {
         tokio::time::sleep(interval).await;

@@ -10,7 +10,7 @@ use hci_shared::ApiError;
 
 use crate::change::{Change, KvWrite};
 use crate::model::Model;
-use crate::{audit, cluster, hosts, join_tokens, moves, policies, tenants, vm_actions, vms, volumes, zones};
+use crate::{audit, cluster, ha, hosts, join_tokens, moves, policies, tenants, vm_actions, vms, volumes, zones};
 
 /// What a handler knows about the entry besides its command.
 #[derive(Debug, Clone, Copy)]
@@ -98,9 +98,13 @@ impl Model {
             Command::DeleteZonePolicy { id, if_match } => policies::delete(self, id, *if_match),
             Command::CreateVolume { id, spec } => volumes::create(self, ctx, id, spec),
             Command::DeleteVolume { id, if_match } => volumes::delete(self, ctx, id, *if_match),
-            Command::ResizeVolume { id, size_gib, if_match } => volumes::resize(self, ctx, id, *size_gib, *if_match),
+            Command::ResizeVolume { id, size_gib, if_match, cap_percent } => {
+                volumes::resize(self, ctx, id, *size_gib, *if_match, *cap_percent)
+            }
             Command::SnapshotVolume { id, name } => volumes::snapshot(self, ctx, id, name),
-            Command::CloneVolume { id, new_id, name } => volumes::clone(self, ctx, id, new_id, name),
+            Command::CloneVolume { id, new_id, name, cap_percent } => {
+                volumes::clone(self, ctx, id, new_id, name, *cap_percent)
+            }
             Command::CreateVm { id, spec, placement } => vms::create(self, ctx, id, spec, placement.as_ref()),
             Command::DeleteVm { id, if_match } => vms::delete(self, ctx, id, *if_match),
             Command::SetVmPower { id, action, placement } => {
@@ -111,8 +115,8 @@ impl Model {
             Command::SetHostMaintenance { id, enabled, moves } => {
                 moves::set_maintenance(self, ctx, id, *enabled, moves)
             }
-            Command::RestartVmsElsewhere { .. } => {
-                Err(hci_shared::ApiError::conflict("HA restarts are not supported by this version"))
+            Command::RestartVmsElsewhere { host, restarts, reason } => {
+                ha::restart_elsewhere(self, ctx, host, restarts, reason)
             }
             Command::CreateJoinToken { sha256, site, expires_at } => {
                 join_tokens::create_join_token(self, ctx, sha256, site, expires_at)

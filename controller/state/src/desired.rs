@@ -4,9 +4,18 @@
 //! host and the volumes bound to it, at the host's `desired_generation`, which is the revision of the
 //! last command that changed anything of that host (every member computes the same). Handlers that
 //! change a host's VMs or volumes add [`touch`]'s change to their outcome.
+//!
+//! The feed also carries the host's self-fencing instructions ([`Isolation`]): which of its VMs HA
+//! would restart elsewhere (what its agent must power off once cut off), and its peers (the other
+//! hosts of the site, fenced ones left out). Every command that changes either touches the hosts
+//! concerned: a VM placed, started, stopped or moved touches its host; a host joining (or its
+//! agent URL changing) touches every other host of the site; fencing and unfencing a host touch the
+//! other hosts of its site. The only input that is not in the model is `fence_after_ms`, derived
+//! from `--host-lease-ms`, which every member of a cluster must run with the same value.
 
 use hci_shared::agent::{
-    HostDesired, ImageFormat, ImageRef, NicDesired, VmDesired, VmMigration, VolumeDesired, VolumeSource,
+    HostDesired, ImageFormat, ImageRef, Isolation, NicDesired, PeerAgent, VmDesired, VmMigration, VolumeDesired,
+    VolumeSource,
 };
 use hci_shared::resources::{DiskFormat, Vm, Volume, VolumeImport};
 
@@ -110,8 +119,28 @@ fn vm_desired(model: &Model, vm: &Vm) -> VmDesired {
 }
 
 impl Model {
+    /// The feed of host `id` as agents get it: [`Model::host_desired`] with its [`Isolation`]
+    /// (`fence_after_ms`, below the host lease: see the controller's `Config::fence_after_ms`).
+    pub fn host_desired_isolated(&self, id: &str, fence_after_ms: u64) -> Option<HostDesired> {
+        let mut desired = self.host_desired(id)?;
+        desired.isolation = self.isolation(id, fence_after_ms);
+        Some(desired)
+    }
+
+    /// What host `id` does when cut off from the controllers: power off the VMs HA would restart
+    /// elsewhere, once no heartbeat has been acknowledged for `fence_after_ms` and its peers do not
+    /// all say the controllers are gone too.
+    pub fn isolation(&self, id: &str, fence_after_ms: u64) -> Option<Isolation> {
+        let host = self.hosts.get(id)?;
+        let peers = self
+            .isolation_peers(host)
+            .map(|peer| PeerAgent { host_id: peer.id.clone(), agent_url: peer.agent_url.clone() })
+            .collect();
+        Some(Isolation { fence_after_ms, fence_vms: self.fence_vms(id), peers })
+    }
+
     /// The desired state of host `id` at its current generation: its placed VMs (by id) and the
-    /// volumes bound to it (by id). `None` for an unknown host.
+    /// volumes bound to it (by id), without isolation instructions. `None` for an unknown host.
     pub fn host_desired(&self, id: &str) -> Option<HostDesired> {
         let host = self.hosts.get(id)?;
         // Placed here, or leaving (the view books a moving VM on both hosts).

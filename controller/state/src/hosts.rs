@@ -3,6 +3,8 @@
 //! It exists so a host's registration, its token's consumption and its credential are one atomic
 //! decision, and so only state *transitions* reach the log (ready ↔ offline), never heartbeats. It
 //! must never move a host out of maintenance or fenced: those belong to operators and fencing.
+//! A join that changes a host also moves its desired generation (and, for a new host or a new agent
+//! URL, every other host's of the site), since each feed lists the site's other agents as peers.
 
 use hci_shared::command::{Applied, JoinAuth};
 use hci_shared::hosts::HostJoin;
@@ -12,6 +14,7 @@ use hci_shared::{hosts_validate, ApiError, ErrorCode};
 use crate::apply::{Ctx, Decision, Outcome};
 use crate::change::Change;
 use crate::cluster::check_sha256_hex;
+use crate::desired::touch;
 use crate::join_tokens::{credential_host, usable_token, HostCredential, JoinTokenRecord};
 use crate::model::Model;
 
@@ -119,8 +122,20 @@ pub(crate) fn join(
             }
         }
     }
-    let (host, changed) = host_after_join(model, spec, ctx)?;
+    let (mut host, changed) = host_after_join(model, spec, ctx)?;
     if changed {
+        let before = model.hosts.get(&host.id);
+        // Its own feed changes when its pools do (which are shared decides which VMs it fences);
+        // a new host, or a new agent URL, changes every other host's peers.
+        let pools =
+            |h: &Host| h.inventory.pools.iter().map(|p| (p.name.clone(), p.backend.clone())).collect::<Vec<_>>();
+        if before.is_none_or(|before| pools(before) != pools(&host)) {
+            host.desired_generation = ctx.index;
+        }
+        if before.is_none_or(|before| before.agent_url != host.agent_url) {
+            let others = model.hosts.values().filter(|h| h.id != host.id && h.site == host.site);
+            changes.extend(touch(model, ctx, others.map(|h| h.id.as_str())));
+        }
         changes.push(Change::PutHost(host.clone()));
     }
     Ok(Outcome::new(Applied::Host(host), changes))

@@ -135,8 +135,10 @@ fn a_credential_rejoins_and_updates_only_its_own_host() {
     let mut h = bootstrapped();
     h.ok(create_token(TOKEN, LATER));
     h.ok(create_token(TOKEN2, LATER));
-    let first = as_host(h.ok(token_join(TOKEN, CRED, spec("h1", 4))));
+    h.ok(token_join(TOKEN, CRED, spec("h1", 4)));
     h.ok(token_join(TOKEN2, CRED2, spec("h2", 4)));
+    let first = h.model.host("h1").cloned().expect("h1");
+    assert_eq!(first.desired_generation, h.index, "a new host is a new peer of h1");
 
     let same = as_host(h.ok(credential_join(CRED, spec("h1", 4))));
     assert_eq!(same, first, "nothing changed");

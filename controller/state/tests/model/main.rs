@@ -3,6 +3,7 @@
 //! record, that a refusal changed nothing, and that `Model::load` of the writes equals the model.
 
 mod cluster;
+mod ha;
 mod hosts;
 mod moves;
 mod persistence;

@@ -110,9 +110,9 @@ fn volume_commands() -> impl Strategy<Value = Command> {
             }
         }),
         1 => (volume_id(), if_match()).prop_map(|(id, if_match)| Command::DeleteVolume { id, if_match }),
-        1 => (volume_id(), 1u64..80, if_match()).prop_map(|(id, size_gib, if_match)| Command::ResizeVolume { id, size_gib, if_match }),
+        1 => (volume_id(), 1u64..80, if_match()).prop_map(|(id, size_gib, if_match)| Command::ResizeVolume { id, size_gib, if_match, cap_percent: 80 }),
         1 => (volume_id(), short_name()).prop_map(|(id, name)| Command::SnapshotVolume { id, name }),
-        1 => (volume_id(), volume_id(), short_name()).prop_map(|(id, new_id, name)| Command::CloneVolume { id, new_id, name }),
+        1 => (volume_id(), volume_id(), short_name()).prop_map(|(id, new_id, name)| Command::CloneVolume { id, new_id, name, cap_percent: 80 }),
     ]
 }
 
@@ -296,8 +296,8 @@ proptest! {
             create_zone(&name, &other, &id),
             create_policy(&id, Some(&name), &other, "z0", &other),
             Command::CreateVolume { id: id.clone(), spec: VolumeCreate { name: name.clone(), tenant: "t0".into(), size_gib: n, pool: other.clone(), image: None, source: None } },
-            Command::ResizeVolume { id: "v0".into(), size_gib: n, if_match: None },
-            Command::CloneVolume { id: "v0".into(), new_id: id.clone(), name: name.clone() },
+            Command::ResizeVolume { id: "v0".into(), size_gib: n, if_match: None, cap_percent: 80 },
+            Command::CloneVolume { id: "v0".into(), new_id: id.clone(), name: name.clone(), cap_percent: 80 },
             Command::SnapshotVolume { id: id.clone(), name: name.clone() },
             create_vm(&id, "t0", &name, 1, 64, &[&other], &["z0"]),
             create_vm(&id, "t0", "vm", 1, 64, &[], &[&name]),
@@ -339,6 +339,14 @@ proptest! {
                 },
             },
             Command::SetHostLiveness { id: id.clone(), alive: n % 2 == 0, reason: other.clone() },
+            Command::RestartVmsElsewhere {
+                host: name.clone(),
+                restarts: vec![hci_shared::command::PlannedRestart {
+                    vm: id.clone(),
+                    placement: Placement { host: other.clone(), cap_percent: (n % 256) as u8 },
+                }],
+                reason: other.clone(),
+            },
         ];
         for command in samples {
             let _ = h.run(command);
