@@ -107,19 +107,23 @@ pub enum Command {
         id: String,
         if_match: Option<u64>,
     },
+    /// Refused past `cap_percent` of the volume's pool on its host (the leader's cap; at most 80).
     ResizeVolume {
         id: String,
         size_gib: u64,
         if_match: Option<u64>,
+        cap_percent: u8,
     },
     SnapshotVolume {
         id: String,
         name: String,
     },
+    /// The copy is made next to its source, refused past `cap_percent` of that pool.
     CloneVolume {
         id: String,
         new_id: String,
         name: String,
+        cap_percent: u8,
     },
     /// `placement` is `None` only when the site had no host to plan against: the VM is then kept
     /// unplaced and placed by its next start.

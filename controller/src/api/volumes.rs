@@ -71,7 +71,12 @@ pub async fn resize(
     resource::write::<Volume>(
         &app,
         &caller,
-        Command::ResizeVolume { id, size_gib: body.size_gib, if_match },
+        Command::ResizeVolume {
+            id,
+            size_gib: body.size_gib,
+            if_match,
+            cap_percent: app.config.placement.cap_percent(),
+        },
         StatusCode::OK,
     )
     .await
@@ -99,6 +104,7 @@ pub async fn clone(
     ApiJson(body): ApiJson<VolumeClone>,
 ) -> ApiResult<Response> {
     validate::volume_clone(&body)?;
-    let command = Command::CloneVolume { id, new_id: new_id("vol"), name: body.name };
+    let cap_percent = app.config.placement.cap_percent();
+    let command = Command::CloneVolume { id, new_id: new_id("vol"), name: body.name, cap_percent };
     resource::write::<Volume>(&app, &caller, command, StatusCode::CREATED).await
 }

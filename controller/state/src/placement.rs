@@ -225,9 +225,15 @@ impl Model {
         Ok(())
     }
 
-    /// Whether growing `volume` by `more_bytes` keeps its host's pool within the 80 % disk cap (a
-    /// resize carries no cap of its own, so the highest one applies). Unbound volumes always fit.
-    pub(crate) fn check_growth(&self, volume: &Volume, more_bytes: u64) -> Result<(), ApiError> {
+    /// Whether growing `volume` by `more_bytes` keeps its host's pool within `cap_percent` (the
+    /// leader's cap, never above 80 %). Unbound volumes always fit.
+    pub(crate) fn check_growth(&self, volume: &Volume, more_bytes: u64, cap_percent: u8) -> Result<(), ApiError> {
+        if cap_percent > MAX_CAP_PERCENT {
+            return Err(ApiError::invalid(
+                "cap_percent",
+                format!("{cap_percent} is above the {MAX_CAP_PERCENT} % cap"),
+            ));
+        }
         let Some(host_id) = volume.host.as_deref() else { return Ok(()) };
         let Some(host) = self.placement.0.host(host_id) else { return Ok(()) };
         let (Some(allocated), Some(pool)) =
@@ -236,11 +242,11 @@ impl Model {
             return Ok(());
         };
         let after = u128::from(allocated) + u128::from(more_bytes);
-        if after * 100 <= u128::from(MAX_CAP_PERCENT) * u128::from(pool.capacity_bytes) {
+        if after * 100 <= u128::from(cap_percent) * u128::from(pool.capacity_bytes) {
             return Ok(());
         }
         Err(ApiError::no_capacity(format!(
-            "volume '{}' cannot grow: host {host_id} would exceed the {MAX_CAP_PERCENT} % disk cap of pool {}",
+            "volume '{}' cannot grow: host {host_id} would exceed the {cap_percent} % disk cap of pool {}",
             volume.name, volume.pool
         )))
     }

@@ -87,7 +87,14 @@ pub(crate) fn delete(model: &Model, ctx: &Ctx<'_>, id: &str, if_match: Option<u6
     Ok(Outcome::new(Applied::Deleted, changes))
 }
 
-pub(crate) fn resize(model: &Model, ctx: &Ctx<'_>, id: &str, size_gib: u64, if_match: Option<u64>) -> Decision {
+pub(crate) fn resize(
+    model: &Model,
+    ctx: &Ctx<'_>,
+    id: &str,
+    size_gib: u64,
+    if_match: Option<u64>,
+    cap_percent: u8,
+) -> Decision {
     let volume = existing(model, id)?;
     check_if_match(if_match, volume.revision)?;
     validate::volume_resize(&VolumeResize { size_gib })?;
@@ -104,7 +111,7 @@ pub(crate) fn resize(model: &Model, ctx: &Ctx<'_>, id: &str, size_gib: u64, if_m
         return Ok(Outcome::new(Applied::Volume(volume.clone()), Vec::new()));
     }
     let charged = quota::charge(owner(model, volume)?, disk(size_gib - volume.size_gib), ctx)?;
-    model.check_growth(volume, (size_gib - volume.size_gib).saturating_mul(1 << 30))?;
+    model.check_growth(volume, (size_gib - volume.size_gib).saturating_mul(1 << 30), cap_percent)?;
     let mut grown = volume.clone();
     grown.size_gib = size_gib;
     grown.revision = ctx.index;
@@ -127,14 +134,14 @@ pub(crate) fn snapshot(model: &Model, ctx: &Ctx<'_>, id: &str, name: &str) -> De
     Ok(Outcome::new(Applied::Volume(snapshotted), changes))
 }
 
-pub(crate) fn clone(model: &Model, ctx: &Ctx<'_>, id: &str, new_id: &str, name: &str) -> Decision {
+pub(crate) fn clone(model: &Model, ctx: &Ctx<'_>, id: &str, new_id: &str, name: &str, cap_percent: u8) -> Decision {
     let source = existing(model, id)?;
     check_id("new_id", new_id)?;
     validate::volume_clone(&VolumeClone { name: name.to_string() })?;
     check_new(model, new_id, &source.tenant, name)?;
     let charged = quota::charge(owner(model, source)?, disk(source.size_gib), ctx)?;
     // The copy is made next to its source: the same pool of the same host.
-    model.check_growth(source, source.size_gib.saturating_mul(1 << 30))?;
+    model.check_growth(source, source.size_gib.saturating_mul(1 << 30), cap_percent)?;
     let copy = Volume {
         id: new_id.to_string(),
         name: name.to_string(),

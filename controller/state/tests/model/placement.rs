@@ -80,9 +80,13 @@ fn a_vm_is_placed_under_the_cap_and_appears_in_its_hosts_desired_state() {
     assert!(desired.vms.is_empty(), "delete releases the placement");
     assert_eq!(desired.volumes.len(), 1, "the volume stays on its host until it is deleted");
     // The pool holds 100 GiB: 80 GiB under the cap.
-    let e = h.refused(Command::ResizeVolume { id: "v1".into(), size_gib: 81, if_match: None });
+    let e = h.refused(Command::ResizeVolume { id: "v1".into(), size_gib: 81, if_match: None, cap_percent: 80 });
     assert_refusal(&e, ErrorCode::NoCapacity, &["host h1 would exceed the 80 % disk cap of pool default"]);
-    h.ok(Command::ResizeVolume { id: "v1".into(), size_gib: 80, if_match: None });
+    let e = h.refused(Command::ResizeVolume { id: "v1".into(), size_gib: 75, if_match: None, cap_percent: 70 });
+    assert_refusal(&e, ErrorCode::NoCapacity, &["would exceed the 70 % disk cap"]);
+    let e = h.refused(Command::ResizeVolume { id: "v1".into(), size_gib: 75, if_match: None, cap_percent: 90 });
+    assert_invalid(&e, "cap_percent", &["90 is above the 80 % cap"]);
+    h.ok(Command::ResizeVolume { id: "v1".into(), size_gib: 80, if_match: None, cap_percent: 80 });
     assert_eq!(h.model.host_desired("h1").expect("h1").generation, h.index, "a resize moves the feed");
     let h1 = h.model.placement_view().host("h1").expect("h1");
     assert_eq!(h1.allocated_memory_mib(), 0);

@@ -15,7 +15,7 @@ fn setup() -> Harness {
 }
 
 fn resize(id: &str, size_gib: u64) -> Command {
-    Command::ResizeVolume { id: id.to_string(), size_gib, if_match: None }
+    Command::ResizeVolume { id: id.to_string(), size_gib, if_match: None, cap_percent: 80 }
 }
 
 fn snapshot(id: &str, name: &str) -> Command {
@@ -23,7 +23,7 @@ fn snapshot(id: &str, name: &str) -> Command {
 }
 
 fn clone(id: &str, new_id: &str, name: &str) -> Command {
-    Command::CloneVolume { id: id.to_string(), new_id: new_id.to_string(), name: name.to_string() }
+    Command::CloneVolume { id: id.to_string(), new_id: new_id.to_string(), name: name.to_string(), cap_percent: 80 }
 }
 
 #[test]
@@ -110,7 +110,8 @@ fn resize_checks_if_match_and_existence() {
     let e = h.refused(resize("ghost", 5));
     assert_refusal(&e, ErrorCode::NotFound, &["volume 'ghost'"]);
     h.ok(create_volume("v1", "finance", "a", 40));
-    let e = h.refused(Command::ResizeVolume { id: "v1".to_string(), size_gib: 50, if_match: Some(99) });
+    let e =
+        h.refused(Command::ResizeVolume { id: "v1".to_string(), size_gib: 50, if_match: Some(99), cap_percent: 80 });
     assert_eq!(e.code, ErrorCode::PreconditionFailed);
 }
 
