@@ -49,6 +49,7 @@ pub(crate) enum Change {
     DeleteJoinToken(String),
     PutHostCredential { sha256_hex: String, record: HostCredential },
     DeleteHostCredential(String),
+    PutRetired(crate::retired::RetiredOnHost),
 }
 
 fn put<T: serde::Serialize>(key: Vec<u8>, value: &T) -> Result<KvWrite, CodecError> {
@@ -83,6 +84,7 @@ impl Change {
                 put(record_key(HOST_CREDENTIAL_PREFIX, sha256_hex), record)
             }
             Change::DeleteHostCredential(hash) => Ok(delete(HOST_CREDENTIAL_PREFIX, hash)),
+            Change::PutRetired(r) => put(record_key(RETIRED_PREFIX, &r.host_id), r),
         }
     }
 }
@@ -171,6 +173,9 @@ impl Model {
             }
             Change::DeleteHostCredential(hash) => {
                 self.host_credentials.remove(&hash);
+            }
+            Change::PutRetired(r) => {
+                self.retired.insert(r.host_id.clone(), r);
             }
         }
     }

@@ -177,7 +177,7 @@ impl Model {
             generation: host.desired_generation,
             volumes,
             vms,
-            retired_volumes: Vec::new(),
+            retired_volumes: self.retired_on(id),
             isolation: None,
         })
     }

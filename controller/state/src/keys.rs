@@ -24,6 +24,8 @@ pub const HOST_PREFIX: &[u8] = b"host/";
 pub const JOIN_TOKEN_PREFIX: &[u8] = b"jointoken/";
 /// `hostcred/<lowercase hex SHA-256 of a host's credential>` → `HostCredential`.
 pub const HOST_CREDENTIAL_PREFIX: &[u8] = b"hostcred/";
+/// `retired/<host id>` → `RetiredOnHost`: shared-pool volumes deleted there, for its agent to remove.
+pub const RETIRED_PREFIX: &[u8] = b"retired/";
 /// `audit/<index, 20-digit zero-padded decimal>` → `AuditRecord`. Not held in memory.
 pub const AUDIT_PREFIX: &[u8] = b"audit/";
 
@@ -54,6 +56,7 @@ pub(crate) enum KeyKind<'a> {
     Host(&'a str),
     JoinToken(&'a str),
     HostCredential(&'a str),
+    Retired(&'a str),
     Audit,
 }
 
@@ -68,7 +71,7 @@ pub(crate) fn classify<'k>(key: &'k [u8]) -> Option<KeyKind<'k>> {
     if key.starts_with(AUDIT_PREFIX) {
         return Some(KeyKind::Audit);
     }
-    let tables: [(&[u8], KindOf<'k>); 9] = [
+    let tables: [(&[u8], KindOf<'k>); 10] = [
         (TOKEN_PREFIX, KeyKind::Token),
         (TENANT_PREFIX, KeyKind::Tenant),
         (ZONE_PREFIX, KeyKind::Zone),
@@ -78,6 +81,7 @@ pub(crate) fn classify<'k>(key: &'k [u8]) -> Option<KeyKind<'k>> {
         (HOST_PREFIX, KeyKind::Host),
         (JOIN_TOKEN_PREFIX, KeyKind::JoinToken),
         (HOST_CREDENTIAL_PREFIX, KeyKind::HostCredential),
+        (RETIRED_PREFIX, KeyKind::Retired),
     ];
     for (prefix, kind) in tables {
         if let Some(rest) = key.strip_prefix(prefix) {

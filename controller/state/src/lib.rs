@@ -25,6 +25,7 @@ mod moves;
 mod placement;
 mod policies;
 mod quota;
+mod retired;
 mod tenants;
 mod vm_actions;
 mod vms;

@@ -86,6 +86,11 @@ impl Model {
             KeyKind::HostCredential(hash) => {
                 self.host_credentials.insert(hash.to_string(), decode(key, value)?);
             }
+            KeyKind::Retired(host) => {
+                let retired: crate::retired::RetiredOnHost = decode(key, value)?;
+                same_key(key, host, &retired.host_id)?;
+                self.retired.insert(retired.host_id.clone(), retired);
+            }
         }
         Ok(())
     }

@@ -37,6 +37,8 @@ pub struct Model {
     pub(crate) join_tokens: BTreeMap<String, JoinTokenRecord>,
     /// Host credential SHA-256 (lowercase hex) → the host it belongs to.
     pub(crate) host_credentials: BTreeMap<String, HostCredential>,
+    /// By host id: the shared-pool volumes deleted there, newest last (bounded).
+    pub(crate) retired: BTreeMap<String, crate::retired::RetiredOnHost>,
     pub(crate) index: Indexes,
     /// The placement planner's view (derived: hosts, tenants' limits, placed VMs).
     pub(crate) placement: PlacementView,

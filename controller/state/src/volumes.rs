@@ -83,6 +83,7 @@ pub(crate) fn delete(model: &Model, ctx: &Ctx<'_>, id: &str, if_match: Option<u6
     }
     let released = quota::release(owner(model, volume)?, disk(volume.size_gib), ctx);
     let mut changes = vec![Change::PutTenant(released), Change::DeleteVolume(id.to_string())];
+    changes.extend(crate::retired::retire(model, volume));
     changes.extend(touch(model, ctx, volume.host.as_deref()));
     Ok(Outcome::new(Applied::Deleted, changes))
 }

@@ -240,3 +240,25 @@ fn a_drain_the_rest_of_the_cluster_cannot_take_is_refused_up_front() {
     );
     assert_eq!(h.model.host("h1").map(|h| h.state), Some(HostState::Ready), "nothing changed");
 }
+
+#[test]
+fn a_deleted_shared_pool_volume_is_retired_on_its_host_and_a_local_one_is_not() {
+    let mut h = setup(&["h1", "h2"], "rbd");
+    vm_with_volume(&mut h, "m1", 512, PowerState::Stopped);
+    let plan = h.model.plan_move("m1", Some("h2"), None, &policy()).expect("fits");
+    h.ok(migrate(&plan));
+    h.ok(Command::FinishMigration { id: "m1".into(), from_host: "h1".into() });
+    h.ok(Command::DeleteVm { id: "m1".into(), if_match: None });
+    h.ok(Command::DeleteVolume { id: "m1-disk".into(), if_match: None });
+    let desired = h.model.host_desired("h2").expect("h2");
+    let retired: Vec<(&str, &str)> = desired.retired_volumes.iter().map(|r| (r.pool.as_str(), r.id.as_str())).collect();
+    assert_eq!(retired, [("default", "m1-disk")], "the host it lived on last deletes it");
+    assert_eq!(desired.generation, h.index);
+    assert!(h.model.host_desired("h1").expect("h1").retired_volumes.is_empty(), "the old host is not told");
+
+    let mut local = setup(&["h1"], "dir-qcow2");
+    vm_with_volume(&mut local, "m1", 512, PowerState::Stopped);
+    local.ok(Command::DeleteVm { id: "m1".into(), if_match: None });
+    local.ok(Command::DeleteVolume { id: "m1-disk".into(), if_match: None });
+    assert!(local.model.host_desired("h1").expect("h1").retired_volumes.is_empty(), "local pools delete by absence");
+}
