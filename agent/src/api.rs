@@ -1,5 +1,5 @@
 //! The agent's HTTP surface (`/agent/v1/...`): desired state in, report and inventory out, console
-//! logs, `/metrics`. Versioned; mTLS arrives with the security issue.
+//! logs, `/metrics`, and this host's controller contact (which peers ask before self-fencing). Versioned; mTLS arrives with the security issue.
 //!
 //! Bad input is a 4xx with the project's `{"error": {...}}` body and changes nothing.
 
@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hci_shared::agent::{HostDesired, IncomingRequest};
+use hci_shared::agent::{ControllerContact, HostDesired, IncomingRequest};
 use hci_shared::{ApiError, ErrorCode};
 
 use crate::reconciler::OfferRefusal;
@@ -36,6 +36,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/agent/v1/host-info", get(host_info))
         .route("/agent/v1/desired", get(get_desired).put(put_desired))
         .route("/agent/v1/report", get(report))
+        .route("/agent/v1/controller-contact", get(controller_contact))
         .route("/agent/v1/incoming/:id", axum::routing::post(incoming))
         .route("/agent/v1/vms/:id/console", get(console))
         .route("/agent/v1/volumes/:id/export", axum::routing::post(export_volume))
@@ -44,7 +45,14 @@ pub fn router(agent: Arc<Agent>) -> Router {
 }
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], agent.metrics.render())
+    let text = agent.metrics.render() + &agent.fence_metrics.render();
+    ([("content-type", "text/plain; version=0.0.4")], text)
+}
+
+/// When this agent last had a heartbeat acknowledged (asked by peers deciding whether to fence).
+async fn controller_contact(State(agent): State<Arc<Agent>>) -> Json<ControllerContact> {
+    let age = agent.contact.view().last_ack_age(std::time::Instant::now());
+    Json(ControllerContact { host_id: agent.res.host_id.clone(), last_ack_age_ms: age.map(|a| a.as_millis() as u64) })
 }
 
 async fn host_info(State(agent): State<Arc<Agent>>) -> Response {

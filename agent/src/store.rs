@@ -4,9 +4,10 @@
 //!
 //! It exists so the agent keeps running its VMs, and reconciles correctly, with no controller
 //! reachable. It must never accept a desired state older than the one it holds (that check is in
-//! [`AgentState::accept`]).
+//! [`AgentState::accept`]). It also keeps the VMs this host fenced ([`Fenced`]), so a restart while
+//! cut off from the controllers does not start them again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,22 @@ pub struct AgentState {
     pub desired: Option<HostDesired>,
     /// What reconcile passes have done that the desired state alone does not tell.
     pub applied: Applied,
+    /// The VMs this host powered off when it lost the controllers (self-fencing); kept off until
+    /// [`AgentState::unfence_if_cleared`] says otherwise.
+    pub fenced: Option<Fenced>,
+}
+
+/// A self-fencing: which VMs, when, and what lifts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fenced {
+    pub vms: BTreeSet<String>,
+    /// When this host fenced (milliseconds since the Unix epoch).
+    pub at_unix_ms: u64,
+    /// The desired generation held when fencing: only a newer one may start the VMs again.
+    pub generation: u64,
+    /// Since fencing, the latest acknowledged heartbeat said the host is `ready`, and the controller
+    /// then had this desired generation for it; `None` until then (or when it said otherwise).
+    pub ready_ack: Option<u64>,
 }
 
 /// The agent's own record of what it applied; only reconcile passes change it.
@@ -54,6 +71,50 @@ impl AgentState {
     /// The generation held, 0 when none.
     pub fn generation(&self) -> u64 {
         self.desired.as_ref().map_or(0, |d| d.generation)
+    }
+
+    pub fn is_fenced(&self, vm_id: &str) -> bool {
+        self.fenced.as_ref().is_some_and(|f| f.vms.contains(vm_id))
+    }
+
+    /// Records `vms` as fenced at `at_unix_ms` (added to a fencing in force, which then needs a new
+    /// `ready` acknowledgement and a generation newer than the one held now). Returns those newly
+    /// fenced.
+    pub fn fence(&mut self, vms: &[String], at_unix_ms: u64) -> Vec<String> {
+        let generation = self.generation();
+        let record =
+            self.fenced.get_or_insert_with(|| Fenced { vms: BTreeSet::new(), at_unix_ms, generation, ready_ack: None });
+        let added: Vec<String> = vms.iter().filter(|vm| record.vms.insert((*vm).clone())).cloned().collect();
+        if !added.is_empty() {
+            record.generation = record.generation.max(generation);
+            record.ready_ack = None;
+        }
+        added
+    }
+
+    /// An acknowledged heartbeat sent after the fencing: `ready` or not, and the controller's desired
+    /// generation for this host. Returns whether the record changed.
+    pub fn note_ack(&mut self, ready: bool, controller_generation: u64) -> bool {
+        let Some(record) = self.fenced.as_mut() else { return false };
+        let now = ready.then_some(controller_generation);
+        let changed = record.ready_ack != now;
+        record.ready_ack = now;
+        changed
+    }
+
+    /// Lifts the fencing when the controller has taken this host back: a heartbeat acknowledged
+    /// with the host `ready` since fencing, and a desired state newer than the one held when fencing
+    /// and at least as new as the controller had at that acknowledgement (so it reflects whatever the
+    /// controller decided while the host was away). Returns the lifted record.
+    pub fn unfence_if_cleared(&mut self) -> Option<Fenced> {
+        let held = self.generation();
+        let record = self.fenced.as_ref()?;
+        let cleared = record.ready_ack.is_some_and(|acked| held > record.generation && held >= acked);
+        if cleared {
+            self.fenced.take()
+        } else {
+            None
+        }
     }
 
     /// Takes `offered` if it is newer; an identical re-send is accepted as a no-op (returns false).
@@ -182,5 +243,44 @@ mod tests {
         assert_eq!(file.load().expect("load"), state);
         std::fs::write(dir.path().join("agent-state.bin"), b"\x01garbage").expect("write");
         assert!(matches!(file.load(), Err(StoreError::Decode { .. })));
+    }
+
+    #[test]
+    fn fenced_vms_clear_only_on_a_ready_ack_and_a_newer_generation_and_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = StateFile::new(dir.path());
+        let mut state = AgentState::default();
+        state.accept("h1", desired(5)).expect("accept");
+        assert_eq!(state.fence(&["vm-a".into(), "vm-b".into()], 1_000), vec!["vm-a", "vm-b"]);
+        assert!(state.fence(&["vm-a".into()], 2_000).is_empty(), "already fenced");
+        file.save(&state).expect("save");
+        // An agent restart while isolated: the record is back, the VMs are still fenced.
+        let mut state = file.load().expect("load");
+        assert!(state.is_fenced("vm-a") && state.is_fenced("vm-b") && !state.is_fenced("vm-c"));
+        assert_eq!(state.fenced.as_ref().map(|f| (f.at_unix_ms, f.generation)), Some((1_000, 5)));
+
+        // A newer generation alone does not clear it, nor does a ready ack alone.
+        state.accept("h1", desired(6)).expect("accept");
+        assert_eq!(state.unfence_if_cleared(), None);
+        // The controller says `fenced`: never cleared.
+        assert!(!state.note_ack(false, 6));
+        assert_eq!(state.unfence_if_cleared(), None);
+        // Ready, but the controller already has generation 7 for us: wait for it.
+        assert!(state.note_ack(true, 7));
+        assert_eq!(state.unfence_if_cleared(), None);
+        state.accept("h1", desired(7)).expect("accept");
+        let lifted = state.unfence_if_cleared().expect("cleared");
+        assert_eq!(lifted.vms.len(), 2);
+        assert_eq!(state.fenced, None);
+
+        // Ready ack first, then the same generation as at fencing: not cleared.
+        let mut state = AgentState::default();
+        state.accept("h1", desired(3)).expect("accept");
+        state.fence(&["vm-a".into()], 1);
+        assert!(state.note_ack(true, 3));
+        assert_eq!(state.unfence_if_cleared(), None, "no generation newer than the fenced one yet");
+        assert!(state.note_ack(false, 3), "a later ack that is not ready takes the ready one back");
+        state.accept("h1", desired(4)).expect("accept");
+        assert_eq!(state.unfence_if_cleared(), None);
     }
 }

@@ -3,7 +3,8 @@
 //! the desired-state feed. A change in a VM's reported state sends the next heartbeat at once.
 //!
 //! A heartbeat only refreshes a lease in the leader's memory; the controller marks the host offline
-//! when they stop. Pool usage asks libvirt, so it is sampled at most every [`POOL_SAMPLE_EVERY`]; the
+//! when they stop; each acknowledgement (and each failure) is recorded in the agent's controller
+//! contact, which self-fencing reads. Pool usage asks libvirt, so it is sampled at most every [`POOL_SAMPLE_EVERY`]; the
 //! rest comes from what the agent already holds.
 
 use std::sync::Arc;
@@ -75,6 +76,8 @@ pub async fn run(agent: &Arc<Agent>, client: &ControllerClient, joined: &Joined)
         let body = beat(agent, &pools);
         let sent_vms = body.vms.clone();
         let timeout = interval.max(Duration::from_secs(2));
+        // Contact counts from when the heartbeat left, not when its answer came back.
+        let sent = Instant::now();
         match client.call(Method::POST, &path, &joined.credential, Some(&body), timeout).await {
             Ok(answer) => {
                 refusals = 0;
@@ -85,6 +88,7 @@ pub async fn run(agent: &Arc<Agent>, client: &ControllerClient, joined: &Joined)
                     );
                 }
                 if let Ok(ack) = answer.json::<HeartbeatAck>() {
+                    agent.acknowledged(sent, &ack);
                     let asked = Duration::from_millis(ack.heartbeat_ms.max(100));
                     interval = interval.min(asked).max(Duration::from_millis(100));
                 }
@@ -97,6 +101,7 @@ pub async fn run(agent: &Arc<Agent>, client: &ControllerClient, joined: &Joined)
                 tracing::warn!(error = %e, "heartbeat refused; retrying before re-joining");
             }
             Err(e) => {
+                agent.contact.failed(sent, Instant::now());
                 if failing_since.is_none() {
                     tracing::warn!(error = %e, "heartbeat not delivered; VMs keep running, retrying");
                     failing_since = Some(Instant::now());

@@ -96,12 +96,14 @@ async fn attempt(agent: &Arc<Agent>, settings: &Settings, client: &ControllerCli
 pub async fn until_joined(agent: &Arc<Agent>, settings: &Settings, client: &ControllerClient) -> Joined {
     let mut backoff = Duration::from_millis(200);
     loop {
+        let sent = std::time::Instant::now();
         match attempt(agent, settings, client).await {
             Ok(joined) => {
                 tracing::info!(heartbeat_ms = joined.heartbeat.as_millis() as u64, "joined; sending heartbeats");
                 return joined;
             }
             Err(JoinError::Client(ClientError::Unreachable(why))) => {
+                agent.contact.failed(sent, std::time::Instant::now());
                 tracing::warn!(%why, "no controller reachable to join; VMs keep running, retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));

@@ -3,11 +3,15 @@
 //!
 //! It exists apart from the reconciler so the agent works the same with or without controllers:
 //! everything here only feeds [`Agent::offer`] and reads what the agent already holds. With no
-//! controller reachable the agent keeps running its VMs from its persisted desired state.
+//! controller reachable the agent keeps running its VMs from its persisted desired state, unless
+//! the desired state asks for self-fencing and this host is the one cut off (`fence.rs`).
 
 pub mod client;
+pub mod contact;
 pub mod credential;
 pub mod feed;
+pub mod fence;
+pub mod fence_watch;
 pub mod heartbeat;
 pub mod join;
 
@@ -39,6 +43,7 @@ pub async fn run(agent: Arc<Agent>, settings: Settings) {
             return;
         }
     };
+    tokio::spawn(fence_watch::run(agent.clone()));
     loop {
         let joined = join::until_joined(&agent, &settings, &client).await;
         let feed = tokio::spawn(feed::run(agent.clone(), client.clone(), joined.credential.clone()));

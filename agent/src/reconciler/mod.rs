@@ -159,6 +159,28 @@ fn run_domain_action(
 /// One reconcile pass toward `state.desired`. With no desired state yet, nothing is changed: the
 /// pass only reports what it finds.
 pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
+    reconcile_guarded(res, state, &|_| false)
+}
+
+/// A fenced VM (self-fencing, `state.fenced`) is held powered off whatever its desired power:
+/// stopped hard when found running, never defined, started, rebooted or migrated.
+fn hold_fenced(res: &HostResources, vm_id: &str, here: Option<&DomainInfo>) -> Result<(), String> {
+    match here {
+        Some(d) if !matches!(d.state, VmRunState::Stopped | VmRunState::Crashed) => {
+            tracing::warn!(vm = %vm_id, "a fenced VM was running: powering it off");
+            res.hypervisor.shutdown(&d.name, Duration::ZERO).map_err(|e| e.to_string())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// [`reconcile`], with `fenced_now` telling whether a VM was fenced since the pass copied `state`
+/// (checked again right before anything starts).
+pub fn reconcile_guarded(
+    res: &HostResources,
+    state: &mut AgentState,
+    fenced_now: &dyn Fn(&str) -> bool,
+) -> PassOutcome {
     let mut volume_errors: BTreeMap<String, String> = BTreeMap::new();
     let mut vm_errors: BTreeMap<String, String> = BTreeMap::new();
     let mut state_changed = false;
@@ -242,6 +264,12 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
 
         for vm in &desired.vms {
             let here = actual.get(&domain_name(&res.host_id, &vm.id));
+            if state.is_fenced(&vm.id) || fenced_now(&vm.id) {
+                if let Err(e) = hold_fenced(res, &vm.id, here) {
+                    vm_errors.insert(vm.id.clone(), e);
+                }
+                continue;
+            }
             match &vm.migration {
                 Some(VmMigration::Outgoing { to_host, to_agent }) => {
                     let held = state.applied.disk_targets.get(&vm.id);
@@ -290,6 +318,10 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
             }
             let mut failed = false;
             for action in plan::plan_domain(&wanted, actual.get(&spec.name), applied) {
+                if matches!(action, DomainAction::Start | DomainAction::Reboot) && fenced_now(&vm.id) {
+                    failed = true;
+                    break;
+                }
                 if let Err(e) = run_domain_action(res, &spec, &action, running) {
                     tracing::warn!(vm = %vm.id, ?action, error = %e, "domain action failed");
                     vm_errors.insert(vm.id.clone(), e);
@@ -387,6 +419,15 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
     PassOutcome { report, state_changed, errors: vm_errors.len() + volume_errors.len() }
 }
 
+/// What a fenced VM reports as its error.
+fn state_fenced_note(state: &AgentState, vm_id: &str) -> Option<String> {
+    let fenced = state.fenced.as_ref().filter(|f| f.vms.contains(vm_id))?;
+    Some(format!(
+        "fenced: lost the controllers at {}; kept off until the controller takes this host back",
+        crate::controller::fence::rfc3339(fenced.at_unix_ms)
+    ))
+}
+
 fn build_report(
     res: &HostResources,
     state: &AgentState,
@@ -395,6 +436,7 @@ fn build_report(
     vm_errors: &BTreeMap<String, String>,
     volume_errors: &BTreeMap<String, String>,
 ) -> HostReport {
+    let agent_state = state;
     let domains = res.hypervisor.list().unwrap_or_default();
     let by_name: BTreeMap<&str, &DomainInfo> = domains.iter().map(|d| (d.name.as_str(), d)).collect();
     let mut converged = vm_errors.is_empty() && volume_errors.is_empty();
@@ -417,7 +459,9 @@ fn build_report(
             };
             converged &= in_place;
             let stats = (state == VmRunState::Running).then(|| res.hypervisor.stats(&name).ok()).flatten();
-            VmReport { id: vm.id.clone(), state, stats, last_error: vm_errors.get(&vm.id).cloned() }
+            let fenced = state_fenced_note(agent_state, &vm.id);
+            let last_error = vm_errors.get(&vm.id).cloned().or(fenced);
+            VmReport { id: vm.id.clone(), state, stats, last_error }
         })
         .collect();
     let volumes = listing
