@@ -67,6 +67,13 @@ async fn write_placed(
 
 /// A VM with what its host last reported to this member (as leader); `host_down` while its host
 /// is offline or fenced.
+/// While a VM moves, what its source host last reported as an error about it (a failing send).
+fn source_error(app: &App, vm: &Vm, now: Instant) -> Option<String> {
+    let from = &vm.migration.as_ref()?.from_host;
+    let (report, _) = app.leases.vm_report(from, &vm.id, now)?;
+    report.last_error.map(|e| format!("on the source host {from}: {e}"))
+}
+
 fn view(app: &App, model: &hci_state::Model, vm: &Vm, now: Instant) -> VmView {
     let report = vm.host.as_deref().and_then(|host| app.leases.vm_report(host, &vm.id, now));
     let down_reason = model.vm_down_reason(vm);
@@ -78,7 +85,7 @@ fn view(app: &App, model: &hci_state::Model, vm: &Vm, now: Instant) -> VmView {
         } else {
             report.as_ref().map(|(r, _)| r.state)
         },
-        last_error: report.as_ref().and_then(|(r, _)| r.last_error.clone()),
+        last_error: report.as_ref().and_then(|(r, _)| r.last_error.clone()).or_else(|| source_error(app, vm, now)),
         reported_age_ms: report.map(|(_, age)| age),
         down_reason,
     };

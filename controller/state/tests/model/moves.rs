@@ -262,3 +262,25 @@ fn a_deleted_shared_pool_volume_is_retired_on_its_host_and_a_local_one_is_not() 
     local.ok(Command::DeleteVolume { id: "m1-disk".into(), if_match: None });
     assert!(local.model.host_desired("h1").expect("h1").retired_volumes.is_empty(), "local pools delete by absence");
 }
+
+#[test]
+fn an_offline_host_drains_only_stopped_vms_on_shared_pools() {
+    let mut h = setup(&["h1", "h2"], "rbd");
+    let pinned = |h: &mut Harness, id: &str, power: PowerState| {
+        let mut spec = vm_spec("finance", id, 1, 256, &[], &[]);
+        spec.power = Some(power);
+        let placement = Some(hci_shared::command::Placement { host: "h1".into(), cap_percent: 80 });
+        h.ok(Command::CreateVm { id: id.into(), spec, placement });
+    };
+    pinned(&mut h, "parked", PowerState::Stopped);
+    pinned(&mut h, "busy", PowerState::Running);
+    h.ok(Command::SetHostLiveness { id: "h1".into(), alive: false, reason: "silent".into() });
+    let e = h.model.plan_drain("h1", &policy()).expect_err("busy may still run there");
+    assert_refusal(&e, ErrorCode::Conflict, &["host 'h1' is offline", "[busy]"]);
+    h.ok(Command::DeleteVm { id: "busy".into(), if_match: None });
+    let plans = h.model.plan_drain("h1", &policy()).expect("a stopped vm without local volumes");
+    assert_eq!((plans.len(), plans[0].planned.live, plans[0].exports.len()), (1, false, 0));
+    let moves = plans.into_iter().map(|p| p.planned).collect();
+    h.ok(Command::SetHostMaintenance { id: "h1".into(), enabled: true, moves });
+    assert_eq!(h.vm("parked").host.as_deref(), Some("h2"));
+}
