@@ -218,6 +218,7 @@ pub async fn host_heartbeat(
     let term = leading_term(&app).ok_or_else(|| {
         ApiError::unavailable(format!("member {} is not the leader; heartbeats go to the leader", app.id))
     })?;
+    check_quorum_fresh(&app)?;
     let host = app.state.read().host(&id).cloned().ok_or_else(|| ApiError::not_found("host", &id))?;
     app.leases.heard(term, &id, Some(beat), Instant::now());
     let mut state = host.state;
@@ -231,6 +232,28 @@ pub async fn host_heartbeat(
         lease_ms: millis(app.leases.lease()),
         heartbeat_ms: millis(app.leases.heartbeat_interval()),
     }))
+}
+
+/// An acknowledged heartbeat tells the agent it is in contact with the cluster, so it does not
+/// fence its VMs. A leader cut off from its followers may not know yet that it was replaced, and
+/// must not say so: it acknowledges only while a quorum acknowledged it within the election timeout
+/// (no other leader can have been elected in that window: the followers that acknowledged it refuse
+/// to vote until their own election timeout has passed).
+fn check_quorum_fresh(app: &App) -> Result<(), ApiError> {
+    let (since, voters) = {
+        let metrics = app.raft.metrics();
+        let m = metrics.borrow();
+        (m.millis_since_quorum_ack, m.membership_config.membership().voter_ids().count())
+    };
+    match since {
+        _ if voters <= 1 => Ok(()),
+        Some(ms) if ms < app.config.election_timeout_ms => Ok(()),
+        other => Err(ApiError::unavailable(format!(
+            "member {} leads but no quorum acknowledged it for {} ms; heartbeat not acknowledged",
+            app.id,
+            other.map_or_else(|| "ever".to_string(), |ms| ms.to_string())
+        ))),
+    }
 }
 
 #[utoipa::path(get, path = "/v1/hosts/{id}/desired", params(("id" = String, Path), DesiredParams), tag = "hosts",
