@@ -47,6 +47,7 @@ fn join(h: &mut Harness, id: &str, memory_mib: u64) -> u64 {
             libvirt_version: "9.0.0".into(),
             pools: vec![pool("ceph", "rbd"), pool("local", "dir-qcow2")],
             firmware_profiles: vec!["x86_64-bios".into()],
+            underlay_ip: None,
         },
     };
     let credential = format!("{:f>64}", h.index);
@@ -339,6 +340,7 @@ fn a_host_joining_changes_every_other_hosts_peers() {
             libvirt_version: "9.0.0".into(),
             pools: vec![pool("ceph", "rbd"), pool("local", "dir-qcow2")],
             firmware_profiles: vec!["x86_64-bios".into()],
+            underlay_ip: None,
         },
     };
     let rejoin = |spec: HostJoin| Command::JoinHost {
@@ -363,4 +365,84 @@ fn a_host_joining_changes_every_other_hosts_peers() {
     assert_eq!(generation(&h, "h3"), h.index);
     let isolation = h.model.isolation("h1", 1).expect("h1");
     assert!(isolation.peers.iter().any(|p| p.agent_url == "http://10.0.0.3:7100"));
+}
+
+mod plans {
+    //! Whatever is on the failed host and however full the others are, the leader's plan applies as
+    //! planned, keeps every host within the cap, restarts only HA VMs on shared storage, and
+    //! accounts for every VM of the host exactly once.
+
+    use std::collections::BTreeSet;
+
+    use hci_shared::command::Command;
+    use hci_shared::resources::PowerState;
+    use proptest::prelude::*;
+
+    use super::{join, offline, policy, restart, setup, vm_on};
+    use crate::support::*;
+
+    #[derive(Debug, Clone)]
+    struct Spec {
+        memory_mib: u64,
+        pool: Option<&'static str>,
+        ha: bool,
+        running: bool,
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        let pool = prop_oneof![2 => Just(None), 2 => Just(Some("ceph")), 1 => Just(Some("local"))];
+        (64u64..1500, pool, prop::bool::weighted(0.8), prop::bool::weighted(0.7))
+            .prop_map(|(memory_mib, pool, ha, running)| Spec { memory_mib, pool, ha, running })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn a_plan_applies_as_planned_within_the_cap(
+            failed in prop::collection::vec(spec(), 0..7),
+            elsewhere in prop::collection::vec((64u64..2000, 0usize..2), 0..5),
+        ) {
+            let mut h = setup(&[]);
+            join(&mut h, "h1", 16384);
+            join(&mut h, "h2", 4096);
+            join(&mut h, "h3", 4096);
+            for (i, (memory_mib, host)) in elsewhere.iter().enumerate() {
+                let mut spec = vm_spec("finance", &format!("o{i}"), 1, *memory_mib, &[], &[]);
+                spec.power = Some(PowerState::Stopped);
+                let placement = Some(hci_shared::command::Placement { host: ["h2", "h3"][*host].into(), cap_percent: 80 });
+                let _ = h.run(Command::CreateVm { id: format!("o{i}"), spec, placement });
+            }
+            let mut on_h1 = BTreeSet::new();
+            for (i, s) in failed.iter().enumerate() {
+                let power = if s.running { PowerState::Running } else { PowerState::Stopped };
+                let id = format!("f{i}");
+                vm_on(&mut h, &id, "h1", s.memory_mib, s.pool, s.ha, power);
+                on_h1.insert(id);
+            }
+            offline(&mut h, "h1");
+            let (restarts, down) = h.model.plan_ha_restart("h1", &policy());
+            let mut accounted: Vec<&str> = restarts.iter().map(|r| r.vm.as_str()).chain(down.iter().map(|(vm, _)| vm.as_str())).collect();
+            accounted.sort_unstable();
+            prop_assert_eq!(accounted, on_h1.iter().map(String::as_str).collect::<Vec<_>>());
+            for restart in &restarts {
+                let vm = h.vm(&restart.vm);
+                let local = vm.volumes.iter().any(|v| h.volume(v).pool == "local");
+                prop_assert!(vm.ha && !local, "{} restarted", vm.id);
+            }
+            let planned = restarts.clone();
+            h.ok(restart("h1", restarts));
+            for restart in &planned {
+                prop_assert_eq!(h.vm(&restart.vm).host.as_deref(), Some(restart.placement.host.as_str()));
+            }
+            for host in h.model.placement_view().hosts() {
+                if host.id() != "h1" {
+                    prop_assert!(host.within_cap(80), "{} over the cap", host.id());
+                }
+            }
+            for (vm, _) in &down {
+                prop_assert_eq!(h.vm(vm).host.as_deref(), Some("h1"));
+                prop_assert!(h.model.vm_down_reason(h.vm(vm)).is_some());
+            }
+        }
+    }
 }
