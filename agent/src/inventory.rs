@@ -32,5 +32,6 @@ pub fn host_info(res: &HostResources, site: &str) -> Result<HostInfo, Hypervisor
         libvirt_version: caps.libvirt_version,
         pools,
         firmware_profiles: res.profiles.runnable_on(&caps.firmware),
+        underlay_ip: None,
     })
 }

@@ -38,6 +38,7 @@ impl Host {
             vms,
             retired_volumes: retired,
             isolation: None,
+            network: None,
         };
         hci_shared::agent_validate::host_desired(&d).expect("a valid desired state");
         self.state.lock().expect("lock").accept(&self.res.host_id, d).expect("accept");

@@ -52,10 +52,11 @@ impl View for Tenant {
 
 impl View for Zone {
     fn headers() -> &'static [&'static str] {
-        &["NAME", "TENANT", "KIND", "CIDR", "VNI"]
+        &["NAME", "TENANT", "KIND", "CIDR", "VNI", "INTRA-ZONE"]
     }
     fn row(&self) -> Vec<String> {
-        vec![self.name.clone(), self.tenant.clone(), wire(&self.kind), self.cidr.clone(), opt(self.vni)]
+        let intra = wire(&self.intra_zone);
+        vec![self.name.clone(), self.tenant.clone(), wire(&self.kind), self.cidr.clone(), opt(self.vni), intra]
     }
     fn details(&self) -> Vec<(&'static str, String)> {
         let mut pairs: Vec<_> = Self::headers().iter().copied().zip(self.row()).collect();

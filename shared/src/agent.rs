@@ -175,6 +175,58 @@ pub struct HostDesired {
     /// What to do when this host loses the controllers (see [`Isolation`]); `None`: keep running.
     #[serde(default)]
     pub isolation: Option<Isolation>,
+    /// The site's zone networks, zone policies and VXLAN fabric (see [`HostNetwork`]); `None`: the
+    /// agent leaves the host's networking and firewall as they are.
+    #[serde(default)]
+    pub network: Option<HostNetwork>,
+}
+
+/// What a host needs to route its VMs' NICs and judge their traffic (docs/networks.md): every zone
+/// and zone policy of the site (the same on every host) and the underlay addresses of the site's
+/// hosts, between which each zone's VXLAN runs. No per-VM state of other hosts is in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostNetwork {
+    pub zones: Vec<NetworkZone>,
+    pub policies: Vec<NetworkPolicy>,
+    /// Every host of the site that reported an underlay address, this one included.
+    pub fabric: Vec<FabricHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkZone {
+    pub name: String,
+    /// `10.10.0.0/24`.
+    pub cidr: String,
+    /// The first host address of `cidr`: the guests' default route (answered by the host's proxy ARP).
+    pub gateway: String,
+    /// The zone's VXLAN network identifier (device `vx-<vni>` on every host).
+    pub vni: u32,
+    /// Nothing in or out.
+    pub isolated: bool,
+    /// Traffic between two NICs of the zone is dropped.
+    pub deny_intra_zone: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPolicy {
+    pub name: String,
+    pub from_zone: String,
+    pub to_zone: String,
+    pub protocol: crate::resources::Protocol,
+    /// Canonical port list (`22,80,8000-8100`); empty: every port (and always for icmp and any).
+    pub ports: String,
+}
+
+/// A host of the site on the VXLAN underlay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FabricHost {
+    pub host_id: String,
+    /// IPv4 address the host's VXLAN devices send from (`hci-agent --underlay-address`).
+    pub underlay_ip: String,
 }
 
 /// Self-fencing: the controller restarts a failed host's HA VMs elsewhere only after the host's
@@ -305,4 +357,7 @@ pub struct HostInfo {
     pub pools: Vec<PoolInfo>,
     /// Firmware profiles this host can run (checked against domcapabilities and the firmware files).
     pub firmware_profiles: Vec<String>,
+    /// The address this host's VXLAN devices use (`--underlay-address`), when configured.
+    #[serde(default)]
+    pub underlay_ip: Option<String>,
 }

@@ -253,6 +253,7 @@ mod tests {
             }],
             retired_volumes: vec![],
             isolation: None,
+            network: None,
         }
     }
 

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::resources::{ImageSource, PolicyAction, PowerState, Protocol, Quota, ZoneKind};
+use crate::resources::{ImageSource, IntraZone, PolicyAction, PowerState, Protocol, Quota, ZoneKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,8 +38,12 @@ pub struct ZoneCreate {
     #[serde(default = "default_zone_kind")]
     pub kind: ZoneKind,
     pub cidr: String,
+    /// Default: the lowest VNI from 10000 that no zone uses.
     #[serde(default)]
     pub vni: Option<u32>,
+    /// `allow` (default) or `deny` traffic between the zone's own NICs.
+    #[serde(default)]
+    pub intra_zone: IntraZone,
 }
 
 fn default_action() -> PolicyAction {

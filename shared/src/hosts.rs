@@ -66,6 +66,9 @@ pub struct HostInventory {
     pub pools: Vec<HostPool>,
     /// Firmware profiles this host can run (checked against libvirt's domain capabilities).
     pub firmware_profiles: Vec<String>,
+    /// The IPv4 address the host's zone VXLAN devices send from (`hci-agent --underlay-address`).
+    #[serde(default)]
+    pub underlay_ip: Option<String>,
 }
 
 /// `POST /v1/hosts/join`, authenticated by a join token (first join) or by the host's own
@@ -300,6 +303,7 @@ pub fn empty_desired(host_id: &str, generation: u64) -> HostDesired {
         vms: Vec::new(),
         retired_volumes: Vec::new(),
         isolation: None,
+        network: None,
     }
 }
 
@@ -330,6 +334,7 @@ impl HostJoin {
                 libvirt_version: info.libvirt_version.clone(),
                 pools: info.pools.iter().map(HostPool::from).collect(),
                 firmware_profiles: info.firmware_profiles.clone(),
+                underlay_ip: info.underlay_ip.clone(),
             },
         }
     }

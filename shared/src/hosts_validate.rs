@@ -129,6 +129,12 @@ pub fn host_join(r: &HostJoin) -> Result<(), ApiError> {
             return Err(ApiError::invalid(&field, format!("'{profile}' is listed twice")));
         }
     }
+    if let Some(ip) = &inv.underlay_ip {
+        let parsed: Result<std::net::Ipv4Addr, _> = ip.parse();
+        if parsed.is_err() || parsed.is_ok_and(|a| a.is_unspecified() || a.is_multicast() || a.is_broadcast()) {
+            return Err(ApiError::invalid("inventory.underlay_ip", format!("'{ip}' is not a unicast IPv4 address")));
+        }
+    }
     Ok(())
 }
 
@@ -195,6 +201,7 @@ mod tests {
                     available_bytes: 1,
                 }],
                 firmware_profiles: vec!["x86_64-bios".into()],
+                underlay_ip: Some("192.168.10.1".into()),
             },
         }
     }
@@ -222,6 +229,7 @@ mod tests {
             (Box::new(|j| j.inventory.cpus = 0), "inventory.cpus"),
             (Box::new(|j| j.inventory.memory_mib = 0), "inventory.memory_mib"),
             (Box::new(|j| j.inventory.accelerator = "xen".into()), "inventory.accelerator"),
+            (Box::new(|j| j.inventory.underlay_ip = Some("10.0.0.256".into())), "inventory.underlay_ip"),
             (Box::new(|j| j.inventory.libvirt_version = "9 0".into()), "inventory.libvirt_version"),
             (Box::new(|j| j.inventory.pools[0].name = "A".into()), "inventory.pools[0].name"),
             (Box::new(|j| j.inventory.pools[0].backend = "NFS".into()), "inventory.pools[0].backend"),

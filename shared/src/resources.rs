@@ -45,6 +45,15 @@ pub enum ZoneKind {
     Isolated,
 }
 
+/// Traffic between two NICs of one zone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IntraZone {
+    #[default]
+    Allow,
+    Deny,
+}
+
 /// A security zone: a network VMs attach to; traffic between zones needs a zone policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Zone {
@@ -54,8 +63,12 @@ pub struct Zone {
     pub kind: ZoneKind,
     /// IPv4 network in CIDR notation, e.g. `10.10.0.0/24`.
     pub cidr: String,
-    /// VXLAN network identifier or VLAN id, when set by the operator.
+    /// VXLAN network identifier: the operator's, else the lowest free one from 10000 (assigned at
+    /// create; `None` only for zones created before VNIs were assigned).
     pub vni: Option<u32>,
+    /// Whether two NICs of the zone may talk to each other (default allow).
+    #[serde(default)]
+    pub intra_zone: IntraZone,
     pub created_at: String,
     pub revision: u64,
 }

@@ -60,6 +60,7 @@ fn stopped_vm_moves_to_another_host_with_its_data() {
         vms,
         retired_volumes: vec![],
         isolation: None,
+        network: None,
     };
 
     // On A: boot, write a marker to the data disk.
@@ -91,6 +92,7 @@ fn stopped_vm_moves_to_another_host_with_its_data() {
         vms: vec![vm(&marker_b, PowerState::Running)],
         retired_volumes: vec![],
         isolation: None,
+        network: None,
     };
     assert_eq!(b.put_desired(&on_b), 200);
     b.wait_converged(1, BOOT, |r| match r.vms.first() {
@@ -108,7 +110,8 @@ fn stopped_vm_moves_to_another_host_with_its_data() {
             volumes: vec![],
             vms: vec![],
             retired_volumes: vec![],
-            isolation: None
+            isolation: None,
+            network: None
         }),
         200
     );

@@ -65,7 +65,7 @@ fn volumes_in(pool: &str) -> Vec<VolumeDesired> {
 }
 
 fn desired(host: &str, generation: u64, vms: Vec<VmDesired>, volumes: Vec<VolumeDesired>) -> HostDesired {
-    HostDesired { host_id: host.into(), generation, volumes, vms, retired_volumes: vec![], isolation: None }
+    HostDesired { volumes, vms, ..hci_shared::hosts::empty_desired(host, generation) }
 }
 
 /// The largest heartbeat uptime (seconds) in a console log.

@@ -57,7 +57,7 @@ fn vm(firmware: &str, marker: &str, power: PowerState, reboots: u64) -> VmDesire
 }
 
 fn desired(host: &str, generation: u64, vms: Vec<VmDesired>, volumes: Vec<VolumeDesired>) -> HostDesired {
-    HostDesired { host_id: host.into(), generation, volumes, vms, retired_volumes: vec![], isolation: None }
+    HostDesired { volumes, vms, ..hci_shared::hosts::empty_desired(host, generation) }
 }
 
 fn no_vm_errors(r: &hci_shared::agent::HostReport) -> Result<(), String> {

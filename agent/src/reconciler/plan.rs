@@ -172,6 +172,7 @@ mod tests {
             vms: vec![],
             retired_volumes: vec![],
             isolation: None,
+            network: None,
         };
         let local = BTreeSet::new();
         assert_eq!(plan_volume_deletes(&host, &have, &local), vec![("default".to_string(), "old".to_string())]);
@@ -227,6 +228,7 @@ mod tests {
             vms: vec![],
             retired_volumes: vec![RetiredVolume { pool: "default".into(), id: "retired".into() }],
             isolation: None,
+            network: None,
         };
         let shared = BTreeSet::from(["default".to_string()]);
         assert_eq!(plan_volume_deletes(&host, &have, &shared), vec![("default".to_string(), "retired".to_string())]);

@@ -46,8 +46,7 @@ pub fn host() -> Host {
 impl Host {
     /// Hands the agent generation `generation` (valid, as the agent API would check).
     pub fn offer(&mut self, generation: u64, vms: Vec<VmDesired>, volumes: Vec<VolumeDesired>) {
-        let d =
-            HostDesired { host_id: "h1".into(), generation, volumes, vms, retired_volumes: vec![], isolation: None };
+        let d = HostDesired { volumes, vms, ..hci_shared::hosts::empty_desired("h1", generation) };
         hci_shared::agent_validate::host_desired(&d).expect("a valid desired state");
         self.state.accept("h1", d).expect("accept");
     }

@@ -5,7 +5,7 @@ use super::*;
 use crate::commands::cluster::MembersCmd;
 use crate::commands::dr::DrMode;
 use crate::commands::host::JoinTokenCmd;
-use crate::commands::zone::KindArg;
+use crate::commands::zone::{IntraZoneArg, KindArg};
 use crate::commands::zone_policy::ProtocolArg;
 use clap::CommandFactory;
 
@@ -115,18 +115,20 @@ fn zone_and_policy_verbs() {
         "isolated",
         "--vni",
         "7",
+        "--intra-zone",
+        "deny",
     ])
     .command
     {
-        Command::Zone(ZoneCmd::Create { name, tenant, cidr, kind, vni }) => {
+        Command::Zone(ZoneCmd::Create { name, tenant, cidr, kind, vni, intra_zone }) => {
             assert_eq!((name.as_str(), tenant.as_str(), cidr.as_str()), ("dmz", "fin", "10.0.0.0/24"));
-            assert_eq!((kind, vni), (KindArg::Isolated, Some(7)));
+            assert_eq!((kind, vni, intra_zone), (KindArg::Isolated, Some(7), IntraZoneArg::Deny));
         }
         other => panic!("{other:?}"),
     }
     match parse(&["zone", "create", "dmz", "--tenant", "fin", "--cidr", "10.0.0.0/24"]).command {
-        Command::Zone(ZoneCmd::Create { kind, vni, .. }) => {
-            assert_eq!((kind, vni), (KindArg::Normal, None))
+        Command::Zone(ZoneCmd::Create { kind, vni, intra_zone, .. }) => {
+            assert_eq!((kind, vni, intra_zone), (KindArg::Normal, None, IntraZoneArg::Allow))
         }
         other => panic!("{other:?}"),
     }

@@ -2,7 +2,7 @@
 
 use clap::{Subcommand, ValueEnum};
 use hci_shared::api::ZoneCreate;
-use hci_shared::resources::{Zone, ZoneKind};
+use hci_shared::resources::{IntraZone, Zone, ZoneKind};
 
 use crate::client::Client;
 use crate::commands::etag_arg;
@@ -26,6 +26,23 @@ impl From<KindArg> for ZoneKind {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IntraZoneArg {
+    /// The zone's NICs may talk to each other
+    Allow,
+    /// Traffic between the zone's own NICs is dropped
+    Deny,
+}
+
+impl From<IntraZoneArg> for IntraZone {
+    fn from(arg: IntraZoneArg) -> Self {
+        match arg {
+            IntraZoneArg::Allow => IntraZone::Allow,
+            IntraZoneArg::Deny => IntraZone::Deny,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ZoneCmd {
     /// Create a zone
@@ -41,9 +58,12 @@ pub enum ZoneCmd {
         /// What may enter or leave the zone
         #[arg(long, value_enum, default_value_t = KindArg::Normal)]
         kind: KindArg,
-        /// VXLAN network identifier or VLAN id
+        /// VXLAN network identifier (default: the lowest free one from 10000)
         #[arg(long)]
         vni: Option<u32>,
+        /// Traffic between the zone's own NICs
+        #[arg(long, value_enum, default_value_t = IntraZoneArg::Allow)]
+        intra_zone: IntraZoneArg,
     },
     /// List zones
     List {
@@ -68,8 +88,8 @@ pub enum ZoneCmd {
 
 pub fn run(cmd: ZoneCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        ZoneCmd::Create { name, tenant, cidr, kind, vni } => {
-            let body = ZoneCreate { name, tenant, kind: kind.into(), cidr, vni };
+        ZoneCmd::Create { name, tenant, cidr, kind, vni, intra_zone } => {
+            let body = ZoneCreate { name, tenant, kind: kind.into(), cidr, vni, intra_zone: intra_zone.into() };
             out.one::<Zone>(&client.post(&["v1", "zones"], &body)?, false)
         }
         ZoneCmd::List { tenant } => out.list::<Zone>(&client.get(&["v1", "zones"])?, &of_tenant(tenant.as_deref())),

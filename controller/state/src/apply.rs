@@ -93,9 +93,9 @@ impl Model {
             Command::UpdateTenant { name, update, if_match } => tenants::update(self, ctx, name, update, *if_match),
             Command::DeleteTenant { name, if_match } => tenants::delete(self, name, *if_match),
             Command::CreateZone { id, spec } => zones::create(self, ctx, id, spec),
-            Command::DeleteZone { name, if_match } => zones::delete(self, name, *if_match),
+            Command::DeleteZone { name, if_match } => zones::delete(self, ctx, name, *if_match),
             Command::CreateZonePolicy { id, spec } => policies::create(self, ctx, id, spec),
-            Command::DeleteZonePolicy { id, if_match } => policies::delete(self, id, *if_match),
+            Command::DeleteZonePolicy { id, if_match } => policies::delete(self, ctx, id, *if_match),
             Command::CreateVolume { id, spec } => volumes::create(self, ctx, id, spec),
             Command::DeleteVolume { id, if_match } => volumes::delete(self, ctx, id, *if_match),
             Command::ResizeVolume { id, size_gib, if_match, cap_percent } => {

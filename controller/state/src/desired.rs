@@ -14,10 +14,11 @@
 //! from `--host-lease-ms`, which every member of a cluster must run with the same value.
 
 use hci_shared::agent::{
-    HostDesired, ImageFormat, ImageRef, Isolation, NicDesired, PeerAgent, VmDesired, VmMigration, VolumeDesired,
-    VolumeSource,
+    FabricHost, HostDesired, HostNetwork, ImageFormat, ImageRef, Isolation, NetworkPolicy, NetworkZone, NicDesired,
+    PeerAgent, VmDesired, VmMigration, VolumeDesired, VolumeSource,
 };
-use hci_shared::resources::{DiskFormat, Vm, Volume, VolumeImport};
+use hci_shared::names::parse_cidr;
+use hci_shared::resources::{DiskFormat, IntraZone, Vm, Volume, VolumeImport, ZoneKind};
 
 use crate::apply::Ctx;
 use crate::change::Change;
@@ -179,6 +180,50 @@ impl Model {
             vms,
             retired_volumes: self.retired_on(id),
             isolation: None,
+            network: Some(self.host_network(&host.site)),
         })
+    }
+
+    /// The zone networks every host of `site` carries: all zones (those without a VNI, from before
+    /// VNIs were assigned, are left out) and policies, and the hosts of the site that reported an
+    /// underlay address. Zone and policy commands touch every host; a join that changes a host's
+    /// underlay address touches the others of its site.
+    pub fn host_network(&self, site: &str) -> HostNetwork {
+        let zones = self
+            .zones
+            .values()
+            .filter_map(|zone| {
+                let cidr = parse_cidr(&zone.cidr).ok()?;
+                Some(NetworkZone {
+                    name: zone.name.clone(),
+                    cidr: cidr.to_string(),
+                    gateway: std::net::Ipv4Addr::from(cidr.first() + 1).to_string(),
+                    vni: zone.vni?,
+                    isolated: zone.kind == ZoneKind::Isolated,
+                    deny_intra_zone: zone.intra_zone == IntraZone::Deny,
+                })
+            })
+            .collect();
+        let policies = self
+            .policies
+            .values()
+            .map(|p| NetworkPolicy {
+                name: p.name.clone(),
+                from_zone: p.from_zone.clone(),
+                to_zone: p.to_zone.clone(),
+                protocol: p.protocol,
+                ports: p.ports.clone(),
+            })
+            .collect();
+        let fabric = self
+            .hosts
+            .values()
+            .filter(|h| h.site == site)
+            .filter_map(|h| {
+                let underlay_ip = h.inventory.underlay_ip.clone()?;
+                Some(FabricHost { host_id: h.id.clone(), underlay_ip })
+            })
+            .collect();
+        HostNetwork { zones, policies, fabric }
     }
 }

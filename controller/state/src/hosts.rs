@@ -132,7 +132,13 @@ pub(crate) fn join(
         if before.is_none_or(|before| pools(before) != pools(&host)) {
             host.desired_generation = ctx.index;
         }
-        if before.is_none_or(|before| before.agent_url != host.agent_url) {
+        // A new host, a new agent URL or a new underlay address changes every other host's peers
+        // or VXLAN fabric.
+        let underlay_moved = before.is_none_or(|before| before.inventory.underlay_ip != host.inventory.underlay_ip);
+        if underlay_moved {
+            host.desired_generation = ctx.index;
+        }
+        if underlay_moved || before.is_none_or(|before| before.agent_url != host.agent_url) {
             let others = model.hosts.values().filter(|h| h.id != host.id && h.site == host.site);
             changes.extend(touch(model, ctx, others.map(|h| h.id.as_str())));
         }

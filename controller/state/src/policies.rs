@@ -10,6 +10,7 @@ use hci_shared::{validate, ApiError};
 
 use crate::apply::{check_id, check_if_match, Ctx, Decision, Outcome};
 use crate::change::Change;
+use crate::desired::touch;
 use crate::model::Model;
 
 /// A zone a policy may name: it exists and is not isolated.
@@ -54,11 +55,16 @@ pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &ZonePolicyCr
         created_at: ctx.at.to_string(),
         revision: ctx.index,
     };
-    Ok(Outcome::new(Applied::ZonePolicy(policy.clone()), vec![Change::PutPolicy(policy)]))
+    // Every host enforces every policy (the firewall of the source's and of the destination's host).
+    let mut changes = touch(model, ctx, model.hosts.keys().map(String::as_str));
+    changes.push(Change::PutPolicy(policy.clone()));
+    Ok(Outcome::new(Applied::ZonePolicy(policy), changes))
 }
 
-pub(crate) fn delete(model: &Model, id: &str, if_match: Option<u64>) -> Decision {
+pub(crate) fn delete(model: &Model, ctx: &Ctx<'_>, id: &str, if_match: Option<u64>) -> Decision {
     let policy = model.policies.get(id).ok_or_else(|| ApiError::not_found("zone policy", id))?;
     check_if_match(if_match, policy.revision)?;
-    Ok(Outcome::new(Applied::Deleted, vec![Change::DeletePolicy(id.to_string())]))
+    let mut changes = touch(model, ctx, model.hosts.keys().map(String::as_str));
+    changes.push(Change::DeletePolicy(id.to_string()));
+    Ok(Outcome::new(Applied::Deleted, changes))
 }

@@ -12,6 +12,7 @@ use hci_shared::{validate, ApiError};
 
 use crate::apply::{check_id, check_if_match, Ctx, Decision, Outcome};
 use crate::change::Change;
+use crate::desired::touch;
 use crate::model::Model;
 
 pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &ZoneCreate) -> Decision {
@@ -36,25 +37,44 @@ pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &ZoneCreate) 
             return Err(ApiError::conflict(format!("cidr {cidr} overlaps zone '{}' ({})", other.name, other.cidr)));
         }
     }
-    if let Some(vni) = spec.vni {
-        if let Some(other) = model.zones.values().find(|z| z.vni == Some(vni)) {
-            return Err(ApiError::conflict(format!("vni {vni} is already used by zone '{}'", other.name)));
+    let vni = match spec.vni {
+        Some(vni) => {
+            if let Some(other) = model.zones.values().find(|z| z.vni == Some(vni)) {
+                return Err(ApiError::conflict(format!("vni {vni} is already used by zone '{}'", other.name)));
+            }
+            vni
         }
-    }
+        None => next_free_vni(model)?,
+    };
     let zone = Zone {
         id: id.to_string(),
         name: spec.name.clone(),
         tenant: spec.tenant.clone(),
         kind: spec.kind,
         cidr: cidr.to_string(),
-        vni: spec.vni,
+        vni: Some(vni),
+        intra_zone: spec.intra_zone,
         created_at: ctx.at.to_string(),
         revision: ctx.index,
     };
-    Ok(Outcome::new(Applied::Zone(zone.clone()), vec![Change::PutZone(zone)]))
+    // Every host's feed carries every zone (its VXLAN device, the firewall's sets and chains).
+    let mut changes = touch(model, ctx, model.hosts.keys().map(String::as_str));
+    changes.push(Change::PutZone(zone.clone()));
+    Ok(Outcome::new(Applied::Zone(zone), changes))
 }
 
-pub(crate) fn delete(model: &Model, name: &str, if_match: Option<u64>) -> Decision {
+/// The first VNI assigned when the operator names none.
+pub const FIRST_AUTO_VNI: u32 = 10_000;
+
+/// The lowest VNI from [`FIRST_AUTO_VNI`] that no zone uses (deterministic: from the model alone).
+fn next_free_vni(model: &Model) -> Result<u32, ApiError> {
+    let used: std::collections::BTreeSet<u32> = model.zones.values().filter_map(|z| z.vni).collect();
+    (FIRST_AUTO_VNI..=16_777_215)
+        .find(|vni| !used.contains(vni))
+        .ok_or_else(|| ApiError::no_capacity("every VNI from 10000 is in use"))
+}
+
+pub(crate) fn delete(model: &Model, ctx: &Ctx<'_>, name: &str, if_match: Option<u64>) -> Decision {
     let zone = model.zones.get(name).ok_or_else(|| ApiError::not_found("zone", name))?;
     check_if_match(if_match, zone.revision)?;
     let mut users: Vec<String> = Vec::new();
@@ -68,5 +88,7 @@ pub(crate) fn delete(model: &Model, name: &str, if_match: Option<u64>) -> Decisi
     if !users.is_empty() {
         return Err(ApiError::conflict(format!("zone '{name}' is still used by {}", users.join(", "))));
     }
-    Ok(Outcome::new(Applied::Deleted, vec![Change::DeleteZone(name.to_string())]))
+    let mut changes = touch(model, ctx, model.hosts.keys().map(String::as_str));
+    changes.push(Change::DeleteZone(name.to_string()));
+    Ok(Outcome::new(Applied::Deleted, changes))
 }

@@ -6,6 +6,7 @@ mod cluster;
 mod ha;
 mod hosts;
 mod moves;
+mod networks;
 mod persistence;
 mod placement;
 mod policies;

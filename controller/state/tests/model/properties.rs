@@ -57,7 +57,10 @@ fn create_zone_command() -> impl Strategy<Value = Command> {
     (zone(), prop::option::weighted(0.2, tenant()), cidr(), kind, prop::option::of(1u32..4)).prop_map(
         |(name, tenant, cidr, kind, vni)| {
             let tenant = tenant.unwrap_or_else(|| usual_tenant(&name).to_string());
-            Command::CreateZone { id: format!("zid-{name}"), spec: ZoneCreate { name, tenant, kind, cidr, vni } }
+            Command::CreateZone {
+                id: format!("zid-{name}"),
+                spec: ZoneCreate { name, tenant, kind, cidr, vni, intra_zone: Default::default() },
+            }
         },
     )
 }

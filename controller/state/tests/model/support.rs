@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use hci_shared::api::*;
 use hci_shared::codec;
 use hci_shared::command::{Applied, Command, Envelope};
+use hci_shared::hosts::{HostInventory, HostJoin, HostPool};
 use hci_shared::resources::{AuditRecord, Quota, Tenant, Vm, Volume, Zone, ZonePolicy};
 use hci_shared::{ApiError, ErrorCode};
 use hci_state::keys::{audit_key, AUDIT_PREFIX};
@@ -172,7 +173,14 @@ pub fn create_zone_full(
 ) -> Command {
     Command::CreateZone {
         id: format!("zid-{name}"),
-        spec: ZoneCreate { name: name.to_string(), tenant: tenant.to_string(), kind, cidr: cidr.to_string(), vni },
+        spec: ZoneCreate {
+            name: name.to_string(),
+            tenant: tenant.to_string(),
+            kind,
+            cidr: cidr.to_string(),
+            vni,
+            intra_zone: Default::default(),
+        },
     }
 }
 
@@ -275,17 +283,9 @@ pub fn as_vm(applied: Applied) -> Vm {
 
 const JOIN_TOKEN: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 
-/// Joins host `id` (x86_64, 2 CPUs, one 100 GiB pool `default` of `backend`) through a join token.
-pub fn join_host(h: &mut Harness, id: &str, memory_mib: u64, backend: &str) {
-    use hci_shared::command::JoinAuth;
-    use hci_shared::hosts::{HostInventory, HostJoin, HostPool};
-    let token = format!("{}{}", &JOIN_TOKEN[..60], h.index + 1000);
-    h.ok(Command::CreateJoinToken {
-        sha256: token.clone(),
-        site: "primary".into(),
-        expires_at: "2030-01-01T00:00:00Z".into(),
-    });
-    let spec = HostJoin {
+/// The join body of host `id`: x86_64, 2 CPUs, one 100 GiB pool `default` of `backend`.
+pub fn host_join_spec(id: &str, memory_mib: u64, backend: &str, underlay_ip: Option<&str>) -> HostJoin {
+    HostJoin {
         host_id: id.into(),
         site: "primary".into(),
         arch: "x86_64".into(),
@@ -303,8 +303,21 @@ pub fn join_host(h: &mut Harness, id: &str, memory_mib: u64, backend: &str) {
                 available_bytes: 100 << 30,
             }],
             firmware_profiles: vec!["x86_64-bios".into()],
+            underlay_ip: underlay_ip.map(str::to_string),
         },
-    };
+    }
+}
+
+/// Joins host `id` (see [`host_join_spec`]) through a join token.
+pub fn join_host(h: &mut Harness, id: &str, memory_mib: u64, backend: &str) {
+    use hci_shared::command::JoinAuth;
+    let token = format!("{}{}", &JOIN_TOKEN[..60], h.index + 1000);
+    h.ok(Command::CreateJoinToken {
+        sha256: token.clone(),
+        site: "primary".into(),
+        expires_at: "2030-01-01T00:00:00Z".into(),
+    });
+    let spec = host_join_spec(id, memory_mib, backend, None);
     let credential = format!("{:0>64}", h.index);
     h.ok(Command::JoinHost { auth: JoinAuth::Token { sha256: token }, new_credential_sha256: Some(credential), spec });
 }

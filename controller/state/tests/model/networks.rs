@@ -1,0 +1,207 @@
+//! The zone network feed (`HostDesired.network`): every host gets every zone (with its VNI and
+//! gateway) and policy, plus the site's hosts on the VXLAN underlay; zone and policy changes move
+//! every host's generation; VNIs are assigned deterministically when the operator gives none.
+
+use hci_shared::agent::{FabricHost, NetworkPolicy, NetworkZone};
+use hci_shared::api::ZoneCreate;
+use hci_shared::command::{Command, JoinAuth};
+use hci_shared::hosts::{HostInventory, HostJoin};
+use hci_shared::resources::{IntraZone, Protocol, ZoneKind};
+use hci_shared::ErrorCode;
+
+use crate::support::*;
+
+/// Joins host `id` with underlay address `underlay` (a token join), or re-joins it (its credential).
+fn join(h: &mut Harness, id: &str, underlay: Option<&str>) {
+    let credential = format!("{:c>64}", id.len() * 7 + id.as_bytes()[1] as usize);
+    let spec = host_join_spec(id, 4096, "dir-qcow2", underlay);
+    if h.model.host(id).is_some() {
+        h.ok(Command::JoinHost {
+            auth: JoinAuth::Credential { sha256: credential },
+            new_credential_sha256: None,
+            spec,
+        });
+        return;
+    }
+    let token = format!("{:a>64}", h.index + 1000);
+    h.ok(Command::CreateJoinToken {
+        sha256: token.clone(),
+        site: "primary".into(),
+        expires_at: "2030-01-01T00:00:00Z".into(),
+    });
+    h.ok(Command::JoinHost { auth: JoinAuth::Token { sha256: token }, new_credential_sha256: Some(credential), spec });
+}
+
+fn zone(name: &str, cidr: &str, kind: ZoneKind, vni: Option<u32>, intra_zone: IntraZone) -> Command {
+    let spec = ZoneCreate { name: name.into(), tenant: "fin".into(), kind, cidr: cidr.into(), vni, intra_zone };
+    Command::CreateZone { id: format!("zid-{name}"), spec }
+}
+
+fn generation(h: &Harness, host: &str) -> u64 {
+    h.model.host_desired(host).expect("host").generation
+}
+
+fn setup() -> Harness {
+    let mut h = Harness::new();
+    h.with_tenant("fin", 8, 8192, 100);
+    join(&mut h, "h1", Some("192.168.50.1"));
+    join(&mut h, "h2", Some("192.168.50.2"));
+    join(&mut h, "h3", None);
+    h
+}
+
+#[test]
+fn every_host_gets_every_zone_policy_and_the_fabric() {
+    let mut h = setup();
+    h.ok(zone("web", "10.1.0.0/24", ZoneKind::Normal, None, IntraZone::Allow));
+    h.ok(zone("db", "10.3.0.0/24", ZoneKind::Normal, Some(77), IntraZone::Deny));
+    h.ok(zone("drill", "10.9.0.0/24", ZoneKind::Isolated, None, IntraZone::Allow));
+    h.ok(create_policy("p1", Some("web-db"), "web", "db", "5432,8000-8100"));
+    for host in ["h1", "h2", "h3"] {
+        let network = h.model.host_desired(host).expect("host").network.expect("network");
+        assert_eq!(
+            network.zones,
+            vec![
+                NetworkZone {
+                    name: "db".into(),
+                    cidr: "10.3.0.0/24".into(),
+                    gateway: "10.3.0.1".into(),
+                    vni: 77,
+                    isolated: false,
+                    deny_intra_zone: true,
+                },
+                NetworkZone {
+                    name: "drill".into(),
+                    cidr: "10.9.0.0/24".into(),
+                    gateway: "10.9.0.1".into(),
+                    vni: 10_001,
+                    isolated: true,
+                    deny_intra_zone: false,
+                },
+                NetworkZone {
+                    name: "web".into(),
+                    cidr: "10.1.0.0/24".into(),
+                    gateway: "10.1.0.1".into(),
+                    vni: 10_000,
+                    isolated: false,
+                    deny_intra_zone: false,
+                },
+            ],
+            "{host}"
+        );
+        assert_eq!(
+            network.policies,
+            vec![NetworkPolicy {
+                name: "web-db".into(),
+                from_zone: "web".into(),
+                to_zone: "db".into(),
+                protocol: Protocol::Tcp,
+                ports: "5432,8000-8100".into(),
+            }]
+        );
+        // h3 reported no underlay address: it is not on the fabric (its VMs stay on the host).
+        assert_eq!(
+            network.fabric,
+            vec![
+                FabricHost { host_id: "h1".into(), underlay_ip: "192.168.50.1".into() },
+                FabricHost { host_id: "h2".into(), underlay_ip: "192.168.50.2".into() },
+            ]
+        );
+    }
+    let z = h.model.zone("drill").expect("zone").clone();
+    assert_eq!((z.vni, z.intra_zone), (Some(10_001), IntraZone::Allow));
+}
+
+#[test]
+fn vnis_are_assigned_from_10000_and_never_shared() {
+    let mut h = setup();
+    h.ok(zone("a", "10.1.0.0/24", ZoneKind::Normal, Some(10_001), IntraZone::Allow));
+    h.ok(zone("b", "10.2.0.0/24", ZoneKind::Normal, None, IntraZone::Allow));
+    h.ok(zone("c", "10.3.0.0/24", ZoneKind::Normal, None, IntraZone::Allow));
+    let vni = |h: &Harness, name: &str| h.model.zone(name).expect("zone").vni;
+    assert_eq!((vni(&h, "b"), vni(&h, "c")), (Some(10_000), Some(10_002)));
+    // An operator's VNI already taken by an assigned one is refused, naming the holder.
+    let e = h.refused(zone("d", "10.4.0.0/24", ZoneKind::Normal, Some(10_002), IntraZone::Allow));
+    assert_refusal(&e, ErrorCode::Conflict, &["vni 10002", "zone 'c'"]);
+    // A deleted zone's VNI is free again (lowest first).
+    h.ok(Command::DeleteZone { name: "b".into(), if_match: None });
+    h.ok(zone("e", "10.5.0.0/24", ZoneKind::Normal, None, IntraZone::Allow));
+    assert_eq!(vni(&h, "e"), Some(10_000));
+}
+
+#[test]
+fn zone_and_policy_changes_move_every_hosts_generation() {
+    let mut h = setup();
+    let hosts = ["h1", "h2", "h3"];
+    let before: Vec<u64> = hosts.iter().map(|id| generation(&h, id)).collect();
+    h.ok(zone("web", "10.1.0.0/24", ZoneKind::Normal, None, IntraZone::Allow));
+    for (id, old) in hosts.iter().zip(&before) {
+        assert!(generation(&h, id) > *old, "zone create: {id}");
+        assert_eq!(generation(&h, id), h.index);
+    }
+    h.ok(zone("db", "10.3.0.0/24", ZoneKind::Normal, None, IntraZone::Allow));
+    for command in [
+        create_policy("p1", None, "web", "db", "22"),
+        Command::DeleteZonePolicy { id: "p1".into(), if_match: None },
+        Command::DeleteZone { name: "db".into(), if_match: None },
+    ] {
+        h.ok(command);
+        for id in hosts {
+            assert_eq!(generation(&h, id), h.index, "{id}");
+        }
+    }
+    let network = h.model.host_desired("h2").expect("host").network.expect("network");
+    assert_eq!(network.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>(), ["web"]);
+    assert!(network.policies.is_empty());
+    // A refused policy changes nothing (no generation moves).
+    let at = generation(&h, "h1");
+    h.refused(create_policy("p2", None, "web", "ghost", "22"));
+    assert_eq!(generation(&h, "h1"), at);
+}
+
+#[test]
+fn a_new_underlay_address_moves_every_host_of_the_site() {
+    let mut h = setup();
+    let before: Vec<u64> = ["h1", "h2", "h3"].iter().map(|id| generation(&h, id)).collect();
+    // Re-joining with the same inventory moves nothing.
+    join(&mut h, "h3", None);
+    assert_eq!(["h1", "h2", "h3"].map(|id| generation(&h, id)).to_vec(), before);
+    join(&mut h, "h3", Some("192.168.50.3"));
+    for id in ["h1", "h2", "h3"] {
+        assert_eq!(generation(&h, id), h.index, "{id}");
+    }
+    let fabric = h.model.host_desired("h1").expect("host").network.expect("network").fabric;
+    assert_eq!(fabric.len(), 3);
+    assert_eq!(fabric[2], FabricHost { host_id: "h3".into(), underlay_ip: "192.168.50.3".into() });
+}
+
+#[test]
+fn a_bad_underlay_address_is_refused_naming_the_field() {
+    let mut h = setup();
+    let token = format!("{:b>64}", 99);
+    h.ok(Command::CreateJoinToken {
+        sha256: token.clone(),
+        site: "primary".into(),
+        expires_at: "2030-01-01T00:00:00Z".into(),
+    });
+    let mut spec = HostJoin {
+        host_id: "h9".into(),
+        site: "primary".into(),
+        arch: "x86_64".into(),
+        agent_url: "http://h9.example:7100".into(),
+        inventory: HostInventory {
+            cpus: 2,
+            memory_mib: 1024,
+            accelerator: "tcg".into(),
+            libvirt_version: "9.0.0".into(),
+            ..Default::default()
+        },
+    };
+    spec.inventory.underlay_ip = Some("not-an-ip".into());
+    let e = h.refused(Command::JoinHost {
+        auth: JoinAuth::Token { sha256: token },
+        new_credential_sha256: Some(format!("{:9>64}", 9)),
+        spec,
+    });
+    assert_invalid(&e, "inventory.underlay_ip", &["not-an-ip"]);
+}
