@@ -196,15 +196,10 @@ impl StateFile {
 mod tests {
     use super::*;
 
+    /// (From JSON, so fields the desired state gains later, with defaults, need no change here.)
     fn desired(generation: u64) -> HostDesired {
-        HostDesired {
-            host_id: "h1".into(),
-            generation,
-            volumes: vec![],
-            vms: vec![],
-            retired_volumes: vec![],
-            isolation: None,
-        }
+        serde_json::from_value(serde_json::json!({"host_id": "h1", "generation": generation, "volumes": [], "vms": []}))
+            .expect("a desired state")
     }
 
     #[test]

@@ -66,22 +66,24 @@ fn ha_vm(power: PowerState) -> VmDesired {
 }
 
 /// Generation `generation` with the HA VM `ha` (and a non-HA `plain`), fencing after 1 ms.
+/// (Built from JSON, so fields the desired state gains later, with defaults, need no change here.)
 fn desired(generation: u64, peers: &[&str]) -> HostDesired {
-    HostDesired {
-        host_id: "h1".into(),
-        generation,
-        volumes: vec![volume("boot", reconciler_common::image()), volume("boot2", reconciler_common::image())],
-        vms: vec![ha_vm(PowerState::Running), vm("plain", &["boot2"], PowerState::Running, 0)],
-        retired_volumes: vec![],
-        isolation: Some(Isolation {
-            fence_after_ms: 1,
-            fence_vms: vec!["ha".into()],
-            peers: peers
-                .iter()
-                .map(|p| PeerAgent { host_id: p.to_string(), agent_url: format!("http://{p}.invalid:1") })
-                .collect(),
-        }),
-    }
+    let isolation = Isolation {
+        fence_after_ms: 1,
+        fence_vms: vec!["ha".into()],
+        peers: peers
+            .iter()
+            .map(|p| PeerAgent { host_id: p.to_string(), agent_url: format!("http://{p}.invalid:1") })
+            .collect(),
+    };
+    serde_json::from_value(serde_json::json!({
+        "host_id": "h1",
+        "generation": generation,
+        "volumes": [volume("boot", reconciler_common::image()), volume("boot2", reconciler_common::image())],
+        "vms": [ha_vm(PowerState::Running), vm("plain", &["boot2"], PowerState::Running, 0)],
+        "isolation": isolation,
+    }))
+    .expect("a desired state")
 }
 
 fn state_of(hv: &FakeHypervisor, vm: &str) -> Option<VmRunState> {

@@ -17,6 +17,7 @@ pub mod bins;
 pub mod ceph;
 pub mod cluster;
 pub mod hosts;
+pub mod netns;
 pub mod ports;
 pub mod site;
 pub mod wait;

@@ -167,7 +167,7 @@ pub fn reconcile(res: &HostResources, state: &mut AgentState) -> PassOutcome {
 fn hold_fenced(res: &HostResources, vm_id: &str, here: Option<&DomainInfo>) -> Result<(), String> {
     match here {
         Some(d) if !matches!(d.state, VmRunState::Stopped | VmRunState::Crashed) => {
-            tracing::warn!(vm = %vm_id, "a fenced VM was running: powering it off");
+            tracing::warn!(vm = %vm_id, "a fenced VM is not off: powering it off");
             res.hypervisor.shutdown(&d.name, Duration::ZERO).map_err(|e| e.to_string())
         }
         _ => Ok(()),
