@@ -59,6 +59,14 @@ pub struct Flags {
     /// A Ceph RBD pool: NAME=RBDPOOL@MON[,MON...] (repeatable; auth none until cephx support).
     #[arg(long = "rbd-pool", value_name = "NAME=RBDPOOL@MONS", global = true)]
     pub rbd_pools: Vec<String>,
+    /// This host's address on the underlay network between hosts: the zone VXLAN devices send
+    /// from it, and it is reported to the controllers (without it, VMs reach only this host's VMs).
+    #[arg(long, value_name = "IP", global = true)]
+    pub underlay_address: Option<std::net::Ipv4Addr>,
+    /// Build zone networks and the firewall even without --underlay-address (a single host: its
+    /// VMs reach only each other). Without either, the agent leaves the host's networking alone.
+    #[arg(long, global = true)]
+    pub network: bool,
     /// Seconds between drift-repair passes.
     #[arg(long, value_name = "S", global = true)]
     pub reconcile_interval: Option<u64>,
@@ -93,6 +101,8 @@ pub struct FileConfig {
     pub pools: Option<Vec<String>>,
     pub lvm_pools: Option<Vec<String>>,
     pub rbd_pools: Option<Vec<String>>,
+    pub underlay_address: Option<std::net::Ipv4Addr>,
+    pub network: Option<bool>,
     pub reconcile_interval: Option<u64>,
     pub shutdown_timeout: Option<u64>,
 }
@@ -113,6 +123,9 @@ pub struct Config {
     pub advertise: String,
     pub heartbeat_ms: Option<u64>,
     pub pools: Vec<PoolConfig>,
+    pub underlay_address: Option<std::net::Ipv4Addr>,
+    /// Build zone networks and the firewall on this host.
+    pub network: bool,
     pub reconcile_interval_s: u64,
     pub shutdown_timeout_s: u64,
 }
@@ -263,6 +276,10 @@ impl Config {
             advertise,
             heartbeat_ms,
             pools,
+            underlay_address: flags.underlay_address.or(file.underlay_address),
+            network: flags.network
+                || file.network.unwrap_or(false)
+                || flags.underlay_address.or(file.underlay_address).is_some(),
             reconcile_interval_s: flags.reconcile_interval.or(file.reconcile_interval).unwrap_or(10).max(1),
             shutdown_timeout_s: flags.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30),
             data_dir,

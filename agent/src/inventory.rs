@@ -32,6 +32,6 @@ pub fn host_info(res: &HostResources, site: &str) -> Result<HostInfo, Hypervisor
         libvirt_version: caps.libvirt_version,
         pools,
         firmware_profiles: res.profiles.runnable_on(&caps.firmware),
-        underlay_ip: None,
+        underlay_ip: res.network.as_ref().and_then(|n| n.underlay).map(|ip| ip.to_string()),
     })
 }

@@ -8,10 +8,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use hci_agent::config::{Command, Config, Flags, PoolConfig};
+use hci_agent::firewall::nft::NftFirewall;
 use hci_agent::hypervisor::libvirt::LibvirtHypervisor;
 use hci_agent::hypervisor::timed::Timed;
 use hci_agent::hypervisor::Hypervisor;
 use hci_agent::metrics::AgentMetrics;
+use hci_agent::network::ip::IpDataPlane;
+use hci_agent::network::HostNetworking;
 use hci_agent::peers::HttpPeers;
 use hci_agent::reconciler::{HostResources, IncomingEndpoint};
 use hci_agent::service::Agent;
@@ -75,6 +78,15 @@ fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources
         pools.insert(pool.name().to_string(), backend);
     }
     let images = ImageStore::new(&config.data_dir.join("images")).context("opening the image store")?;
+    let network = config.network.then(|| {
+        Arc::new(HostNetworking::new(
+            &config.host_id,
+            config.underlay_address,
+            Arc::new(IpDataPlane::host()),
+            Arc::new(NftFirewall::host()),
+            metrics.network.clone(),
+        ))
+    });
     Ok(HostResources {
         host_id: config.host_id.clone(),
         domain_type: if caps.accelerator == "kvm" { "kvm".into() } else { "qemu".into() },
@@ -93,7 +105,22 @@ fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources
                 std::net::IpAddr::V6(v6) => format!("[{v6}]"),
             }),
         },
+        network,
     })
+}
+
+/// Checks the firewall table every second and restores it when someone changed it (the data
+/// plane's devices and routes are repaired by the next reconcile pass).
+async fn watch_firewall(network: Arc<HostNetworking>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let net = network.clone();
+        match tokio::task::spawn_blocking(move || net.check_drift()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "checking the firewall table"),
+            Err(e) => tracing::error!(error = %e, "the firewall check panicked"),
+        }
+    }
 }
 
 /// What the agent needs to join the controller cluster (`--controller`, `--token-file`, `--advertise`).
@@ -116,6 +143,9 @@ fn serve(config: Config, res: HostResources, metrics: AgentMetrics) -> anyhow::R
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(host = %config.host_id, listen = %config.listen, "agent serving");
         tokio::spawn(agent.clone().run(Duration::from_secs(config.reconcile_interval_s)));
+        if let Some(network) = agent.res.network.clone() {
+            tokio::spawn(watch_firewall(network));
+        }
         if !config.controllers.is_empty() {
             tokio::spawn(hci_agent::controller::run(agent.clone(), cluster_settings(&config)));
         }

@@ -18,6 +18,8 @@ pub struct AgentMetrics {
     pub vm_memory_bytes: GaugeVec,
     pub vm_disk_read_bytes: GaugeVec,
     pub vm_disk_write_bytes: GaugeVec,
+    /// Zone networks and the firewall (`crate::network`).
+    pub network: crate::network::NetworkCounters,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>, name: &str) -> T {
@@ -69,6 +71,33 @@ impl AgentMetrics {
             vm_memory_bytes: vm_gauge("hci_vm_memory_bytes", "Memory of the VM"),
             vm_disk_read_bytes: vm_gauge("hci_vm_disk_read_bytes", "Bytes read by the VM from its disks"),
             vm_disk_write_bytes: vm_gauge("hci_vm_disk_write_bytes", "Bytes written by the VM to its disks"),
+            network: crate::network::NetworkCounters {
+                firewall_drift_events: must(
+                    IntCounter::new(
+                        "hci_agent_firewall_drift_events_total",
+                        "Times table inet hci was found changed by someone else and restored",
+                    ),
+                    "drift",
+                ),
+                firewall_full_applies: must(
+                    IntCounter::new("hci_agent_firewall_full_applies_total", "Whole-table firewall transactions"),
+                    "full",
+                ),
+                firewall_incremental_applies: must(
+                    IntCounter::new(
+                        "hci_agent_firewall_incremental_applies_total",
+                        "Firewall transactions that only added or removed VM interfaces",
+                    ),
+                    "incremental",
+                ),
+                network_steps: must(
+                    IntCounter::new(
+                        "hci_agent_network_steps_total",
+                        "Changes made to devices, routes and sysctls of the zone networks",
+                    ),
+                    "steps",
+                ),
+            },
             reconcile_seconds,
             libvirt_seconds,
             registry,
@@ -84,6 +113,10 @@ impl AgentMetrics {
             Box::new(metrics.vm_memory_bytes.clone()),
             Box::new(metrics.vm_disk_read_bytes.clone()),
             Box::new(metrics.vm_disk_write_bytes.clone()),
+            Box::new(metrics.network.firewall_drift_events.clone()),
+            Box::new(metrics.network.firewall_full_applies.clone()),
+            Box::new(metrics.network.firewall_incremental_applies.clone()),
+            Box::new(metrics.network.network_steps.clone()),
         ];
         for c in collectors {
             must(metrics.registry.register(c), "register");

@@ -28,7 +28,7 @@ use crate::store::AgentState;
 use crate::volumes::{SourceSpec, VolumeBackend, VolumeInfo};
 pub use migration::{offer as incoming_offer, IncomingEndpoint, OfferRefusal, PeerAgents};
 use plan::{DomainAction, PresentVolume, VolumeAction, WantedDomain};
-pub use spec::domain_name;
+pub use spec::{domain_name, tap_name};
 
 /// Where verified image files come from (the image store; a fake in tests).
 pub trait ImageSource: Send + Sync {
@@ -53,6 +53,8 @@ pub struct HostResources {
     pub peers: Arc<dyn PeerAgents>,
     /// How live migrations reach this host.
     pub incoming: IncomingEndpoint,
+    /// Zone networks and the firewall (`crate::network`); `None`: the host's networking is left alone.
+    pub network: Option<Arc<crate::network::HostNetworking>>,
 }
 
 impl std::fmt::Debug for HostResources {
@@ -184,7 +186,7 @@ pub fn reconcile_guarded(
     let mut volume_errors: BTreeMap<String, String> = BTreeMap::new();
     let mut vm_errors: BTreeMap<String, String> = BTreeMap::new();
     let mut state_changed = false;
-    let desired = state.desired.clone();
+    let desired = state.desired.clone().map(crate::network::with_guest_settings);
     // The pools' volumes, listed once per pass and again only after this pass changed them: a listing
     // costs round trips per volume held, which would otherwise grow every pass with the host.
     let mut listing: Option<Vec<(String, VolumeInfo)>> = None;
@@ -411,6 +413,7 @@ pub fn reconcile_guarded(
                 }
             }
         }
+        crate::network::converge(res, desired, &mut vm_errors);
         listing = Some(present_after);
     }
 

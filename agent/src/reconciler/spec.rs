@@ -17,7 +17,7 @@ pub fn domain_name(host_id: &str, vm_id: &str) -> String {
 }
 
 /// A host-side tap name (at most 15 characters) derived from the VM and NIC index.
-fn tap_name(vm_id: &str, index: usize) -> String {
+pub fn tap_name(vm_id: &str, index: usize) -> String {
     let digest = hex::encode(Sha256::digest(format!("{vm_id}/{index}").as_bytes()));
     format!("hci{}", &digest[..11])
 }

@@ -81,16 +81,19 @@ pub struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for child in &mut self.listeners {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for (_, ns) in &self.vms {
-            let _ = run(&["ip", "netns", "del", ns]);
-        }
-        for ns in &self.hosts {
-            let _ = run(&["ip", "netns", "del", ns]);
-        }
+        let vms = self.vms.iter().map(|(_, ns)| ns);
+        tear_down(&mut self.listeners, vms.chain(&self.hosts));
+    }
+}
+
+/// Kills `listeners`, then deletes `namespaces` (VMs before their hosts).
+pub fn tear_down<'a>(listeners: &mut [Child], namespaces: impl Iterator<Item = &'a String>) {
+    for child in listeners {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    for ns in namespaces {
+        let _ = run(&["ip", "netns", "del", ns]);
     }
 }
 

@@ -90,6 +90,7 @@ pub fn resources(
         shutdown_timeout: Duration::from_secs(1),
         peers,
         incoming: IncomingEndpoint { libvirt_uri: libvirt_uri(host_id), address: Some("127.0.0.1".into()) },
+        network: None,
     }
 }
 

@@ -1,0 +1,250 @@
+//! Zone networks on the host (issue #5, docs/networks.md): VM NICs are routed, not bridged. Each
+//! VM tap gets proxy ARP and a /32 route to its NIC's address; each zone gets a VXLAN device
+//! (`vx-<vni>`, head-end replication to every other host of the site) with a route for the zone's
+//! network; the host forwards, so every packet of a VM crosses the forward path, where the firewall
+//! (`crate::firewall`, table `inet hci`) judges it.
+//!
+//! - [`plan`]: pure: the wanted devices, routes and sysctls, the steps to them, the firewall model;
+//! - [`NetworkDataPlane`]: the narrow interface to the kernel, with [`ip::IpDataPlane`] (`ip`,
+//!   `bridge`, `/proc/sys`) and [`fake::FakeDataPlane`] of the same shape;
+//! - [`HostNetworking`]: one reconcile pass's network step (data plane, then the firewall through
+//!   its `Enforcer`: one transaction, element edits when only NICs change) and the drift watcher.
+//!
+//! It must only ever change what the agent owns (see [`plan`]): taps belong to libvirt (only
+//! configured here), other devices and routes are never touched.
+
+pub mod fake;
+pub mod ip;
+pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hci_shared::agent::{HostDesired, VmRunState};
+use prometheus::IntCounter;
+
+use crate::firewall::{DriftEvent, Enforcer, Firewall, UpdateKind};
+use plan::Op;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NetError(pub String);
+
+/// What the agent asks of the kernel's networking. Calls block (they run `ip`); callers run them
+/// off the async runtime.
+pub trait NetworkDataPlane: Send + Sync {
+    /// Links, the agent's routes and flood entries, and the values of `sysctls`.
+    fn observe(&self, sysctls: &[String]) -> Result<Observed, NetError>;
+    /// One step.
+    fn apply(&self, op: &Op) -> Result<(), NetError>;
+}
+
+pub use plan::Observed;
+
+/// Counters of the network step (registered in the agent's metrics).
+#[derive(Debug, Clone)]
+pub struct NetworkCounters {
+    pub firewall_drift_events: IntCounter,
+    pub firewall_full_applies: IntCounter,
+    pub firewall_incremental_applies: IntCounter,
+    pub network_steps: IntCounter,
+}
+
+impl NetworkCounters {
+    /// Unregistered counters (tests).
+    pub fn detached() -> Self {
+        let counter = |name: &str| IntCounter::new(name, name).unwrap_or_else(|e| unreachable!("counter {name}: {e}"));
+        NetworkCounters {
+            firewall_drift_events: counter("drift"),
+            firewall_full_applies: counter("full"),
+            firewall_incremental_applies: counter("incremental"),
+            network_steps: counter("steps"),
+        }
+    }
+}
+
+/// At most this many observe-plan-apply rounds per pass (devices first, then what hangs on them).
+const MAX_ROUNDS: usize = 4;
+
+/// The host's data plane and firewall, driven by each reconcile pass.
+pub struct HostNetworking {
+    pub host_id: String,
+    /// The address this host's VXLAN devices send from; `None`: no VXLAN (VMs reach only VMs of
+    /// this host).
+    pub underlay: Option<Ipv4Addr>,
+    dataplane: Arc<dyn NetworkDataPlane>,
+    enforcer: Mutex<Enforcer>,
+    pub counters: NetworkCounters,
+}
+
+impl std::fmt::Debug for HostNetworking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostNetworking").field("host_id", &self.host_id).field("underlay", &self.underlay).finish()
+    }
+}
+
+/// What one network step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkOutcome {
+    /// Steps applied to the data plane.
+    pub ops: Vec<Op>,
+    pub firewall: Option<UpdateKind>,
+    /// Per-VM errors (a VM id → what is wrong with its NICs).
+    pub vm_errors: BTreeMap<String, String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl HostNetworking {
+    pub fn new(
+        host_id: &str,
+        underlay: Option<Ipv4Addr>,
+        dataplane: Arc<dyn NetworkDataPlane>,
+        firewall: Arc<dyn Firewall>,
+        counters: NetworkCounters,
+    ) -> Self {
+        HostNetworking {
+            host_id: host_id.to_string(),
+            underlay,
+            dataplane,
+            enforcer: Mutex::new(Enforcer::new(firewall)),
+            counters,
+        }
+    }
+
+    /// Brings devices, routes, sysctls and the firewall to what `desired` implies. `running`: the
+    /// VMs whose domains run here (a running VM's missing tap is an error; a stopped VM has none).
+    /// Does nothing when `desired` carries no network.
+    pub fn converge(&self, desired: &HostDesired, running: &BTreeSet<String>) -> NetworkOutcome {
+        let mut out = NetworkOutcome::default();
+        let Some(network) = &desired.network else { return out };
+        let nics = plan::local_nics(desired);
+        let wanted = plan::wanted(&self.host_id, self.underlay, network, nics.clone());
+        let keys = plan::sysctl_keys(&wanted);
+        let mut host_error: Option<String> = None;
+        let mut failed_devices: BTreeMap<String, String> = BTreeMap::new();
+        let mut observed = None;
+        for _ in 0..MAX_ROUNDS {
+            let seen = match self.dataplane.observe(&keys) {
+                Ok(seen) => seen,
+                Err(e) => {
+                    host_error = Some(format!("network: reading the host's devices: {e}"));
+                    break;
+                }
+            };
+            // Steps that already failed this pass are not retried until the next pass.
+            let ops: Vec<Op> = plan::plan(&wanted, &seen)
+                .into_iter()
+                .filter(|op| !failed_devices.contains_key(op.device().unwrap_or("")))
+                .collect();
+            observed = Some(seen);
+            if ops.is_empty() {
+                break;
+            }
+            for op in ops {
+                self.counters.network_steps.inc();
+                match self.dataplane.apply(&op) {
+                    Ok(()) => out.ops.push(op),
+                    Err(e) => {
+                        tracing::warn!(?op, error = %e, "network step failed");
+                        match op.device() {
+                            Some(dev) => {
+                                failed_devices.insert(dev.to_string(), format!("{op:?}: {e}"));
+                            }
+                            None => host_error = Some(format!("network: {op:?}: {e}")),
+                        }
+                    }
+                }
+            }
+        }
+        let observed = observed.unwrap_or_default();
+        let fabric: Vec<String> = wanted.vxlans.keys().cloned().collect();
+        let (model, mut vm_errors) = plan::firewall_model(network, &nics, fabric.clone());
+        for nic in &nics {
+            let error = if let Some(e) = failed_devices.get(&nic.tap) {
+                Some(format!("network: tap {}: {e}", nic.tap))
+            } else if let Some(dev) = fabric.iter().find(|d| failed_devices.contains_key(*d)) {
+                Some(format!("network: {dev}: {}", failed_devices[dev]))
+            } else if running.contains(&nic.vm_id) && !observed.links.contains_key(&nic.tap) {
+                Some(format!("network: tap {} of NIC {} is missing", nic.tap, nic.index))
+            } else {
+                host_error.clone()
+            };
+            if let Some(error) = error {
+                vm_errors.entry(nic.vm_id.clone()).or_insert(error);
+            }
+        }
+        match lock(&self.enforcer).apply(model) {
+            Ok(kind) => {
+                match kind {
+                    UpdateKind::Full => self.counters.firewall_full_applies.inc(),
+                    UpdateKind::Interfaces(_) => self.counters.firewall_incremental_applies.inc(),
+                    UpdateKind::Unchanged => {}
+                }
+                out.firewall = Some(kind);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "firewall apply failed; the table stays as it was");
+                for nic in &nics {
+                    vm_errors.entry(nic.vm_id.clone()).or_insert_with(|| format!("firewall: {e}"));
+                }
+            }
+        }
+        out.vm_errors = vm_errors;
+        out
+    }
+
+    /// Compares the firewall table with what was applied; restores it (and counts the event) when
+    /// someone changed it.
+    pub fn check_drift(&self) -> Result<Option<DriftEvent>, crate::firewall::FirewallError> {
+        let event = lock(&self.enforcer).check_drift()?;
+        if let Some(event) = &event {
+            self.counters.firewall_drift_events.inc();
+            tracing::warn!(difference = %event.difference, "firewall drift repaired");
+        }
+        Ok(event)
+    }
+}
+
+/// The guest's network settings as SMBIOS OEM strings (read by the guest's init, as a DHCP server
+/// would hand them out): `hci.ip=ADDRESS/PREFIX` and `hci.gw=GATEWAY` of each VM's first NIC, when
+/// its zone is in the desired network. Leaves VMs that already set `hci.ip` alone.
+pub fn with_guest_settings(mut desired: HostDesired) -> HostDesired {
+    let Some(network) = desired.network.clone() else { return desired };
+    for vm in &mut desired.vms {
+        let Some(nic) = vm.nics.first() else { continue };
+        let Some(zone) = network.zones.iter().find(|z| z.name == nic.zone) else { continue };
+        let Some((_, prefix)) = zone.cidr.split_once('/') else { continue };
+        if vm.oem_strings.iter().any(|s| s.starts_with("hci.ip=")) {
+            continue;
+        }
+        vm.oem_strings.push(format!("hci.ip={}/{prefix}", nic.ip));
+        vm.oem_strings.push(format!("hci.gw={}", zone.gateway));
+    }
+    desired
+}
+
+/// The reconcile pass's network step: converges `res.network` (when the agent has one) toward
+/// `desired`, adding per-VM errors to `vm_errors`.
+pub fn converge(
+    res: &crate::reconciler::HostResources,
+    desired: &HostDesired,
+    vm_errors: &mut BTreeMap<String, String>,
+) {
+    let Some(networking) = &res.network else { return };
+    let running: BTreeSet<String> = res
+        .hypervisor
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| matches!(d.state, VmRunState::Running | VmRunState::Paused))
+        .filter_map(|d| d.owner.filter(|o| o.host_id == res.host_id).map(|o| o.vm_id))
+        .collect();
+    let outcome = networking.converge(desired, &running);
+    for (vm, error) in outcome.vm_errors {
+        vm_errors.entry(vm).or_insert(error);
+    }
+}

@@ -1,0 +1,306 @@
+//! The pure half of the data plane: what a host's desired state implies for its network devices,
+//! routes and sysctls ([`Wanted`]), the steps from what is there to that ([`plan`]), and the
+//! firewall model of the host ([`firewall_model`]).
+//!
+//! It exists so that convergence is decided without I/O and tested with plain values. It must only
+//! ever plan changes to what the agent owns: VXLAN devices named `vx-<vni>`, routes of protocol
+//! [`ROUTE_PROTO`], the sysctls of those devices and of VM taps, and `net.ipv4.ip_forward`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use hci_shared::agent::{HostDesired, HostNetwork};
+use hci_shared::names::{parse_cidr, parse_ports};
+use hci_shared::resources::Protocol;
+
+use crate::firewall::model::{FirewallModel, Interface, Policy, Zone};
+use crate::reconciler::tap_name;
+
+/// The routing protocol number the agent's routes carry (`ip route ... proto 72`): the routes it
+/// owns, and the only ones it ever deletes.
+pub const ROUTE_PROTO: u8 = 72;
+/// The VXLAN UDP port (IANA).
+pub const VXLAN_PORT: u16 = 4789;
+/// Prefix of the agent's VXLAN devices.
+pub const VXLAN_PREFIX: &str = "vx-";
+
+/// The VXLAN device of zone network `vni`.
+pub fn vxlan_name(vni: u32) -> String {
+    format!("{VXLAN_PREFIX}{vni}")
+}
+
+/// A sysctl as a path below `/proc/sys`.
+pub fn sysctl_forwarding() -> String {
+    "net/ipv4/ip_forward".into()
+}
+pub fn sysctl_proxy_arp(dev: &str) -> String {
+    format!("net/ipv4/conf/{dev}/proxy_arp")
+}
+pub fn sysctl_proxy_delay(dev: &str) -> String {
+    format!("net/ipv4/neigh/{dev}/proxy_delay")
+}
+
+/// A VXLAN device as wanted or as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vxlan {
+    pub vni: u32,
+    pub local: Ipv4Addr,
+    pub port: u16,
+}
+
+/// A network device as found on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub up: bool,
+    /// Set for VXLAN devices.
+    pub vxlan: Option<Vxlan>,
+}
+
+/// A route the agent owns (protocol [`ROUTE_PROTO`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    /// `10.1.0.5/32`, `10.1.0.0/24`.
+    pub dst: String,
+    pub dev: String,
+}
+
+/// What the host has, as far as the agent cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub links: BTreeMap<String, Link>,
+    /// Only routes of protocol [`ROUTE_PROTO`].
+    pub routes: BTreeSet<Route>,
+    /// Flood destinations (all-zero MAC entries) of each VXLAN device of the agent's.
+    pub flood: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    /// Values of the sysctls asked for (missing: the key does not exist).
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// One step toward the wanted state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    AddVxlan { name: String, vxlan: Vxlan },
+    DeleteLink { name: String },
+    SetUp { name: String },
+    Sysctl { key: String, value: String },
+    AddFlood { dev: String, dst: Ipv4Addr },
+    DeleteFlood { dev: String, dst: Ipv4Addr },
+    ReplaceRoute(Route),
+    DeleteRoute(Route),
+}
+
+impl Op {
+    /// The device the step is about (`None` for host-wide sysctls).
+    pub fn device(&self) -> Option<&str> {
+        match self {
+            Op::AddVxlan { name, .. } | Op::DeleteLink { name } | Op::SetUp { name } => Some(name),
+            Op::AddFlood { dev, .. } | Op::DeleteFlood { dev, .. } => Some(dev),
+            Op::ReplaceRoute(r) | Op::DeleteRoute(r) => Some(&r.dev),
+            Op::Sysctl { key, .. } => key.split('/').nth(3),
+        }
+    }
+}
+
+/// One VM NIC on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalNic {
+    pub vm_id: String,
+    pub index: usize,
+    pub tap: String,
+    pub zone: String,
+    pub ip: String,
+}
+
+/// What the host's desired state implies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// VXLAN devices by name (none when this host has no underlay address).
+    pub vxlans: BTreeMap<String, Vxlan>,
+    /// Flood destinations of each VXLAN device: every other host of the fabric.
+    pub flood: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    /// Zone networks routed through their VXLAN device: (cidr, device).
+    pub zone_routes: Vec<Route>,
+    /// Every VM NIC of this host (valid or not: [`firewall_model`] sorts them out).
+    pub nics: Vec<LocalNic>,
+}
+
+/// The NICs of every VM in `desired`, with their tap names.
+pub fn local_nics(desired: &HostDesired) -> Vec<LocalNic> {
+    desired
+        .vms
+        .iter()
+        .flat_map(|vm| {
+            vm.nics.iter().enumerate().map(|(index, nic)| LocalNic {
+                vm_id: vm.id.clone(),
+                index,
+                tap: tap_name(&vm.id, index),
+                zone: nic.zone.clone(),
+                ip: nic.ip.clone(),
+            })
+        })
+        .collect()
+}
+
+/// What `network` (with this host `host_id`, sending from `underlay`) and the host's NICs imply.
+pub fn wanted(host_id: &str, underlay: Option<Ipv4Addr>, network: &HostNetwork, nics: Vec<LocalNic>) -> Wanted {
+    let mut out = Wanted { nics, ..Wanted::default() };
+    let Some(local) = underlay else { return out };
+    let peers: BTreeSet<Ipv4Addr> = network
+        .fabric
+        .iter()
+        .filter(|h| h.host_id != host_id)
+        .filter_map(|h| h.underlay_ip.parse().ok())
+        .filter(|ip| *ip != local)
+        .collect();
+    for zone in &network.zones {
+        let Ok(cidr) = parse_cidr(&zone.cidr) else { continue };
+        let name = vxlan_name(zone.vni);
+        out.vxlans.insert(name.clone(), Vxlan { vni: zone.vni, local, port: VXLAN_PORT });
+        out.flood.insert(name.clone(), peers.clone());
+        out.zone_routes.push(Route { dst: cidr.to_string(), dev: name });
+    }
+    out
+}
+
+/// The sysctls [`plan`] looks at for `wanted`.
+pub fn sysctl_keys(wanted: &Wanted) -> Vec<String> {
+    let devices = wanted.vxlans.keys().cloned().chain(wanted.nics.iter().map(|n| n.tap.clone()));
+    let mut keys = vec![sysctl_forwarding()];
+    for dev in devices {
+        keys.push(sysctl_proxy_arp(&dev));
+        keys.push(sysctl_proxy_delay(&dev));
+    }
+    keys
+}
+
+fn owned_vxlan(name: &str, link: &Link) -> bool {
+    name.starts_with(VXLAN_PREFIX) && link.vxlan.is_some()
+}
+
+/// The steps from `observed` to `wanted`. Steps that need a device only come once the device is
+/// there (and up, for routes): the caller observes again after applying and plans the rest, until
+/// nothing is left (see `converge`). Taps are never created or deleted (libvirt does that).
+pub fn plan(wanted: &Wanted, observed: &Observed) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let sysctl = |ops: &mut Vec<Op>, key: String, value: &str| {
+        if observed.sysctls.get(&key).is_some_and(|v| v.trim() != value) {
+            ops.push(Op::Sysctl { key, value: value.into() });
+        }
+    };
+    // The host forwards (the key always exists).
+    if observed.sysctls.get(&sysctl_forwarding()).is_none_or(|v| v.trim() != "1") {
+        ops.push(Op::Sysctl { key: sysctl_forwarding(), value: "1".into() });
+    }
+    // VXLAN devices that are not wanted (or wanted differently) go first.
+    for (name, link) in &observed.links {
+        if owned_vxlan(name, link) && wanted.vxlans.get(name) != link.vxlan.as_ref() {
+            ops.push(Op::DeleteLink { name: name.clone() });
+        }
+    }
+    let present = |name: &str| {
+        observed.links.get(name).filter(|l| l.vxlan.is_none() || wanted.vxlans.get(name) == l.vxlan.as_ref())
+    };
+    for (name, vxlan) in &wanted.vxlans {
+        let Some(link) = present(name) else {
+            ops.push(Op::AddVxlan { name: name.clone(), vxlan: vxlan.clone() });
+            continue;
+        };
+        if !link.up {
+            ops.push(Op::SetUp { name: name.clone() });
+        }
+        let have = observed.flood.get(name).cloned().unwrap_or_default();
+        let want = wanted.flood.get(name).cloned().unwrap_or_default();
+        ops.extend(want.difference(&have).map(|dst| Op::AddFlood { dev: name.clone(), dst: *dst }));
+        ops.extend(have.difference(&want).map(|dst| Op::DeleteFlood { dev: name.clone(), dst: *dst }));
+    }
+    let mut routes: BTreeSet<Route> = BTreeSet::new();
+    for route in &wanted.zone_routes {
+        if present(&route.dev).is_some_and(|l| l.up) {
+            routes.insert(route.clone());
+        }
+    }
+    let mut devices: Vec<&str> = wanted.vxlans.keys().map(String::as_str).collect();
+    for nic in &wanted.nics {
+        let Some(link) = present(&nic.tap) else { continue };
+        devices.push(&nic.tap);
+        if !link.up {
+            ops.push(Op::SetUp { name: nic.tap.clone() });
+            continue;
+        }
+        if let Ok(ip) = nic.ip.parse::<Ipv4Addr>() {
+            routes.insert(Route { dst: format!("{ip}/32"), dev: nic.tap.clone() });
+        }
+    }
+    for dev in devices.into_iter().filter(|d| present(d).is_some()) {
+        sysctl(&mut ops, sysctl_proxy_arp(dev), "1");
+        sysctl(&mut ops, sysctl_proxy_delay(dev), "0");
+    }
+    // A route to the same destination through another device is replaced, not added next to it.
+    let wanted_dsts: BTreeSet<&str> = routes.iter().map(|r| r.dst.as_str()).collect();
+    for route in &observed.routes {
+        if !routes.contains(route) && !wanted_dsts.contains(route.dst.as_str()) {
+            ops.push(Op::DeleteRoute(route.clone()));
+        }
+    }
+    ops.extend(routes.into_iter().filter(|r| !observed.routes.contains(r)).map(Op::ReplaceRoute));
+    ops
+}
+
+/// The host's firewall model: every zone and policy of `network`, the NICs that fit it (the
+/// others come back as per-VM errors and stay out of the table), and `fabric` as the devices
+/// other hosts' traffic arrives on.
+pub fn firewall_model(
+    network: &HostNetwork,
+    nics: &[LocalNic],
+    fabric: Vec<String>,
+) -> (FirewallModel, BTreeMap<String, String>) {
+    let mut errors = BTreeMap::new();
+    let zones: Vec<Zone> = network
+        .zones
+        .iter()
+        .filter_map(|z| {
+            let cidr = parse_cidr(&z.cidr).ok()?;
+            Some(Zone { name: z.name.clone(), isolated: z.isolated, cidr, deny_intra_zone: z.deny_intra_zone })
+        })
+        .collect();
+    let policies = network
+        .policies
+        .iter()
+        .map(|p| Policy {
+            name: p.name.clone(),
+            from_zone: p.from_zone.clone(),
+            to_zone: p.to_zone.clone(),
+            protocol: p.protocol,
+            ports: match p.protocol {
+                Protocol::Tcp | Protocol::Udp if !p.ports.trim().is_empty() => {
+                    parse_ports(&p.ports).unwrap_or_default()
+                }
+                _ => Vec::new(),
+            },
+        })
+        .collect();
+    let mut model = FirewallModel { zones, policies, interfaces: Vec::new(), fabric_ifaces: fabric };
+    let mut taken: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    for nic in nics {
+        let fail = |why: String| format!("network: NIC {} (tap {}): {why}", nic.index, nic.tap);
+        let Ok(ip) = nic.ip.parse::<Ipv4Addr>() else {
+            errors.insert(nic.vm_id.clone(), fail(format!("'{}' is not an IPv4 address", nic.ip)));
+            continue;
+        };
+        let Some(zone) = model.zone(&nic.zone) else {
+            errors.insert(nic.vm_id.clone(), fail(format!("zone {} is not in this host's network", nic.zone)));
+            continue;
+        };
+        if !(zone.cidr.first()..=zone.cidr.last()).contains(&u32::from(ip)) {
+            let why = format!("address {ip} is outside zone {} ({})", zone.name, zone.cidr);
+            errors.insert(nic.vm_id.clone(), fail(why));
+            continue;
+        }
+        if !taken.insert(ip) {
+            errors.insert(nic.vm_id.clone(), fail(format!("address {ip} is held by another NIC on this host")));
+            continue;
+        }
+        model.interfaces.push(Interface { ifname: nic.tap.clone(), zone: nic.zone.clone(), ip });
+    }
+    (model, errors)
+}

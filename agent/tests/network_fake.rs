@@ -1,0 +1,276 @@
+//! The network step against fakes of the kernel (`FakeDataPlane`, `FakeFirewall`): from a host's
+//! desired state to VXLAN devices, flood entries, routes, proxy ARP and the firewall table; idempotent
+//! passes, removals of what is no longer desired (only what the agent owns), per-VM errors, and
+//! firewall drift counted. The real kernel side is in network_netns.rs and tests/tests/zone_networks.rs.
+
+mod network_common;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use hci_agent::firewall::fake::FakeFirewall;
+use hci_agent::firewall::model::{CtState, Packet, Verdict, L4};
+use hci_agent::firewall::UpdateKind;
+use hci_agent::network::fake::FakeDataPlane;
+use hci_agent::network::plan::{sysctl_forwarding, sysctl_proxy_arp, sysctl_proxy_delay, Link, Op, Route, Vxlan};
+use hci_agent::network::{with_guest_settings, HostNetworking, NetworkCounters};
+use hci_agent::reconciler::tap_name;
+use hci_shared::agent::{FabricHost, HostDesired, HostNetwork, NetworkPolicy, NetworkZone, VmDesired};
+use hci_shared::resources::Protocol;
+use network_common::vm;
+
+const UNDERLAY: &str = "192.168.70.1";
+
+fn zone(name: &str, cidr: &str, vni: u32, isolated: bool) -> NetworkZone {
+    let gateway = format!("{}1", cidr.rsplit_once('.').map(|(a, _)| format!("{a}.")).unwrap_or_default());
+    NetworkZone { name: name.into(), cidr: cidr.into(), gateway, vni, isolated, deny_intra_zone: false }
+}
+
+fn network(hosts: &[&str]) -> HostNetwork {
+    HostNetwork {
+        zones: vec![
+            zone("web", "10.1.0.0/24", 10_000, false),
+            zone("db", "10.3.0.0/24", 10_001, false),
+            zone("drill", "10.9.0.0/24", 10_002, true),
+        ],
+        policies: vec![NetworkPolicy {
+            name: "web-db".into(),
+            from_zone: "web".into(),
+            to_zone: "db".into(),
+            protocol: Protocol::Tcp,
+            ports: "5432".into(),
+        }],
+        fabric: hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| FabricHost { host_id: (*h).into(), underlay_ip: format!("192.168.70.{}", i + 1) })
+            .collect(),
+    }
+}
+
+fn desired(vms: Vec<VmDesired>, network: HostNetwork) -> HostDesired {
+    HostDesired { vms, network: Some(network), ..hci_shared::hosts::empty_desired("h1", 1) }
+}
+
+struct Host {
+    dataplane: Arc<FakeDataPlane>,
+    firewall: Arc<FakeFirewall>,
+    net: HostNetworking,
+}
+
+fn host() -> Host {
+    let dataplane = Arc::new(FakeDataPlane::new());
+    let firewall = Arc::new(FakeFirewall::new());
+    let net = HostNetworking::new(
+        "h1",
+        Some(UNDERLAY.parse().expect("ip")),
+        dataplane.clone(),
+        firewall.clone(),
+        NetworkCounters::detached(),
+    );
+    Host { dataplane, firewall, net }
+}
+
+fn running(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().expect("ip")
+}
+
+/// The firewall's verdict on a new TCP flow to port `port`.
+fn verdict(h: &Host, iif: &str, oif: &str, src: &str, dst: &str, port: u16) -> Verdict {
+    let packet = Packet {
+        iif: iif.into(),
+        oif: Some(oif.into()),
+        src: Some(ip(src)),
+        dst: Some(ip(dst)),
+        proto: L4::Tcp(port),
+        ct_state: CtState::New,
+    };
+    h.firewall.evaluate(&packet).expect("evaluate").verdict
+}
+
+#[test]
+fn a_host_converges_from_nothing_and_a_second_pass_changes_nothing() {
+    let h = host();
+    let (web1, db1) = (tap_name("web1", 0), tap_name("db1", 0));
+    h.dataplane.add_tap(&web1);
+    h.dataplane.add_tap(&db1);
+    let d = desired(
+        vec![vm("web1", &[("web", "10.1.0.5")]), vm("db1", &[("db", "10.3.0.7")])],
+        network(&["h1", "h2", "h3"]),
+    );
+    let out = h.net.converge(&d, &running(&["web1", "db1"]));
+    assert!(out.vm_errors.is_empty(), "{:?}", out.vm_errors);
+    assert_eq!(out.firewall, Some(UpdateKind::Full));
+
+    let seen = h.dataplane.host();
+    assert_eq!(seen.sysctls[&sysctl_forwarding()], "1");
+    let peers: BTreeSet<Ipv4Addr> = [ip("192.168.70.2"), ip("192.168.70.3")].into();
+    for (vni, cidr) in [(10_000, "10.1.0.0/24"), (10_001, "10.3.0.0/24"), (10_002, "10.9.0.0/24")] {
+        let name = format!("vx-{vni}");
+        let vxlan = Vxlan { vni, local: ip(UNDERLAY), port: 4789 };
+        assert_eq!(seen.links[&name], Link { up: true, vxlan: Some(vxlan) });
+        assert_eq!(seen.flood[&name], peers, "{name}: head-end replication to every other host");
+        assert!(seen.routes.contains(&Route { dst: cidr.into(), dev: name.clone() }));
+    }
+    for (tap, addr) in [(&web1, "10.1.0.5/32"), (&db1, "10.3.0.7/32")] {
+        assert!(seen.links[tap].up);
+        assert!(seen.routes.contains(&Route { dst: addr.into(), dev: tap.clone() }));
+    }
+    for dev in [web1.as_str(), db1.as_str(), "vx-10000"] {
+        assert_eq!(seen.sysctls[&sysctl_proxy_arp(dev)], "1", "{dev}");
+        assert_eq!(seen.sysctls[&sysctl_proxy_delay(dev)], "0", "{dev}");
+    }
+    assert_eq!(seen.routes.len(), 5);
+    // The firewall judges by zone: web → db on 5432 passes (here and from the fabric), not 22.
+    assert_eq!(verdict(&h, &web1, &db1, "10.1.0.5", "10.3.0.7", 5432), Verdict::Accept);
+    assert_eq!(verdict(&h, &web1, &db1, "10.1.0.5", "10.3.0.7", 22), Verdict::Drop);
+    assert_eq!(verdict(&h, &db1, &web1, "10.3.0.7", "10.1.0.5", 5432), Verdict::Drop);
+    assert_eq!(verdict(&h, "vx-10000", &db1, "10.1.0.9", "10.3.0.7", 5432), Verdict::Accept);
+    assert_eq!(verdict(&h, &web1, "vx-10002", "10.1.0.5", "10.9.0.3", 5432), Verdict::Drop);
+
+    h.dataplane.take_applied();
+    let again = h.net.converge(&d, &running(&["web1", "db1"]));
+    assert_eq!((again.ops, again.firewall), (vec![], Some(UpdateKind::Unchanged)));
+    assert!(h.dataplane.take_applied().is_empty());
+}
+
+#[test]
+fn one_more_vm_is_its_tap_alone_and_an_element_edit() {
+    let h = host();
+    let web1 = tap_name("web1", 0);
+    h.dataplane.add_tap(&web1);
+    let net = network(&["h1", "h2"]);
+    let one = desired(vec![vm("web1", &[("web", "10.1.0.5")])], net.clone());
+    h.net.converge(&one, &running(&["web1"]));
+    let web2 = tap_name("web2", 0);
+    h.dataplane.add_tap(&web2);
+    let two = desired(vec![vm("web1", &[("web", "10.1.0.5")]), vm("web2", &[("web", "10.1.0.6")])], net);
+    let out = h.net.converge(&two, &running(&["web1", "web2"]));
+    assert_eq!(out.firewall, Some(UpdateKind::Interfaces(1)));
+    assert!(out.ops.iter().all(|op| op.device() == Some(web2.as_str())), "{:?}", out.ops);
+    assert_eq!(out.ops.len(), 4, "up, proxy_arp, proxy_delay, route: {:?}", out.ops);
+    assert_eq!(h.firewall.applies(), (1, 1));
+    // The VM goes (libvirt removes its tap and with it the route): the table forgets it.
+    h.dataplane.remove_link(&web2);
+    let out = h.net.converge(&one, &running(&["web1"]));
+    assert_eq!((out.ops, out.firewall), (vec![], Some(UpdateKind::Interfaces(1))));
+    assert_eq!(verdict(&h, &web2, "eth9", "10.1.0.6", "10.9.9.9", 80), Verdict::Accept, "no longer a VM tap: not ours");
+}
+
+#[test]
+fn what_is_no_longer_desired_goes_and_nothing_else() {
+    let h = host();
+    let web1 = tap_name("web1", 0);
+    h.dataplane.add_tap(&web1);
+    h.net.converge(
+        &desired(vec![vm("web1", &[("web", "10.1.0.5")])], network(&["h1", "h2", "h3"])),
+        &running(&["web1"]),
+    );
+    // Someone else's devices: a VXLAN without our prefix, a plain device with it.
+    h.dataplane.edit(|host| {
+        let other = Vxlan { vni: 5, local: ip("192.168.70.1"), port: 4789 };
+        host.links.insert("tunnel5".into(), Link { up: true, vxlan: Some(other) });
+        host.links.insert("vx-lan".into(), Link { up: true, vxlan: None });
+    });
+    // The drill zone is deleted, h3 leaves the fabric, web1 moves to another address.
+    let mut net = network(&["h1", "h2"]);
+    net.zones.retain(|z| z.name != "drill");
+    let out = h.net.converge(&desired(vec![vm("web1", &[("web", "10.1.0.8")])], net), &running(&["web1"]));
+    let seen = h.dataplane.host();
+    assert!(!seen.links.contains_key("vx-10002"));
+    assert!(seen.links.contains_key("tunnel5") && seen.links.contains_key("vx-lan"));
+    assert_eq!(seen.flood["vx-10000"], [ip("192.168.70.2")].into());
+    assert!(seen.routes.contains(&Route { dst: "10.1.0.8/32".into(), dev: web1.clone() }));
+    assert!(!seen.routes.iter().any(|r| r.dst == "10.1.0.5/32" || r.dst == "10.9.0.0/24"), "{:?}", seen.routes);
+    assert!(out.ops.contains(&Op::DeleteLink { name: "vx-10002".into() }));
+    assert_eq!(out.firewall, Some(UpdateKind::Full), "a zone went: the whole table, in one transaction");
+    // A VXLAN of ours with the wrong settings is replaced.
+    h.dataplane.edit(|host| {
+        if let Some(link) = host.links.get_mut("vx-10000") {
+            link.vxlan = Some(Vxlan { vni: 10_000, local: ip("192.168.70.99"), port: 4789 });
+        }
+    });
+    let mut net = network(&["h1", "h2"]);
+    net.zones.retain(|z| z.name != "drill");
+    h.net.converge(&desired(vec![vm("web1", &[("web", "10.1.0.8")])], net), &running(&["web1"]));
+    assert_eq!(h.dataplane.host().links["vx-10000"].vxlan.as_ref().map(|v| v.local), Some(ip(UNDERLAY)));
+}
+
+#[test]
+fn errors_are_reported_on_the_vm_they_belong_to() {
+    let h = host();
+    let (ok, bad) = (tap_name("ok", 0), tap_name("broken", 0));
+    h.dataplane.add_tap(&ok);
+    h.dataplane.add_tap(&bad);
+    h.dataplane.fail_device(Some(&bad));
+    let vms = vec![
+        vm("ok", &[("web", "10.1.0.5")]),
+        vm("broken", &[("web", "10.1.0.6")]),
+        vm("tapless", &[("web", "10.1.0.7")]),
+        vm("stopped", &[("web", "10.1.0.8")]),
+        vm("lost", &[("nowhere", "10.7.0.2")]),
+        vm("outside", &[("web", "10.3.0.2")]),
+    ];
+    let out = h.net.converge(&desired(vms, network(&["h1"])), &running(&["ok", "broken", "tapless"]));
+    let error = |vm: &str| out.vm_errors.get(vm).cloned().unwrap_or_default();
+    assert!(error("broken").contains(&bad), "{}", error("broken"));
+    assert!(error("tapless").contains("missing") && error("tapless").contains(&tap_name("tapless", 0)));
+    assert!(error("lost").contains("zone nowhere"));
+    assert!(error("outside").contains("outside zone web"));
+    assert!(!out.vm_errors.contains_key("ok") && !out.vm_errors.contains_key("stopped"), "{:?}", out.vm_errors);
+    // The others are enforced all the same.
+    assert_eq!(out.firewall, Some(UpdateKind::Full));
+    assert_eq!(verdict(&h, &ok, "vx-10000", "10.1.0.5", "10.1.0.77", 80), Verdict::Accept);
+    h.dataplane.fail_device(None);
+    let vms = vec![vm("ok", &[("web", "10.1.0.5")]), vm("broken", &[("web", "10.1.0.6")])];
+    let out = h.net.converge(&desired(vms, network(&["h1"])), &running(&["ok", "broken"]));
+    assert!(out.vm_errors.is_empty(), "{:?}", out.vm_errors);
+}
+
+#[test]
+fn without_an_underlay_address_there_is_no_fabric_and_without_a_network_nothing_happens() {
+    let dataplane = Arc::new(FakeDataPlane::new());
+    let firewall = Arc::new(FakeFirewall::new());
+    let net = HostNetworking::new("h1", None, dataplane.clone(), firewall.clone(), NetworkCounters::detached());
+    let web1 = tap_name("web1", 0);
+    dataplane.add_tap(&web1);
+    let mut d = desired(vec![vm("web1", &[("web", "10.1.0.5")])], network(&["h1", "h2"]));
+    net.converge(&d, &running(&["web1"]));
+    let seen = dataplane.host();
+    assert!(!seen.links.keys().any(|l| l.starts_with("vx-")));
+    assert_eq!(seen.routes.len(), 1);
+    d.network = None;
+    let fresh = host();
+    fresh.dataplane.add_tap(&web1);
+    let out = fresh.net.converge(&d, &running(&["web1"]));
+    assert_eq!((out.ops.len(), out.firewall), (0, None));
+    assert_eq!(fresh.firewall.applies(), (0, 0));
+}
+
+#[test]
+fn firewall_drift_is_repaired_and_counted() {
+    let h = host();
+    h.dataplane.add_tap(&tap_name("web1", 0));
+    h.net.converge(&desired(vec![vm("web1", &[("web", "10.1.0.5")])], network(&["h1"])), &running(&["web1"]));
+    assert_eq!(h.net.check_drift().expect("check"), None);
+    h.firewall.delete_table();
+    assert!(h.net.check_drift().expect("check").is_some());
+    assert_eq!(h.net.counters.firewall_drift_events.get(), 1);
+    assert_eq!(h.net.check_drift().expect("check"), None);
+}
+
+#[test]
+fn guests_get_their_address_and_gateway_as_oem_strings() {
+    let mut with_marker = vm("a", &[("web", "10.1.0.5"), ("db", "10.3.0.9")]);
+    with_marker.oem_strings.push("hci.marker=x".into());
+    let d = with_guest_settings(desired(vec![with_marker, vm("b", &[])], network(&["h1"])));
+    assert_eq!(d.vms[0].oem_strings, ["hci.marker=x", "hci.ip=10.1.0.5/24", "hci.gw=10.1.0.1"]);
+    assert!(d.vms[1].oem_strings.is_empty());
+    // Applying it twice adds nothing.
+    assert_eq!(with_guest_settings(d.clone()), d);
+}
