@@ -5,8 +5,8 @@
 //! agents) at `host_ip:PORT` without them listening anywhere else.
 //!
 //! [`Netns::cut`] takes the namespace's side of the link down (every connection out fails at once;
-//! unix sockets, such as libvirt's, are not network-scoped and keep working), [`Netns::restore`]
-//! brings it back. Dropping it removes the namespace, the veth pair and the nftables table.
+//! unix sockets, such as libvirt's, are not network-scoped and keep working), [`Netns::drop_tcp_to`]
+//! black-holes chosen ports only, [`Netns::restore`] undoes both. Dropping it removes the namespace, the veth pair and the nftables table.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -16,6 +16,8 @@ use std::time::Duration;
 use crate::wait::poll;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
+/// The nftables table (inside the namespace) of [`Netns::drop_tcp_to`].
+const CUT_TABLE: &str = "hci_cut";
 
 fn run(args: &[&str]) -> Result<String, String> {
     let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args.join(" ")))?;
@@ -126,8 +128,20 @@ impl Netns {
         must(&["ip", "-n", &self.name, "link", "set", &self.ns_dev, "down"]);
     }
 
-    /// Undoes [`Netns::cut`] and waits until the link carries traffic again.
+    /// Drops every TCP packet from the namespace to `host_ip` on `ports` (connections, open ones
+    /// included, hang as in a black hole); the rest goes through.
+    pub fn drop_tcp_to(&self, ports: &[u16]) {
+        let ports = format!("{{ {} }}", ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "));
+        let host_ip = self.host_ip.to_string();
+        let nft = |args: &[&str]| must(&[&["ip", "netns", "exec", &self.name, "nft"][..], args].concat());
+        nft(&["add", "table", "inet", CUT_TABLE]);
+        nft(&["add", "chain", "inet", CUT_TABLE, "out", "{ type filter hook output priority 0; }"]);
+        nft(&["add", "rule", "inet", CUT_TABLE, "out", "ip", "daddr", &host_ip, "tcp", "dport", &ports, "drop"]);
+    }
+
+    /// Undoes [`Netns::cut`] and [`Netns::drop_tcp_to`], and waits until the link carries traffic.
     pub fn restore(&self) {
+        let _ = run(&["ip", "netns", "exec", &self.name, "nft", "delete", "table", "inet", CUT_TABLE]);
         must(&["ip", "-n", &self.name, "link", "set", &self.ns_dev, "up"]);
         self.wait_link();
     }

@@ -102,8 +102,9 @@ fn alive_lines(console: &str) -> usize {
 
 /// An agent inside a network namespace; every request goes through `curl` inside it, so the test
 /// still reads the agent's API while its link is down.
-struct NsAgent<'a> {
-    ns: &'a Netns,
+struct NsAgent {
+    /// The network namespace it runs in.
+    ns: String,
     host_id: String,
     args: Vec<String>,
     url: String,
@@ -111,8 +112,8 @@ struct NsAgent<'a> {
     child: Option<Child>,
 }
 
-impl<'a> NsAgent<'a> {
-    fn start(ns: &'a Netns, host: &LibvirtHost, controller_port: u16, token_file: &std::path::Path) -> Self {
+impl NsAgent {
+    fn start(ns: &Netns, host: &LibvirtHost, controller_port: u16, token_file: &std::path::Path) -> Self {
         let dir = tempfile::Builder::new().prefix("hci-agent-").tempdir_in("/var/tmp").expect("temp dir");
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
         let listen = format!("{}:{}", ns.ns_ip, free_port());
@@ -138,16 +139,16 @@ impl<'a> NsAgent<'a> {
         .chain(["--token-file".to_string(), token_file.display().to_string()])
         .chain(["--data-dir".to_string(), dir.path().join("data").display().to_string()])
         .collect();
-        let mut agent = Self { ns, host_id: host.id.clone(), args, url, dir, child: None };
+        let mut agent = Self { ns: ns.name.clone(), host_id: host.id.clone(), args, url, dir, child: None };
         agent.spawn();
         agent
     }
 
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("agent log");
-        let child = self
-            .ns
-            .command(bins::bin("hci-agent"))
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(bins::bin("hci-agent"))
             .args(&self.args)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -167,7 +168,10 @@ impl<'a> NsAgent<'a> {
     }
 
     fn curl(&self, args: &[&str]) -> Result<String, String> {
-        let out = self.ns.command("curl").args(["-sS", "-m", "5", "--fail-with-body"]).args(args).output();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "curl", "-sS", "-m", "5", "--fail-with-body"])
+            .args(args)
+            .output();
         let out = out.map_err(|e| format!("curl: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.success() {
@@ -215,7 +219,7 @@ impl<'a> NsAgent<'a> {
     }
 }
 
-impl Drop for NsAgent<'_> {
+impl Drop for NsAgent {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let log = self.log();
@@ -242,65 +246,98 @@ fn host_state(cluster: &Cluster, id: &str) -> Result<String, String> {
     r.json["state"].as_str().map(str::to_string).ok_or(r.text)
 }
 
-#[test]
-fn isolated_agent_fences_its_ha_vm_and_boots_it_again_only_when_taken_back() {
-    let pid = std::process::id() % 100_000;
-    let (id_a, id_p) = (format!("t-fence-a-{pid}"), format!("t-fence-p-{pid}"));
-    // Drop order (reverse of declaration): agents, then namespace and libvirt, then controllers.
-    let cluster = Cluster::builder(1).arg("--host-lease-ms").arg(&LEASE_MS.to_string()).start();
-    let tokens = tempfile::tempdir().expect("tempdir");
-    let (host_a, host_p) = (LibvirtHost::up(&id_a), LibvirtHost::up(&id_p));
-    let ns = Netns::create();
-    let peer_token = write_token(&cluster, tokens.path(), &id_p).display().to_string();
-    let peer =
-        AgentProc::start_with(&host_p, &["--controller".into(), cluster.url(1), "--token-file".into(), peer_token]);
-    let mut agent = NsAgent::start(&ns, &host_a, cluster.port(1), &write_token(&cluster, tokens.path(), &id_a));
-    for id in [&id_a, &id_p] {
-        poll(&format!("host {id} ready"), Duration::from_secs(60), || match host_state(&cluster, id)? {
-            s if s == "ready" => Ok(()),
-            s => Err(s),
+/// One controller, a peer agent on this machine's loopback, and the agent under test in its own
+/// network namespace running the HA VM (booted), its peer reached through the namespace's gateway.
+struct Isolatable {
+    // Drop order: agents, then the namespace and libvirt instances, then the controller.
+    agent: NsAgent,
+    _peer: AgentProc,
+    ns: Netns,
+    host_a: LibvirtHost,
+    _host_p: LibvirtHost,
+    _tokens: tempfile::TempDir,
+    cluster: Cluster,
+    id_a: String,
+    domain: String,
+    peers: Vec<PeerAgent>,
+}
+
+impl Isolatable {
+    fn start(tag: &str) -> Self {
+        let pid = std::process::id() % 100_000;
+        let (id_a, id_p) = (format!("t-f{tag}-a-{pid}"), format!("t-f{tag}-p-{pid}"));
+        let cluster = Cluster::builder(1).arg("--host-lease-ms").arg(&LEASE_MS.to_string()).start();
+        let tokens = tempfile::tempdir().expect("tempdir");
+        let (host_a, host_p) = (LibvirtHost::up(&id_a), LibvirtHost::up(&id_p));
+        let ns = Netns::create();
+        let peer_token = write_token(&cluster, tokens.path(), &id_p).display().to_string();
+        let peer =
+            AgentProc::start_with(&host_p, &["--controller".into(), cluster.url(1), "--token-file".into(), peer_token]);
+        let agent = NsAgent::start(&ns, &host_a, cluster.port(1), &write_token(&cluster, tokens.path(), &id_a));
+        for id in [&id_a, &id_p] {
+            poll(&format!("host {id} ready"), Duration::from_secs(60), || match host_state(&cluster, id)? {
+                s if s == "ready" => Ok(()),
+                s => Err(s),
+            });
+        }
+        let peers = vec![PeerAgent { host_id: id_p.clone(), agent_url: ns.host_url(peer.port) }];
+        agent.put_desired(&desired(&id_a, GEN, peers.clone()));
+        poll("the HA VM to boot", BOOT, || {
+            let r = agent.report()?;
+            match r.vms.first() {
+                Some(v) if v.state == VmRunState::Running && agent.console().contains("HCI-GUEST-ALIVE") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
         });
+        let domain = format!("hci-{id_a}-ha");
+        Self { agent, _peer: peer, ns, host_a, _host_p: host_p, _tokens: tokens, cluster, id_a, domain, peers }
     }
 
-    // The HA VM runs; its peer (through the namespace's gateway) hears the controllers.
-    let peers = vec![PeerAgent { host_id: id_p.clone(), agent_url: ns.host_url(peer.port) }];
-    agent.put_desired(&desired(&id_a, GEN, peers.clone()));
-    poll("the HA VM to boot", BOOT, || {
-        let r = agent.report()?;
-        match r.vms.first() {
-            Some(v) if v.state == VmRunState::Running && agent.console().contains("HCI-GUEST-ALIVE") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    });
-    let domain = format!("hci-{id_a}-ha");
+    /// Cuts with `cut`, waits for the VM to be shut off, and returns (when the power-off began, when
+    /// libvirt said shut off), both counted from the send of the last acknowledged heartbeat, and the
+    /// fencing's log line. The power-off begins within fence_after_ms of that send plus the
+    /// watcher's tick; libvirt's destroy SIGTERMs QEMU at once (the guest stops) but reports the
+    /// domain shut off only once QEMU has exited, one to two seconds later here under TCG.
+    fn cut_and_wait_fenced(&self, cut: impl FnOnce(&Netns)) -> (Duration, Duration, String) {
+        let acked_before_cut = self.agent.last_ack_age_ms().expect("heartbeats acknowledged before the cut");
+        let cut_at = Instant::now();
+        let last_ack_wall_ms = now_unix_ms() - acked_before_cut;
+        cut(&self.ns);
+        poll("the HA VM to be fenced", Duration::from_millis(FENCE_AFTER_MS + 6000), || {
+            match domstate(&self.host_a, &self.domain) {
+                s if s == "shut off" => Ok(()),
+                s => Err(s),
+            }
+        });
+        let shut_off = Duration::from_millis(acked_before_cut) + cut_at.elapsed();
+        let log = self.agent.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("fencing: powering off HA VMs"))
+            .unwrap_or_else(|| panic!("no fencing in the agent's log:\n{log}"))
+            .to_string();
+        let at = line.split_whitespace().next().and_then(parse_rfc3339_ms).expect("log time stamp");
+        let decided = Duration::from_millis(at.saturating_sub(last_ack_wall_ms));
+        eprintln!(
+            "power-off began {} ms and libvirt said shut off {} ms after the last acknowledged heartbeat was \
+             sent (fence_after_ms {FENCE_AFTER_MS})",
+            decided.as_millis(),
+            shut_off.as_millis()
+        );
+        assert!(shut_off < Duration::from_millis(FENCE_AFTER_MS + 4000), "shut off {shut_off:?} after the last ack");
+        (decided, shut_off, line)
+    }
+}
 
-    // Cut: the power-off begins within fence_after_ms of the last acknowledged heartbeat's send plus
-    // the watcher's tick; libvirt's destroy SIGTERMs QEMU at once (the guest stops) but reports the
-    // domain shut off only once QEMU has exited, one to two seconds later here under TCG.
-    let acked_before_cut = agent.last_ack_age_ms().expect("heartbeats acknowledged before the cut");
-    let cut_at = Instant::now();
-    let last_ack_wall_ms = now_unix_ms() - acked_before_cut;
-    ns.cut();
-    poll("the HA VM to be fenced", Duration::from_millis(FENCE_AFTER_MS + 6000), || match domstate(&host_a, &domain) {
-        s if s == "shut off" => Ok(()),
-        s => Err(s),
-    });
-    let shut_off = Duration::from_millis(acked_before_cut) + cut_at.elapsed();
-    let log = agent.log();
-    let decided = log
-        .lines()
-        .find(|l| l.contains("fencing: powering off HA VMs"))
-        .and_then(|l| parse_rfc3339_ms(l.split_whitespace().next()?))
-        .unwrap_or_else(|| panic!("no fencing in the agent's log:\n{log}"));
-    let decided = Duration::from_millis(decided.saturating_sub(last_ack_wall_ms));
-    eprintln!(
-        "power-off began {} ms and libvirt said shut off {} ms after the last acknowledged heartbeat was sent \
-         (fence_after_ms {FENCE_AFTER_MS})",
-        decided.as_millis(),
-        shut_off.as_millis()
-    );
+#[test]
+fn isolated_agent_fences_its_ha_vm_and_boots_it_again_only_when_taken_back() {
+    let mut t = Isolatable::start("a");
+    // Cut: the link goes down, the peer cannot be reached either: fenced.
+    let (decided, _, why) = t.cut_and_wait_fenced(Netns::cut);
     assert!(decided < Duration::from_millis(FENCE_AFTER_MS + 700), "fencing began {decided:?} after the last ack");
-    assert!(shut_off < Duration::from_millis(FENCE_AFTER_MS + 4000), "shut off {shut_off:?} after the last ack");
+    assert!(why.contains("does not answer"), "{why}");
+    let (agent, ns, host_a, cluster) = (&mut t.agent, &t.ns, &t.host_a, &t.cluster);
+    let (id_a, domain) = (&t.id_a, &t.domain);
     let m = agent.metrics();
     assert_eq!(
         (metric(&m, "hci_agent_fence_events_total"), metric(&m, "hci_agent_fenced_vms")),
@@ -312,13 +349,13 @@ fn isolated_agent_fences_its_ha_vm_and_boots_it_again_only_when_taken_back() {
     agent.spawn();
     let passes = |a: &NsAgent| metric(&a.metrics(), "hci_agent_reconcile_passes_total").unwrap_or(0.0);
     poll("three passes after the restart", Duration::from_secs(30), || {
-        if passes(&agent) >= 3.0 {
+        if passes(agent) >= 3.0 {
             Ok(())
         } else {
-            Err(format!("{} passes", passes(&agent)))
+            Err(format!("{} passes", passes(agent)))
         }
     });
-    assert_eq!(domstate(&host_a, &domain), "shut off", "a restart while cut must not start it");
+    assert_eq!(domstate(host_a, domain), "shut off", "a restart while cut must not start it");
     let report = agent.report().expect("report");
     let ha = &report.vms[0];
     assert_eq!(ha.state, VmRunState::Stopped);
@@ -326,7 +363,7 @@ fn isolated_agent_fences_its_ha_vm_and_boots_it_again_only_when_taken_back() {
 
     // Meanwhile the controller, after the lease and its HA margin, fenced the host (it would restart
     // its HA VMs elsewhere now). Restore: acknowledgements say `fenced`, so the VM stays off.
-    poll("host fenced at the controller", Duration::from_secs(30), || match host_state(&cluster, &id_a)? {
+    poll("host fenced at the controller", Duration::from_secs(30), || match host_state(cluster, id_a)? {
         s if s == "fenced" => Ok(()),
         s => Err(s),
     });
@@ -335,30 +372,30 @@ fn isolated_agent_fences_its_ha_vm_and_boots_it_again_only_when_taken_back() {
         Some(age) if age < 2000 => Ok(()),
         other => Err(format!("{other:?}")),
     });
-    let before = passes(&agent);
+    let before = passes(agent);
     let two_more_passes = |what: &str, from: f64| {
         poll(what, Duration::from_secs(30), || {
-            (passes(&agent) >= from + 2.0).then_some(()).ok_or_else(|| "waiting".to_string())
+            (passes(agent) >= from + 2.0).then_some(()).ok_or_else(|| "waiting".to_string())
         })
     };
     two_more_passes("two passes after the fenced ack", before);
-    assert_eq!(domstate(&host_a, &domain), "shut off", "the controller says fenced");
+    assert_eq!(domstate(host_a, domain), "shut off", "the controller says fenced");
 
     // An operator returns the host to service: `ready`, but no desired state newer than the one held
     // when fencing yet: still off.
     let path = format!("/v1/hosts/{id_a}/maintenance");
     cluster.api().post_json(1, &path, &serde_json::json!({"enabled": false})).expect(200, "unfence");
-    poll("host ready again", Duration::from_secs(30), || match host_state(&cluster, &id_a)? {
+    poll("host ready again", Duration::from_secs(30), || match host_state(cluster, id_a)? {
         s if s == "ready" => Ok(()),
         s => Err(s),
     });
-    let before = passes(&agent);
+    let before = passes(agent);
     two_more_passes("two passes after the ready ack", before);
-    assert_eq!(domstate(&host_a, &domain), "shut off", "no newer generation yet");
+    assert_eq!(domstate(host_a, domain), "shut off", "no newer generation yet");
 
     // A newer desired state (the controller's word after taking the host back): it boots again.
     let alive_before = alive_lines(&agent.console());
-    agent.put_desired(&desired(&id_a, GEN + 1, peers));
+    agent.put_desired(&desired(id_a, GEN + 1, t.peers.clone()));
     poll("the HA VM to boot again", BOOT, || {
         let r = agent.report()?;
         let booted = alive_lines(&agent.console()) > alive_before;
@@ -368,8 +405,18 @@ fn isolated_agent_fences_its_ha_vm_and_boots_it_again_only_when_taken_back() {
         }
     });
     assert_eq!(metric(&agent.metrics(), "hci_agent_fenced_vms"), Some(0.0));
-    drop(agent);
-    drop(peer);
+}
+
+#[test]
+fn agent_cut_from_the_controllers_alone_fences_when_its_peer_still_hears_them() {
+    let t = Isolatable::start("c");
+    // Only the controller's port is dropped (its heartbeats hang, as in a black hole); the peer
+    // still answers, and it hears the controllers.
+    let port = t.cluster.port(1);
+    let (decided, _, why) = t.cut_and_wait_fenced(|ns| ns.drop_tcp_to(&[port]));
+    assert!(why.contains("reaches the controllers"), "{why}");
+    assert!(decided < Duration::from_millis(FENCE_AFTER_MS + 1200), "fencing began {decided:?} after the last ack");
+    assert_eq!(metric(&t.agent.metrics(), "hci_agent_fenced_vms"), Some(1.0));
 }
 
 #[test]

@@ -10,8 +10,11 @@ use std::time::{Duration, Instant};
 
 use hci_shared::resources::HostState;
 
+/// At most this many failed attempts are remembered (the first, and the latest others).
+const FAILURES_KEPT: usize = 32;
+
 /// What the heartbeat and join loops recorded, as one consistent copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactView {
     /// When the agent started: the silence counts from here until a first acknowledgement.
     pub started: Instant,
@@ -19,10 +22,11 @@ pub struct ContactView {
     pub last_ack_sent: Option<Instant>,
     /// The host state in that acknowledgement.
     pub last_state: Option<HostState>,
-    /// When the first attempt that failed after the last acknowledgement gave up.
-    pub first_failure_end: Option<Instant>,
-    /// When the latest failed attempt (since the last acknowledgement) started.
-    pub last_failure_start: Option<Instant>,
+    /// Attempts (heartbeats, joins) since the last acknowledgement that reached no controller:
+    /// (sent, gave up), oldest first; the first and the latest [`FAILURES_KEPT`] - 1.
+    pub failures: Vec<(Instant, Instant)>,
+    /// The attempt in flight, if any: when it was sent.
+    pub pending: Option<Instant>,
 }
 
 impl ContactView {
@@ -55,8 +59,8 @@ impl Contact {
                 started: Instant::now(),
                 last_ack_sent: None,
                 last_state: None,
-                first_failure_end: None,
-                last_failure_start: None,
+                failures: Vec::new(),
+                pending: None,
             }),
         }
     }
@@ -66,29 +70,49 @@ impl Contact {
     }
 
     pub fn view(&self) -> ContactView {
-        *self.lock()
+        self.lock().clone()
+    }
+
+    /// An attempt is sent now (`sent`); it stays pending until acknowledged or failed.
+    pub fn attempting(&self, sent: Instant) {
+        self.lock().pending = Some(sent);
     }
 
     /// A heartbeat sent at `sent` was acknowledged with the host in `state`. Sends only go forward.
     pub fn acknowledged(&self, sent: Instant, state: HostState) {
         let mut view = self.lock();
+        if view.pending == Some(sent) {
+            view.pending = None;
+        }
         if view.last_ack_sent.is_some_and(|last| last > sent) {
             return;
         }
         view.last_ack_sent = Some(sent);
         view.last_state = Some(state);
-        view.first_failure_end = None;
-        view.last_failure_start = None;
+        view.failures.clear();
     }
 
     /// An attempt (heartbeat or join) started at `sent` reached no controller; it gave up at `ended`.
     pub fn failed(&self, sent: Instant, ended: Instant) {
         let mut view = self.lock();
+        if view.pending == Some(sent) {
+            view.pending = None;
+        }
         if view.last_ack_sent.is_some_and(|last| last > sent) {
             return;
         }
-        view.first_failure_end.get_or_insert(ended);
-        view.last_failure_start = Some(view.last_failure_start.map_or(sent, |s| s.max(sent)));
+        if view.failures.len() >= FAILURES_KEPT {
+            view.failures.remove(1);
+        }
+        view.failures.push((sent, ended));
+    }
+
+    /// An attempt ended otherwise (refused: the controller answered, but not with an acknowledgement).
+    pub fn settled(&self, sent: Instant) {
+        let mut view = self.lock();
+        if view.pending == Some(sent) {
+            view.pending = None;
+        }
     }
 }
 
@@ -100,20 +124,29 @@ mod tests {
     fn an_ack_forgets_the_failures_before_it_and_never_goes_back() {
         let contact = Contact::new();
         let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         assert_eq!(contact.view().silent_since(), contact.view().started);
-        contact.failed(t0, t0 + Duration::from_millis(5));
-        contact.failed(t0 + Duration::from_millis(10), t0 + Duration::from_millis(12));
+        contact.attempting(at(0));
+        assert_eq!(contact.view().pending, Some(at(0)));
+        contact.failed(at(0), at(5));
+        contact.failed(at(10), at(12));
         let v = contact.view();
-        assert_eq!(v.first_failure_end, Some(t0 + Duration::from_millis(5)));
-        assert_eq!(v.last_failure_start, Some(t0 + Duration::from_millis(10)));
-        contact.acknowledged(t0 + Duration::from_millis(20), HostState::Ready);
+        assert_eq!((v.failures.clone(), v.pending), (vec![(at(0), at(5)), (at(10), at(12))], None));
+        contact.attempting(at(20));
+        contact.acknowledged(at(20), HostState::Ready);
         let v = contact.view();
-        assert_eq!((v.first_failure_end, v.last_failure_start), (None, None));
-        assert_eq!(v.silent_since(), t0 + Duration::from_millis(20));
-        contact.acknowledged(t0 + Duration::from_millis(15), HostState::Fenced);
+        assert!(v.failures.is_empty() && v.pending.is_none());
+        assert_eq!(v.silent_since(), at(20));
+        contact.acknowledged(at(15), HostState::Fenced);
         assert_eq!(contact.view().last_state, Some(HostState::Ready), "an older send changes nothing");
-        contact.failed(t0 + Duration::from_millis(18), t0 + Duration::from_millis(30));
-        assert_eq!(contact.view().first_failure_end, None, "a failure sent before the last ack is ignored");
-        assert_eq!(v.last_ack_age(t0 + Duration::from_millis(25)), Some(Duration::from_millis(5)));
+        contact.failed(at(18), at(30));
+        assert!(contact.view().failures.is_empty(), "a failure sent before the last ack is ignored");
+        assert_eq!(v.last_ack_age(at(25)), Some(Duration::from_millis(5)));
+        for i in 0..100 {
+            contact.failed(at(100 + i), at(100 + i));
+        }
+        let kept = contact.view().failures;
+        assert_eq!(kept.len(), FAILURES_KEPT);
+        assert_eq!((kept[0], kept[FAILURES_KEPT - 1]), ((at(100), at(100)), (at(199), at(199))));
     }
 }

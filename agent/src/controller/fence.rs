@@ -9,10 +9,12 @@
 //! The rule of [`hci_shared::agent::Isolation`], made robust to heartbeats that are not in step:
 //! - a peer that does not answer (in time, or as the host it should be) means isolated;
 //! - a peer *hears the controllers* only if it had a heartbeat acknowledged that it sent after one
-//!   of ours had already failed, and one of ours that started after that acknowledgement failed too.
-//!   The first half keeps a peer whose last heartbeat happened to land just before the controllers
-//!   died (peers heartbeat at other moments) from looking like contact; the second keeps a peer
-//!   that reconnected first, when the controllers come back, from fencing everyone else;
+//!   of ours had already failed, and one of ours that started after that acknowledgement failed too;
+//!   or that it sent while one of ours was under way which then went unanswered for [`UNANSWERED`]
+//!   more (a black hole: our tries hang instead of failing). The first half keeps a peer whose last
+//!   heartbeat happened to land just before the controllers died (peers heartbeat at other moments)
+//!   from looking like contact; the second keeps a peer that reconnected first, when the
+//!   controllers come back, from fencing everyone else;
 //! - every peer answering with no acknowledgement younger than `fence_after` means an outage.
 //!
 //! Anything else is undecided for now and asked again a moment later.
@@ -43,21 +45,48 @@ pub enum Verdict {
     Undecided(String),
 }
 
-/// The decision with what it remembers between two rounds of questions: the earliest peer
-/// acknowledgement seen since this host's silence began.
+/// How long one of our attempts must have gone unanswered after a peer's acknowledged heartbeat
+/// was sent, for that to show that the controllers answer the peer and not us.
+pub const UNANSWERED: Duration = Duration::from_secs(1);
+/// Peer acknowledgements remembered while silent.
+const SEEN_KEPT: usize = 16;
+
+/// Whether a peer's heartbeat sent at `acked_at` (and acknowledged) shows that the controllers
+/// answer it and not this host (see the module's rules).
+fn shows_isolation(acked_at: Instant, contact: &ContactView, now: Instant) -> bool {
+    let failed_before = contact.failures.iter().any(|&(_, gave_up)| gave_up < acked_at);
+    let failed_after = contact.failures.iter().any(|&(sent, _)| sent > acked_at);
+    let unanswered = contact
+        .failures
+        .iter()
+        .copied()
+        .chain(contact.pending.map(|sent| (sent, now)))
+        .any(|(sent, until)| sent < acked_at && until > acked_at + UNANSWERED);
+    (failed_before && failed_after) || unanswered
+}
+
+/// The decision with what it remembers between two rounds of questions: the peers'
+/// acknowledgements seen since this host's silence began (a later failure of ours may make one
+/// count).
 #[derive(Debug, Default)]
 pub struct Judge {
     silence: Option<Instant>,
-    evidence: Option<(String, Instant)>,
+    seen: Vec<(String, Instant)>,
 }
 
 impl Judge {
-    /// Judges one round of `answers`, with this host's own `contact` as it is now.
-    pub fn decide(&mut self, answers: &[PeerAnswer], fence_after: Duration, contact: &ContactView) -> Verdict {
+    /// Judges one round of `answers`, with this host's own `contact` as it is at `now`.
+    pub fn decide(
+        &mut self,
+        answers: &[PeerAnswer],
+        fence_after: Duration,
+        contact: &ContactView,
+        now: Instant,
+    ) -> Verdict {
         let silence = contact.silent_since();
         if self.silence != Some(silence) {
             self.silence = Some(silence);
-            self.evidence = None;
+            self.seen.clear();
         }
         if answers.is_empty() {
             return Verdict::NoPeers;
@@ -71,24 +100,21 @@ impl Judge {
             };
             hearing = Some((&answer.host_id, age));
             let acked_at = answer.asked_at.checked_sub(age).unwrap_or(answer.asked_at);
-            let after_our_failure = contact.first_failure_end.is_some_and(|failed| acked_at > failed);
-            if after_our_failure && self.evidence.as_ref().is_none_or(|(_, seen)| acked_at < *seen) {
-                self.evidence = Some((answer.host_id.clone(), acked_at));
+            if acked_at > silence && !self.seen.iter().any(|(h, at)| h == &answer.host_id && *at == acked_at) {
+                if self.seen.len() >= SEEN_KEPT {
+                    self.seen.remove(0);
+                }
+                self.seen.push((answer.host_id.clone(), acked_at));
             }
         }
-        if let Some((peer, acked_at)) = &self.evidence {
-            if contact.last_failure_start.is_some_and(|tried| tried > *acked_at) {
-                return Verdict::Isolated(format!(
-                    "peer {peer} reaches the controllers while this host's heartbeats keep failing"
-                ));
-            }
-            return Verdict::Undecided(format!(
-                "peer {peer} reached the controllers; waiting for this host's next try"
+        if let Some((peer, _)) = self.seen.iter().find(|(_, at)| shows_isolation(*at, contact, now)) {
+            return Verdict::Isolated(format!(
+                "peer {peer} reaches the controllers while this host's heartbeats go unanswered"
             ));
         }
         match hearing {
             Some((peer, age)) => Verdict::Undecided(format!(
-                "peer {peer} heard the controllers {} ms ago, before this host's heartbeats failed",
+                "peer {peer} heard the controllers {} ms ago; waiting to see whether this host's next try fails",
                 age.as_millis()
             )),
             None => Verdict::Outage,
@@ -129,14 +155,14 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    /// This host: last ack sent at t0, then failures at the given (start, end) offsets.
+    /// This host: last ack sent at t0, then failures at the given (sent, gave up) offsets.
     fn contact(t0: Instant, failures: &[(u64, u64)]) -> ContactView {
         ContactView {
             started: t0 - ms(60_000),
             last_ack_sent: Some(t0),
             last_state: None,
-            first_failure_end: failures.first().map(|&(_, end)| t0 + ms(end)),
-            last_failure_start: failures.last().map(|&(start, _)| t0 + ms(start)),
+            failures: failures.iter().map(|&(sent, end)| (t0 + ms(sent), t0 + ms(end))).collect(),
+            pending: None,
         }
     }
 
@@ -147,7 +173,10 @@ mod tests {
     #[test]
     fn zero_peers_is_never_isolation() {
         let t0 = Instant::now();
-        assert_eq!(Judge::default().decide(&[], FENCE_AFTER, &contact(t0, &[(1000, 1000)])), Verdict::NoPeers);
+        assert_eq!(
+            Judge::default().decide(&[], FENCE_AFTER, &contact(t0, &[(1000, 1000)]), t0 + ms(3000)),
+            Verdict::NoPeers
+        );
     }
 
     #[test]
@@ -157,7 +186,7 @@ mod tests {
             heard("h2", t0 + ms(3000), Some(5000)),
             PeerAnswer { host_id: "h3".into(), asked_at: t0 + ms(3000), result: Err("timed out".into()) },
         ];
-        let verdict = Judge::default().decide(&answers, FENCE_AFTER, &contact(t0, &[(1000, 1000)]));
+        let verdict = Judge::default().decide(&answers, FENCE_AFTER, &contact(t0, &[(1000, 1000)]), t0 + ms(3000));
         assert!(matches!(verdict, Verdict::Isolated(ref why) if why.contains("h3")), "{verdict:?}");
     }
 
@@ -165,7 +194,10 @@ mod tests {
     fn every_peer_without_contact_is_an_outage() {
         let t0 = Instant::now();
         let answers = [heard("h2", t0 + ms(3500), Some(3100)), heard("h3", t0 + ms(3500), None)];
-        assert_eq!(Judge::default().decide(&answers, FENCE_AFTER, &contact(t0, &[(1000, 1000)])), Verdict::Outage);
+        assert_eq!(
+            Judge::default().decide(&answers, FENCE_AFTER, &contact(t0, &[(1000, 1000)]), t0 + ms(3500)),
+            Verdict::Outage
+        );
     }
 
     #[test]
@@ -173,7 +205,8 @@ mod tests {
         let t0 = Instant::now();
         // We failed at 1000 and 2000; the peer's last ack was sent at 3000 - 1500 = 1500.
         let answers = [heard("h2", t0 + ms(3000), Some(1500))];
-        let verdict = Judge::default().decide(&answers, FENCE_AFTER, &contact(t0, &[(1000, 1000), (2000, 2000)]));
+        let verdict =
+            Judge::default().decide(&answers, FENCE_AFTER, &contact(t0, &[(1000, 1000), (2000, 2000)]), t0 + ms(3000));
         assert!(matches!(verdict, Verdict::Isolated(ref why) if why.contains("h2")), "{verdict:?}");
     }
 
@@ -184,9 +217,19 @@ mod tests {
         let t0 = Instant::now();
         let mut judge = Judge::default();
         let failures = [(1000, 1000), (2000, 2000), (3000, 3000)];
-        let early = judge.decide(&[heard("h2", t0 + ms(3000), Some(2500))], FENCE_AFTER, &contact(t0, &failures));
+        let early = judge.decide(
+            &[heard("h2", t0 + ms(3000), Some(2500))],
+            FENCE_AFTER,
+            &contact(t0, &failures),
+            t0 + ms(3000),
+        );
         assert!(matches!(early, Verdict::Undecided(_)), "{early:?}");
-        let later = judge.decide(&[heard("h2", t0 + ms(3600), Some(3100))], FENCE_AFTER, &contact(t0, &failures));
+        let later = judge.decide(
+            &[heard("h2", t0 + ms(3600), Some(3100))],
+            FENCE_AFTER,
+            &contact(t0, &failures),
+            t0 + ms(3600),
+        );
         assert_eq!(later, Verdict::Outage);
     }
 
@@ -198,17 +241,40 @@ mod tests {
         let mut judge = Judge::default();
         let failures = [(1000, 1000), (9000, 9000)];
         let answers = [heard("h2", t0 + ms(10_100), Some(100))];
-        let verdict = judge.decide(&answers, FENCE_AFTER, &contact(t0, &failures));
+        let verdict = judge.decide(&answers, FENCE_AFTER, &contact(t0, &failures), t0 + ms(10_100));
         assert!(matches!(verdict, Verdict::Undecided(_)), "{verdict:?}");
         let failed_again = [(1000, 1000), (10_200, 10_200)];
         let answers = [heard("h2", t0 + ms(10_300), Some(300))];
-        let verdict = judge.decide(&answers, FENCE_AFTER, &contact(t0, &failed_again));
+        let verdict = judge.decide(&answers, FENCE_AFTER, &contact(t0, &failed_again), t0 + ms(10_300));
         assert!(matches!(verdict, Verdict::Isolated(_)), "{verdict:?}");
         // Our heartbeat got through instead: the silence (and the evidence) is gone.
         let mut back = contact(t0 + ms(10_200), &[]);
         back.started = t0;
         let answers = [heard("h2", t0 + ms(10_300), Some(300))];
-        let verdict = judge.decide(&answers, FENCE_AFTER, &back);
+        let verdict = judge.decide(&answers, FENCE_AFTER, &back, t0 + ms(10_300));
+        assert!(matches!(verdict, Verdict::Undecided(_)), "{verdict:?}");
+    }
+
+    #[test]
+    fn a_peer_answered_while_our_try_hangs_unanswered_means_isolated() {
+        // A black hole: our heartbeat sent at 1000 hangs; the peer's, sent at 1500, was answered.
+        let t0 = Instant::now();
+        let mut hanging = contact(t0, &[]);
+        hanging.pending = Some(t0 + ms(1000));
+        let answers = [heard("h2", t0 + ms(2000), Some(500))];
+        let mut judge = Judge::default();
+        let soon = judge.decide(&answers, FENCE_AFTER, &hanging, t0 + ms(2000));
+        assert!(matches!(soon, Verdict::Undecided(_)), "not unanswered for long enough yet: {soon:?}");
+        let later = judge.decide(&answers, FENCE_AFTER, &hanging, t0 + ms(2600));
+        assert!(matches!(later, Verdict::Isolated(_)), "{later:?}");
+        // The same with the hung try given up (a failure spanning the peer's acknowledgement).
+        let gave_up = contact(t0, &[(1000, 3000)]);
+        let verdict = Judge::default().decide(&answers, FENCE_AFTER, &gave_up, t0 + ms(3000));
+        assert!(matches!(verdict, Verdict::Isolated(_)), "{verdict:?}");
+        // But a try that failed fast before the peer's (the controllers just died) is no evidence.
+        let fast = contact(t0, &[(1000, 1001)]);
+        let answers = [heard("h2", t0 + ms(3000), Some(2100))];
+        let verdict = Judge::default().decide(&answers, FENCE_AFTER, &fast, t0 + ms(3000));
         assert!(matches!(verdict, Verdict::Undecided(_)), "{verdict:?}");
     }
 

@@ -145,7 +145,7 @@ impl Watch {
         }
         let answers = ask_all(source, &isolation.peers).await;
         let contact = agent.contact.view();
-        let verdict = self.judge.decide(&answers, fence_after, &contact);
+        let verdict = self.judge.decide(&answers, fence_after, &contact, Instant::now());
         if contact.silent_since().elapsed() < fence_after {
             return Some(verdict);
         }

@@ -78,6 +78,7 @@ pub async fn run(agent: &Arc<Agent>, client: &ControllerClient, joined: &Joined)
         let timeout = interval.max(Duration::from_secs(2));
         // Contact counts from when the heartbeat left, not when its answer came back.
         let sent = Instant::now();
+        agent.contact.attempting(sent);
         match client.call(Method::POST, &path, &joined.credential, Some(&body), timeout).await {
             Ok(answer) => {
                 refusals = 0;
@@ -87,6 +88,7 @@ pub async fn run(agent: &Arc<Agent>, client: &ControllerClient, joined: &Joined)
                         "heartbeats reach the controller again"
                     );
                 }
+                agent.contact.settled(sent);
                 if let Ok(ack) = answer.json::<HeartbeatAck>() {
                     agent.acknowledged(sent, &ack);
                     let asked = Duration::from_millis(ack.heartbeat_ms.max(100));
@@ -94,6 +96,7 @@ pub async fn run(agent: &Arc<Agent>, client: &ControllerClient, joined: &Joined)
                 }
             }
             Err(e) if e.is_auth() => {
+                agent.contact.settled(sent);
                 refusals += 1;
                 if refusals >= REFUSALS_BEFORE_REJOIN {
                     return Rejected(e);

@@ -97,13 +97,20 @@ pub async fn until_joined(agent: &Arc<Agent>, settings: &Settings, client: &Cont
     let mut backoff = Duration::from_millis(200);
     loop {
         let sent = std::time::Instant::now();
-        match attempt(agent, settings, client).await {
+        agent.contact.attempting(sent);
+        let result = attempt(agent, settings, client).await;
+        match &result {
+            Err(JoinError::Client(ClientError::Unreachable(_))) => {
+                agent.contact.failed(sent, std::time::Instant::now())
+            }
+            _ => agent.contact.settled(sent),
+        }
+        match result {
             Ok(joined) => {
                 tracing::info!(heartbeat_ms = joined.heartbeat.as_millis() as u64, "joined; sending heartbeats");
                 return joined;
             }
             Err(JoinError::Client(ClientError::Unreachable(why))) => {
-                agent.contact.failed(sent, std::time::Instant::now());
                 tracing::warn!(%why, "no controller reachable to join; VMs keep running, retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
