@@ -299,17 +299,17 @@ impl Isolatable {
     /// watcher's tick; libvirt's destroy SIGTERMs QEMU at once (the guest stops) but reports the
     /// domain shut off only once QEMU has exited, one to two seconds later here under TCG.
     fn cut_and_wait_fenced(&self, cut: impl FnOnce(&Netns)) -> (Duration, Duration, String) {
-        let acked_before_cut = self.agent.last_ack_age_ms().expect("heartbeats acknowledged before the cut");
-        let cut_at = Instant::now();
-        let last_ack_wall_ms = now_unix_ms() - acked_before_cut;
         cut(&self.ns);
+        // Read after the cut: no heartbeat is acknowledged after it (its API answers inside the namespace).
+        let age = self.agent.last_ack_age_ms().expect("heartbeats acknowledged before the cut");
+        let (last_ack, last_ack_wall_ms) = (Instant::now() - Duration::from_millis(age), now_unix_ms() - age);
         poll("the HA VM to be fenced", Duration::from_millis(FENCE_AFTER_MS + 6000), || {
             match domstate(&self.host_a, &self.domain) {
                 s if s == "shut off" => Ok(()),
                 s => Err(s),
             }
         });
-        let shut_off = Duration::from_millis(acked_before_cut) + cut_at.elapsed();
+        let shut_off = last_ack.elapsed();
         let log = self.agent.log();
         let line = log
             .lines()
