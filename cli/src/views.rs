@@ -165,6 +165,9 @@ impl View for VmView {
         let mut pairs = self.vm.details();
         pairs.insert(8, ("STATE", self.row().pop().unwrap_or_default()));
         pairs.push(("last_error", opt(self.status.last_error.as_deref())));
+        if let Some(why) = &self.status.down_reason {
+            pairs.push(("down_reason", why.clone()));
+        }
         pairs
     }
 }

@@ -71,6 +71,11 @@ pub fn read_volume_head(path: &Path) -> String {
 }
 
 /// Lowercase hex SHA-256 of a file.
+/// The latest heartbeat uptime (seconds) on a test guest's console (`HCI-GUEST-ALIVE UPTIME`).
+pub fn last_uptime(console: &str) -> Option<f64> {
+    console.lines().rev().filter_map(|l| l.split("HCI-GUEST-ALIVE ").nth(1)).find_map(|u| u.trim().parse().ok())
+}
+
 pub fn sha256_file(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     hex::encode(Sha256::digest(&bytes))
@@ -85,8 +90,22 @@ pub struct LibvirtHost {
 
 impl LibvirtHost {
     pub fn up(id: &str) -> Self {
+        Self::up_in(id, None)
+    }
+
+    /// [`LibvirtHost::up`] with its daemons inside network namespace `netns`: the taps of its VMs
+    /// are created there.
+    pub fn up_in_netns(id: &str, netns: &str) -> Self {
+        Self::up_in(id, Some(netns))
+    }
+
+    fn up_in(id: &str, netns: Option<&str>) -> Self {
         let script = repo_root().join("scripts/libvirt/host.sh");
-        let out = run(Command::new("bash").arg(&script).arg("up").arg(id), "libvirt host.sh up");
+        let mut bash = Command::new(if netns.is_some() { "ip" } else { "bash" });
+        if let Some(ns) = netns {
+            bash.args(["netns", "exec", ns, "bash"]);
+        }
+        let out = run(bash.arg(&script).arg("up").arg(id), "libvirt host.sh up");
         let uri = out.lines().rev().find(|l| l.starts_with("qemu:")).map(str::to_string);
         let uri = uri.unwrap_or_else(|| {
             run(Command::new("bash").arg(&script).arg("uri").arg(id), "host.sh uri").trim().to_string()
@@ -138,6 +157,8 @@ pub struct AgentProc {
     pub dir: tempfile::TempDir,
     /// Flags beyond the ones every test agent gets (pools, migration address).
     extra_args: Vec<String>,
+    /// Runs inside this network namespace, listening on this address of it (else on loopback).
+    netns: Option<(String, std::net::Ipv4Addr)>,
     child: Option<Child>,
     http: reqwest::blocking::Client,
 }
@@ -149,6 +170,16 @@ impl AgentProc {
 
     /// [`AgentProc::start`] with more flags, e.g. `--rbd-pool NAME=POOL@MON`.
     pub fn start_with(host: &LibvirtHost, extra_args: &[String]) -> Self {
+        Self::start_in(host, extra_args, None)
+    }
+
+    /// [`AgentProc::start_with`] inside network namespace `netns`, listening on `ip` (an address
+    /// of the namespace this process reaches).
+    pub fn start_in_netns(host: &LibvirtHost, extra_args: &[String], netns: &str, ip: std::net::Ipv4Addr) -> Self {
+        Self::start_in(host, extra_args, Some((netns.to_string(), ip)))
+    }
+
+    fn start_in(host: &LibvirtHost, extra_args: &[String], netns: Option<(String, std::net::Ipv4Addr)>) -> Self {
         // The pool and image directories must be traversable by libvirt's QEMU user.
         let dir = tempfile::Builder::new().prefix("hci-agent-").tempdir_in("/var/tmp").expect("temp dir");
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
@@ -159,6 +190,7 @@ impl AgentProc {
             port: free_port(),
             dir,
             extra_args: extra_args.to_vec(),
+            netns,
             child: None,
             http,
         };
@@ -176,9 +208,17 @@ impl AgentProc {
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .expect("agent log");
-        let child = Command::new(crate::bins::bin("hci-agent"))
+        let mut command = match &self.netns {
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(crate::bins::bin("hci-agent"));
+                c
+            }
+            None => Command::new(crate::bins::bin("hci-agent")),
+        };
+        let child = command
             .args(["--host-id", &self.host_id, "--libvirt-uri", &self.uri, "--reconcile-interval", "2"])
-            .args(["--shutdown-timeout", "20", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--shutdown-timeout", "20", "--listen", &format!("{}:{}", self.ip(), self.port)])
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(&self.extra_args)
@@ -197,8 +237,12 @@ impl AgentProc {
         });
     }
 
+    fn ip(&self) -> std::net::Ipv4Addr {
+        self.netns.as_ref().map_or(std::net::Ipv4Addr::LOCALHOST, |(_, ip)| *ip)
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", self.ip(), self.port)
     }
 
     pub fn log_tail(&self) -> String {

@@ -63,7 +63,14 @@ impl Site {
     /// 3 controllers with `lease_ms` host leases; hosts named `{prefix}{i}-{pid}`; every agent gets
     /// `agent_args` besides its controller and token flags.
     pub fn start(prefix: &str, hosts: usize, lease_ms: u64, agent_args: &[String]) -> Self {
-        let cluster = Cluster::builder(3).arg("--host-lease-ms").arg(&lease_ms.to_string()).start();
+        // A long HA margin: these sites test other things, and a healthy host silent for a moment
+        // under load must not be fenced (a fenced host stays out of service until an operator acts).
+        let cluster = Cluster::builder(3)
+            .arg("--host-lease-ms")
+            .arg(&lease_ms.to_string())
+            .arg("--ha-restart-margin-ms")
+            .arg("600000")
+            .start();
         let pid = std::process::id();
         let ids: Vec<String> = (1..=hosts).map(|i| format!("{prefix}{i}-{pid}")).collect();
         let libvirts: Vec<LibvirtHost> = std::thread::scope(|s| {

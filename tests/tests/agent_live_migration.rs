@@ -12,7 +12,7 @@ use hci_shared::agent::{
     HostDesired, ImageFormat, ImageRef, RetiredVolume, VmDesired, VmMigration, VmRunState, VolumeDesired, VolumeSource,
 };
 use hci_shared::resources::PowerState;
-use hci_tests::agent::{empty_volume, read_volume_head, sha256_file, test_guest, AgentProc, LibvirtHost};
+use hci_tests::agent::{empty_volume, last_uptime, read_volume_head, sha256_file, test_guest, AgentProc, LibvirtHost};
 use hci_tests::ceph::CephCluster;
 
 const BOOT: Duration = Duration::from_secs(150);
@@ -66,11 +66,6 @@ fn volumes_in(pool: &str) -> Vec<VolumeDesired> {
 
 fn desired(host: &str, generation: u64, vms: Vec<VmDesired>, volumes: Vec<VolumeDesired>) -> HostDesired {
     HostDesired { volumes, vms, ..hci_shared::hosts::empty_desired(host, generation) }
-}
-
-/// The largest heartbeat uptime (seconds) in a console log.
-fn last_uptime(console: &str) -> Option<f64> {
-    console.lines().rev().filter_map(|l| l.split("HCI-GUEST-ALIVE ").nth(1)).find_map(|u| u.trim().parse().ok())
 }
 
 /// `virsh domblklist` of a running domain: its live disks.

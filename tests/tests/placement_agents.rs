@@ -22,36 +22,41 @@ const LEASE_MS: u64 = 2000;
 #[test]
 fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
     let site = Site::start("pa", 3, LEASE_MS, &[]);
-    let (c, api, ids, hosts, agents) = (&site.cluster, site.api(), &site.ids, &site.hosts, &site.agents);
-    let hcictl = |_: &hci_tests::Cluster, args: &[&str]| site.hcictl(args);
+    let (api, ids, hosts, agents) = (site.api(), &site.ids, &site.hosts, &site.agents);
 
     // --- tenant, volume from the guest image, VM -----------------------------------------------------
     let started = Instant::now();
-    hcictl(&c, &["tenant", "create", "pa", "--vcpus", "16", "--memory-mib", "16777216", "--disk-gib", "100"]);
+    site.hcictl(&["tenant", "create", "pa", "--vcpus", "16", "--memory-mib", "16777216", "--disk-gib", "100"]);
     let disk = test_guest().join("disk.qcow2");
     let url = format!("file://{}", disk.display());
     let sha = sha256_file(&disk);
-    let volume = hcictl(
-        &c,
-        &[
-            "volume",
-            "create",
-            "boot",
-            "--tenant",
-            "pa",
-            "--size-gib",
-            "1",
-            "--source-url",
-            &url,
-            "--source-sha256",
-            &sha,
-        ],
-    );
+    let volume = site.hcictl(&[
+        "volume",
+        "create",
+        "boot",
+        "--tenant",
+        "pa",
+        "--size-gib",
+        "1",
+        "--source-url",
+        &url,
+        "--source-sha256",
+        &sha,
+    ]);
     assert_eq!(volume["source"]["sha256"], sha.as_str(), "{volume}");
-    let vm = hcictl(
-        &c,
-        &["vm", "create", "web", "--tenant", "pa", "--vcpus", "1", "--memory-mib", "256", "--volume", "boot"],
-    );
+    let vm = site.hcictl(&[
+        "vm",
+        "create",
+        "web",
+        "--tenant",
+        "pa",
+        "--vcpus",
+        "1",
+        "--memory-mib",
+        "256",
+        "--volume",
+        "boot",
+    ]);
     let vm_id = vm["id"].as_str().expect("id").to_string();
     let host = vm["host"].as_str().expect("placed at create").to_string();
     let i = ids.iter().position(|id| *id == host).expect("one of the three hosts");
@@ -71,10 +76,10 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
 
     // --- stop, start --------------------------------------------------------------------------------
     let stopping = Instant::now();
-    hcictl(&c, &["vm", "stop", &vm_id]);
+    site.hcictl(&["vm", "stop", &vm_id]);
     wait_actual(api, &vm_id, "stopped", BOOT);
     eprintln!("MEASURE hcictl vm stop → GET /v1/vms shows it stopped in {:?}", stopping.elapsed());
-    hcictl(&c, &["vm", "start", &vm_id]);
+    site.hcictl(&["vm", "start", &vm_id]);
     poll("a second boot", BOOT, || {
         let boots = agent.console(&vm_id).matches("HCI-GUEST-BOOTED").count();
         if boots >= 2 {
@@ -88,23 +93,20 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
     // --- anti-affinity over the three hosts (stopped VMs: placed, never booted) ---------------------
     let mut group: Vec<String> = (1..=3)
         .map(|n| {
-            let vm = hcictl(
-                &c,
-                &[
-                    "vm",
-                    "create",
-                    &format!("db{n}"),
-                    "--tenant",
-                    "pa",
-                    "--vcpus",
-                    "1",
-                    "--memory-mib",
-                    "128",
-                    "--anti-affinity-group",
-                    "db",
-                    "--stopped",
-                ],
-            );
+            let vm = site.hcictl(&[
+                "vm",
+                "create",
+                &format!("db{n}"),
+                "--tenant",
+                "pa",
+                "--vcpus",
+                "1",
+                "--memory-mib",
+                "128",
+                "--anti-affinity-group",
+                "db",
+                "--stopped",
+            ]);
             vm["host"].as_str().expect("placed").to_string()
         })
         .collect();
@@ -138,7 +140,7 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
     assert!(message.contains("3 hosts would exceed the 80 % memory cap"), "{r}");
 
     // --- delete -------------------------------------------------------------------------------------
-    hcictl(&c, &["vm", "delete", &vm_id]);
+    site.hcictl(&["vm", "delete", &vm_id]);
     poll("the domain removed from its host", Duration::from_secs(60), || {
         let domains = hosts[i].domains();
         if domains.iter().any(|d| d.contains(&vm_id)) {

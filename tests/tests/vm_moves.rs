@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use hci_tests::agent::{sha256_file, test_guest};
+use hci_tests::agent::{last_uptime, sha256_file, test_guest};
 use hci_tests::poll;
 use hci_tests::site::{wait_actual, wait_vm, Site};
 use serde_json::{json, Value};
@@ -20,11 +20,6 @@ use serde_json::{json, Value};
 const BOOT: Duration = Duration::from_secs(180);
 const MOVE: Duration = Duration::from_secs(180);
 const LEASE_MS: u64 = 2000;
-
-/// The largest heartbeat uptime (seconds) on a console.
-fn last_uptime(console: &str) -> Option<f64> {
-    console.lines().filter_map(|l| l.split("HCI-GUEST-ALIVE ").nth(1)?.split_whitespace().next()?.parse().ok()).last()
-}
 
 /// A raw data disk whose second sector tells the guest its marker and a 1 s heartbeat.
 fn settings_disk(dir: &std::path::Path, marker: &str) -> std::path::PathBuf {
