@@ -42,13 +42,9 @@ const VMS: [Vm; 5] = [
 ];
 
 fn network() -> HostNetwork {
-    let zone = |name: &str, n: u8, vni, isolated| NetworkZone {
-        name: name.into(),
-        cidr: format!("10.{n}.0.0/24"),
-        gateway: format!("10.{n}.0.1"),
-        vni,
-        isolated,
-        deny_intra_zone: false,
+    let zone = |name: &str, n: u8, vni, isolated| {
+        let cidr = hci_shared::names::parse_cidr(&format!("10.{n}.0.0/24")).expect("cidr");
+        NetworkZone::new(name, cidr, vni, isolated, false)
     };
     HostNetwork {
         zones: vec![zone("web", 41, 10_041, false), zone("app", 42, 10_042, false), zone("drill", 49, 10_049, true)],

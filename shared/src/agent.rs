@@ -209,6 +209,20 @@ pub struct NetworkZone {
     pub deny_intra_zone: bool,
 }
 
+impl NetworkZone {
+    /// Zone `name` on `cidr`, its gateway the first host address.
+    pub fn new(name: &str, cidr: crate::names::Cidr, vni: u32, isolated: bool, deny_intra_zone: bool) -> Self {
+        NetworkZone {
+            name: name.to_string(),
+            cidr: cidr.to_string(),
+            gateway: std::net::Ipv4Addr::from(cidr.first() + 1).to_string(),
+            vni,
+            isolated,
+            deny_intra_zone,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkPolicy {

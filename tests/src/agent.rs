@@ -44,6 +44,17 @@ pub fn test_guest() -> &'static Path {
     })
 }
 
+/// The test guest's disk as the image a volume is made from (verified by its SHA-256).
+pub fn test_guest_image() -> hci_shared::agent::ImageRef {
+    let disk = test_guest().join("disk.qcow2");
+    hci_shared::agent::ImageRef {
+        name: "test-guest".into(),
+        source: format!("file://{}", disk.display()),
+        format: hci_shared::agent::ImageFormat::Qcow2,
+        sha256: sha256_file(&disk),
+    }
+}
+
 /// An empty volume of 1 GiB in `pool`.
 pub fn empty_volume(id: &str, pool: &str) -> hci_shared::agent::VolumeDesired {
     hci_shared::agent::VolumeDesired {

@@ -194,14 +194,8 @@ impl Model {
             .values()
             .filter_map(|zone| {
                 let cidr = parse_cidr(&zone.cidr).ok()?;
-                Some(NetworkZone {
-                    name: zone.name.clone(),
-                    cidr: cidr.to_string(),
-                    gateway: std::net::Ipv4Addr::from(cidr.first() + 1).to_string(),
-                    vni: zone.vni?,
-                    isolated: zone.kind == ZoneKind::Isolated,
-                    deny_intra_zone: zone.intra_zone == IntraZone::Deny,
-                })
+                let (isolated, deny_intra) = (zone.kind == ZoneKind::Isolated, zone.intra_zone == IntraZone::Deny);
+                Some(NetworkZone::new(&zone.name, cidr, zone.vni?, isolated, deny_intra))
             })
             .collect();
         let policies = self

@@ -1,0 +1,290 @@
+//! Zone networks end to end with real guests (issue #5, docs/networks.md): two simulated hosts, each
+//! a network namespace with its own libvirt (so the taps of its VMs are created there), its own
+//! `hci-agent --underlay-address` and an underlay link to the other host. The agents get desired
+//! states with zones, a policy and the two-host fabric, and boot four test guests (two per host)
+//! whose NICs are configured from SMBIOS OEM strings (`hci.ip`, `hci.gw`: no DHCP yet). Each guest
+//! probes others over TCP every second (`hci.probe`) and prints the outcomes on its console:
+//! same-zone across hosts over VXLAN works, the allowed cross-zone policy works, a port the policy
+//! does not name and a pair with no policy are dropped (and counted), and the isolated zone
+//! reaches nothing. Then a flushed table is restored by the agent (counted as drift), and a deleted
+//! VM's route goes. Needs root, nft and `scripts/libvirt/up.sh`; builds the test guest on first use.
+
+use std::time::{Duration, Instant};
+
+use hci_shared::agent::{
+    FabricHost, HostDesired, HostNetwork, NetworkPolicy, NetworkZone, NicDesired, VmDesired, VolumeDesired,
+    VolumeSource,
+};
+use hci_shared::resources::{PowerState, Protocol};
+use hci_tests::agent::{test_guest_image, AgentProc, LibvirtHost};
+use hci_tests::netns::Netns;
+use hci_tests::wait::poll;
+
+const BOOT: Duration = Duration::from_secs(300);
+
+fn run(args: &[&str]) -> String {
+    let out = std::process::Command::new(args[0]).args(&args[1..]).output().expect("run");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Guest {
+    id: &'static str,
+    host: usize,
+    zone: &'static str,
+    ip: &'static str,
+    /// (target, reached?) probed from this guest.
+    probes: &'static [(&'static str, bool)],
+}
+
+const GUESTS: [Guest; 4] = [
+    Guest {
+        id: "web-a",
+        host: 0,
+        zone: "web",
+        ip: "10.61.0.10",
+        probes: &[
+            ("10.61.0.20:8080", true),  // same zone, across hosts (VXLAN)
+            ("10.62.0.20:8080", true),  // policy web-app, across hosts
+            ("10.62.0.20:7", false),    // a port the policy does not name
+            ("10.69.0.10:8080", false), // into the isolated zone, same host
+        ],
+    },
+    Guest {
+        id: "iso-a",
+        host: 0,
+        zone: "drill",
+        ip: "10.69.0.10",
+        probes: &[("10.61.0.10:8080", false), ("10.61.0.20:8080", false)],
+    },
+    Guest { id: "web-b", host: 1, zone: "web", ip: "10.61.0.20", probes: &[("10.61.0.10:8080", true)] },
+    Guest {
+        id: "app-b",
+        host: 1,
+        zone: "app",
+        ip: "10.62.0.20",
+        probes: &[("10.61.0.20:8080", false), ("10.61.0.10:8080", false)],
+    },
+];
+
+fn underlay(h: usize) -> String {
+    format!("192.168.253.{}", h + 1)
+}
+
+fn network(hosts: &[String]) -> HostNetwork {
+    let zone = |name: &str, n: u8, isolated| {
+        let cidr = hci_shared::names::parse_cidr(&format!("10.{n}.0.0/24")).expect("cidr");
+        NetworkZone::new(name, cidr, 10_000 + u32::from(n), isolated, false)
+    };
+    HostNetwork {
+        zones: vec![zone("web", 61, false), zone("app", 62, false), zone("drill", 69, true)],
+        policies: vec![NetworkPolicy {
+            name: "web-app".into(),
+            from_zone: "web".into(),
+            to_zone: "app".into(),
+            protocol: Protocol::Tcp,
+            ports: "8080".into(),
+        }],
+        fabric: hosts
+            .iter()
+            .enumerate()
+            .map(|(h, id)| FabricHost { host_id: id.clone(), underlay_ip: underlay(h) })
+            .collect(),
+    }
+}
+
+fn desired(hosts: &[String], h: usize, generation: u64, except: &[&str]) -> HostDesired {
+    let mine: Vec<&Guest> = GUESTS.iter().filter(|g| g.host == h && !except.contains(&g.id)).collect();
+    let volumes = mine
+        .iter()
+        .map(|g| VolumeDesired {
+            id: format!("boot-{}", g.id),
+            pool: "default".into(),
+            size_gib: 1,
+            source: VolumeSource::Image(test_guest_image()),
+            snapshots: vec![],
+            rollback: None,
+        })
+        .collect();
+    let vms = mine
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let probes: Vec<&str> = g.probes.iter().map(|(t, _)| *t).collect();
+            VmDesired {
+                id: g.id.into(),
+                name: g.id.into(),
+                vcpus: 1,
+                memory_mib: 256,
+                arch: "x86_64".into(),
+                firmware: "x86_64-bios".into(),
+                disks: vec![format!("boot-{}", g.id)],
+                nics: vec![NicDesired {
+                    mac: format!("52:54:00:6e:{h:02x}:{i:02x}"),
+                    zone: g.zone.into(),
+                    ip: g.ip.into(),
+                }],
+                power: PowerState::Running,
+                reboot_count: 0,
+                oem_strings: vec![format!("hci.probe={}", probes.join(",")), "hci.heartbeat=0".into()],
+                migration: None,
+                snapshots: vec![],
+                revert: None,
+            }
+        })
+        .collect();
+    HostDesired {
+        volumes,
+        vms,
+        network: Some(network(hosts)),
+        ..hci_shared::hosts::empty_desired(&hosts[h], generation)
+    }
+}
+
+/// (ok lines, fail lines) of `target` on a console.
+fn outcomes(console: &str, target: &str) -> (usize, usize) {
+    let ok = console.lines().filter(|l| l.contains(&format!("HCI-PROBE {target} ok"))).count();
+    let fail = console.lines().filter(|l| l.contains(&format!("HCI-PROBE {target} fail"))).count();
+    (ok, fail)
+}
+
+fn counter(ns: &str, name: &str) -> u64 {
+    let listing = run(&["ip", "netns", "exec", ns, "nft", "list", "counter", "inet", "hci", name]);
+    let packets = listing.split("packets ").nth(1).and_then(|rest| rest.split_whitespace().next());
+    packets.and_then(|p| p.parse().ok()).unwrap_or_default()
+}
+
+fn metric(agent: &AgentProc, name: &str) -> f64 {
+    agent.metrics().lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn guests_on_two_hosts_reach_what_their_zones_allow_and_nothing_else() {
+    let started = Instant::now();
+    let tag = std::process::id() % 100_000;
+    let hosts: Vec<String> = ["a", "b"].iter().map(|h| format!("zn{tag}{h}")).collect();
+    let namespaces: Vec<Netns> = (0..2).map(|_| Netns::create()).collect();
+    {
+        // The underlay: one link between the two hosts (jumbo frames: VXLAN adds 50 bytes).
+        let (a, b) = (&namespaces[0].name, &namespaces[1].name);
+        run(&["ip", "-n", a, "link", "add", "ul0", "mtu", "9000", "type", "veth", "peer", "name", "ul0", "netns", b]);
+        for (h, ns) in [a, b].into_iter().enumerate() {
+            run(&["ip", "-n", ns, "addr", "add", &format!("{}/24", underlay(h)), "dev", "ul0"]);
+            run(&["ip", "-n", ns, "link", "set", "ul0", "up"]);
+        }
+        let libvirt: Vec<LibvirtHost> =
+            (0..2).map(|h| LibvirtHost::up_in_netns(&hosts[h], &namespaces[h].name)).collect();
+        let agents: Vec<AgentProc> = (0..2)
+            .map(|h| {
+                let args = ["--underlay-address".to_string(), underlay(h)];
+                AgentProc::start_in_netns(&libvirt[h], &args, &namespaces[h].name, namespaces[h].ns_ip)
+            })
+            .collect();
+        for (h, agent) in agents.iter().enumerate() {
+            assert_eq!(agent.put_desired(&desired(&hosts, h, 1, &[])), 200);
+        }
+        for agent in &agents {
+            agent.wait_converged(1, BOOT, |_| Ok(()));
+        }
+        eprintln!("both hosts converged (4 guests defined and running) after {:?}", started.elapsed());
+        let host_of = |id: &str| GUESTS.iter().find(|g| g.id == id).map(|g| g.host).expect("guest");
+        for g in &GUESTS {
+            let console = agents[g.host].wait_console(g.id, "HCI-NET-UP", BOOT);
+            assert!(console.contains(&format!("HCI-NET-UP eth0 {}/24", g.ip)), "{}: {console}", g.id);
+        }
+        eprintln!("every guest configured its address after {:?}", started.elapsed());
+        // Every allowed probe gets through.
+        for g in &GUESTS {
+            for (target, _) in g.probes.iter().filter(|(_, reached)| *reached) {
+                agents[g.host].wait_console(g.id, &format!("HCI-PROBE {target} ok"), Duration::from_secs(120));
+            }
+        }
+        eprintln!("every allowed flow connected after {:?}", started.elapsed());
+        // Every denied one has failed three more times since, and never connected.
+        let fails_then: Vec<Vec<usize>> = GUESTS
+            .iter()
+            .map(|g| {
+                let console = agents[g.host].console(g.id);
+                g.probes.iter().map(|(t, _)| outcomes(&console, t).1).collect()
+            })
+            .collect();
+        for (g, then) in GUESTS.iter().zip(&fails_then) {
+            for ((target, reached), before) in g.probes.iter().zip(then) {
+                if *reached {
+                    continue;
+                }
+                poll(&format!("{} → {target} to fail three more times", g.id), Duration::from_secs(120), || {
+                    let (ok, fail) = outcomes(&agents[host_of(g.id)].console(g.id), target);
+                    if ok > 0 {
+                        panic!("{} reached {target}, which its zones do not allow", g.id);
+                    }
+                    if fail >= before + 3 {
+                        Ok(())
+                    } else {
+                        Err(format!("{fail} failures"))
+                    }
+                });
+            }
+        }
+        eprintln!("every denied flow stayed blocked after {:?}", started.elapsed());
+        let (ns_a, ns_b) = (&namespaces[0].name, &namespaces[1].name);
+        assert!(counter(ns_a, "policy_web-app") > 0, "the policy counts what it allows");
+        assert!(counter(ns_a, "drop_default") > 0, "host a counts what it drops (web-a → app-b:7, iso-a → web-*)");
+        assert!(counter(ns_b, "drop_default") > 0, "host b counts what it drops (app-b → web-*)");
+        for agent in &agents {
+            assert!(metric(agent, "hci_agent_firewall_full_applies_total") >= 1.0);
+        }
+
+        // Someone flushes host b's table: the agent restores it within seconds and counts it.
+        let flushed = Instant::now();
+        run(&["ip", "netns", "exec", ns_b, "nft", "flush", "table", "inet", "hci"]);
+        poll("the flushed table to be restored", Duration::from_secs(10), || {
+            let listing = run(&["ip", "netns", "exec", ns_b, "nft", "list", "table", "inet", "hci"]);
+            if listing.contains("ct state established,related accept") && listing.contains("goto from_web") {
+                Ok(())
+            } else {
+                Err("not yet".into())
+            }
+        });
+        eprintln!("flushed table restored after {:?}", flushed.elapsed());
+        poll("the drift metric", Duration::from_secs(5), || {
+            let events = metric(&agents[1], "hci_agent_firewall_drift_events_total");
+            if events >= 1.0 {
+                Ok(())
+            } else {
+                Err(format!("{events}"))
+            }
+        });
+        let fails = outcomes(&agents[1].console("app-b"), "10.61.0.20:8080").1;
+        poll("app-b → web-b to fail again after the restore", Duration::from_secs(60), || {
+            let (_, now) = outcomes(&agents[1].console("app-b"), "10.61.0.20:8080");
+            if now >= fails + 2 {
+                Ok(())
+            } else {
+                Err(format!("{now}"))
+            }
+        });
+
+        // iso-a is deleted: its domain, tap and route go; the others keep their routes.
+        assert_eq!(agents[0].put_desired(&desired(&hosts, 0, 2, &["iso-a"])), 200);
+        agents[0].wait_converged(2, Duration::from_secs(120), |r| {
+            if r.vms.len() == 1 {
+                Ok(())
+            } else {
+                Err(format!("{} VMs", r.vms.len()))
+            }
+        });
+        poll("iso-a's route to go", Duration::from_secs(30), || {
+            let routes = run(&["ip", "-n", ns_a, "route", "show", "proto", "72"]);
+            if !routes.contains("10.69.0.10 ") && routes.contains("10.61.0.10 ") {
+                Ok(())
+            } else {
+                Err(routes)
+            }
+        });
+    }
+    // Everything is gone with the namespaces: no VXLAN device or route is left on this machine.
+    let links = run(&["ip", "-o", "link", "show"]);
+    assert!(!links.contains("vx-10061"), "{links}");
+    eprintln!("test done in {:?}", started.elapsed());
+}
