@@ -24,6 +24,8 @@ use crate::service::Agent;
 pub const PEER_TIMEOUT: Duration = Duration::from_millis(300);
 /// How often the watcher looks.
 const TICK: Duration = Duration::from_millis(200);
+/// How often peers are asked again while the controllers are down for everyone.
+const OUTAGE_RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -107,6 +109,8 @@ pub async fn ask_all(source: &dyn ContactSource, peers: &[PeerAgent]) -> Vec<Pee
 pub struct Watch {
     judge: Judge,
     logged: Option<String>,
+    /// During an outage, peers are asked only every [`OUTAGE_RECHECK`] (not every tick).
+    quiet_until: Option<Instant>,
 }
 
 impl Watch {
@@ -140,9 +144,10 @@ impl Watch {
             .filter(|vm| desired.vms.iter().any(|d| &d.id == *vm) && !fenced.contains(*vm))
             .cloned()
             .collect();
-        if candidates.is_empty() {
+        if candidates.is_empty() || self.quiet_until.is_some_and(|until| Instant::now() < until) {
             return None;
         }
+        self.quiet_until = None;
         let answers = ask_all(source, &isolation.peers).await;
         let contact = agent.contact.view();
         let verdict = self.judge.decide(&answers, fence_after, &contact, Instant::now());
@@ -156,10 +161,13 @@ impl Watch {
                 self.logged = None;
                 tracing::warn!(vms = ?done, silent_ms, reason = %why, "isolated from the controllers: HA VMs fenced");
             }
-            Verdict::Outage => self.once(
-                format!("no heartbeat acknowledged for {silent_ms} ms and no peer hears the controllers either: a controller outage, HA VMs keep running"),
-                true,
-            ),
+            Verdict::Outage => {
+                self.quiet_until = Some(Instant::now() + OUTAGE_RECHECK);
+                self.once(
+                    format!("no heartbeat acknowledged for {silent_ms} ms and no peer hears the controllers either: a controller outage, HA VMs keep running"),
+                    true,
+                )
+            }
             Verdict::NoPeers => self.once(
                 "no heartbeat acknowledged, but no peer could take over the HA VMs: they keep running".into(),
                 true,
