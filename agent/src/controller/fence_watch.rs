@@ -108,21 +108,18 @@ pub async fn ask_all(source: &dyn ContactSource, peers: &[PeerAgent]) -> Vec<Pee
 #[derive(Debug, Default)]
 pub struct Watch {
     judge: Judge,
-    logged: Option<String>,
+    /// What was logged once already (until the silence ends or the verdict changes).
+    logged: Option<&'static str>,
     /// During an outage, peers are asked only every [`OUTAGE_RECHECK`] (not every tick).
     quiet_until: Option<Instant>,
 }
 
 impl Watch {
-    /// Logs `line` once until another line is logged.
-    fn once(&mut self, line: String, warn: bool) {
-        if self.logged.as_deref() != Some(line.as_str()) {
-            if warn {
-                tracing::warn!("{line}");
-            } else {
-                tracing::info!("{line}");
-            }
-            self.logged = Some(line);
+    /// Logs `line` (`what` names it) once, until the silence ends or another line is logged.
+    fn once(&mut self, what: &'static str, line: impl FnOnce() -> String) {
+        if self.logged != Some(what) {
+            tracing::warn!("{}", line());
+            self.logged = Some(what);
         }
     }
 
@@ -163,15 +160,16 @@ impl Watch {
             }
             Verdict::Outage => {
                 self.quiet_until = Some(Instant::now() + OUTAGE_RECHECK);
-                self.once(
-                    format!("no heartbeat acknowledged for {silent_ms} ms and no peer hears the controllers either: a controller outage, HA VMs keep running"),
-                    true,
-                )
+                self.once("outage", || {
+                    format!(
+                        "no heartbeat acknowledged for {silent_ms} ms and no peer hears the controllers either: \
+                         a controller outage, HA VMs keep running"
+                    )
+                })
             }
-            Verdict::NoPeers => self.once(
-                "no heartbeat acknowledged, but no peer could take over the HA VMs: they keep running".into(),
-                true,
-            ),
+            Verdict::NoPeers => self.once("no peers", || {
+                "no heartbeat acknowledged, but no peer could take over the HA VMs: they keep running".into()
+            }),
             Verdict::Undecided(why) => tracing::debug!(silent_ms, reason = %why, "fencing undecided"),
         }
         Some(verdict)
