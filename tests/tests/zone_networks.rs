@@ -158,20 +158,26 @@ fn metric(agent: &AgentProc, name: &str) -> f64 {
     agent.metrics().lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
 }
 
+/// Host ids `<prefix><pid>a`, `...b` and their namespaces, joined by an underlay link `ul0` with
+/// the addresses `underlay_of(0)`, `underlay_of(1)` (jumbo frames: VXLAN adds 50 bytes).
+fn two_hosts(prefix: &str, underlay_of: impl Fn(usize) -> String) -> (Vec<String>, Vec<Netns>) {
+    let tag = std::process::id() % 100_000;
+    let hosts: Vec<String> = ["a", "b"].iter().map(|h| format!("{prefix}{tag}{h}")).collect();
+    let namespaces: Vec<Netns> = (0..2).map(|_| Netns::create()).collect();
+    let (a, b) = (&namespaces[0].name, &namespaces[1].name);
+    run(&["ip", "-n", a, "link", "add", "ul0", "mtu", "9000", "type", "veth", "peer", "name", "ul0", "netns", b]);
+    for (h, ns) in [a, b].into_iter().enumerate() {
+        run(&["ip", "-n", ns, "addr", "add", &format!("{}/24", underlay_of(h)), "dev", "ul0"]);
+        run(&["ip", "-n", ns, "link", "set", "ul0", "up"]);
+    }
+    (hosts, namespaces)
+}
+
 #[test]
 fn guests_on_two_hosts_reach_what_their_zones_allow_and_nothing_else() {
     let started = Instant::now();
-    let tag = std::process::id() % 100_000;
-    let hosts: Vec<String> = ["a", "b"].iter().map(|h| format!("zn{tag}{h}")).collect();
-    let namespaces: Vec<Netns> = (0..2).map(|_| Netns::create()).collect();
+    let (hosts, namespaces) = two_hosts("zn", underlay);
     {
-        // The underlay: one link between the two hosts (jumbo frames: VXLAN adds 50 bytes).
-        let (a, b) = (&namespaces[0].name, &namespaces[1].name);
-        run(&["ip", "-n", a, "link", "add", "ul0", "mtu", "9000", "type", "veth", "peer", "name", "ul0", "netns", b]);
-        for (h, ns) in [a, b].into_iter().enumerate() {
-            run(&["ip", "-n", ns, "addr", "add", &format!("{}/24", underlay(h)), "dev", "ul0"]);
-            run(&["ip", "-n", ns, "link", "set", "ul0", "up"]);
-        }
         let libvirt: Vec<LibvirtHost> =
             (0..2).map(|h| LibvirtHost::up_in_netns(&hosts[h], &namespaces[h].name)).collect();
         let agents: Vec<AgentProc> = (0..2)
@@ -286,5 +292,152 @@ fn guests_on_two_hosts_reach_what_their_zones_allow_and_nothing_else() {
     // Everything is gone with the namespaces: no VXLAN device or route is left on this machine.
     let links = run(&["ip", "-o", "link", "show"]);
     assert!(!links.contains("vx-10061"), "{links}");
+    eprintln!("test done in {:?}", started.elapsed());
+}
+
+/// The same data plane fed by the controller: agents in namespaces join a real 3-member cluster
+/// with `--underlay-address` (reported in their inventory), zones (VNIs assigned), a policy and two
+/// VMs (spread by anti-affinity) are created with `hcictl`; each host's feed carries the network,
+/// each guest configures the address IPAM gave it, and both hosts build the zones' VXLAN devices
+/// (flooding to each other), the VMs' routes and the firewall sets.
+#[test]
+fn the_controllers_feed_builds_the_zone_networks_on_every_host() {
+    use hci_tests::site::{hcictl, wait_actual};
+    use hci_tests::Cluster;
+
+    let started = Instant::now();
+    let underlay_of = |h: usize| format!("192.168.254.{}", h + 1);
+    let (hosts, namespaces) = two_hosts("zs", underlay_of);
+    let (a, b) = (&namespaces[0].name, &namespaces[1].name);
+    let cluster =
+        Cluster::builder(3).arg("--host-lease-ms").arg("2000").arg("--ha-restart-margin-ms").arg("600000").start();
+    let tokens = tempfile::tempdir().expect("tempdir");
+    let libvirt: Vec<LibvirtHost> = (0..2).map(|h| LibvirtHost::up_in_netns(&hosts[h], &namespaces[h].name)).collect();
+    let agents: Vec<AgentProc> = (0..2)
+        .map(|h| {
+            let ns = &namespaces[h];
+            let token = hcictl(&cluster, &["host", "join-token", "create"]);
+            let file = tokens.path().join(&hosts[h]);
+            std::fs::write(&file, token["token"].as_str().expect("token")).expect("token file");
+            let controllers: Vec<String> = cluster.ids().iter().map(|id| ns.host_url(cluster.port(*id))).collect();
+            let args = [
+                "--controller".to_string(),
+                controllers.join(","),
+                "--token-file".into(),
+                file.display().to_string(),
+                "--underlay-address".into(),
+                underlay_of(h),
+            ];
+            AgentProc::start_in_netns(&libvirt[h], &args, &ns.name, ns.ns_ip)
+        })
+        .collect();
+    let api = cluster.api();
+    for (h, id) in hosts.iter().enumerate() {
+        poll(&format!("host {id} ready with its underlay address"), Duration::from_secs(60), || {
+            let r = api.try_get(1, &format!("/v1/hosts/{id}"))?;
+            if r.json["state"] == "ready" && r.json["inventory"]["underlay_ip"] == underlay_of(h).as_str() {
+                Ok(())
+            } else {
+                Err(r.text)
+            }
+        });
+    }
+    let cli = |args: &[&str]| hcictl(&cluster, args);
+    cli(&["tenant", "create", "zs", "--vcpus", "8", "--memory-mib", "8192", "--disk-gib", "20"]);
+    let web = cli(&["zone", "create", "web", "--tenant", "zs", "--cidr", "10.71.0.0/24"]);
+    let app = cli(&["zone", "create", "app", "--tenant", "zs", "--cidr", "10.72.0.0/24", "--intra-zone", "deny"]);
+    assert_eq!((web["vni"].as_u64(), app["vni"].as_u64()), (Some(10_000), Some(10_001)), "{web} {app}");
+    assert_eq!(app["intra_zone"], "deny");
+    let policy =
+        cli(&["zone-policy", "create", "--from", "web", "--to", "app", "--protocol", "tcp", "--ports", "8080"]);
+    let policy = policy["id"].as_str().expect("policy id").to_string();
+    let image = test_guest_image();
+    let url = image.source.clone();
+    let mut vms = Vec::new();
+    for (name, zone) in [("w1", "web"), ("p1", "app")] {
+        let volume = format!("boot-{name}");
+        cli(&[
+            "volume",
+            "create",
+            &volume,
+            "--tenant",
+            "zs",
+            "--size-gib",
+            "1",
+            "--source-url",
+            &url,
+            "--source-sha256",
+            &image.sha256,
+        ]);
+        let vm = cli(&[
+            "vm",
+            "create",
+            name,
+            "--tenant",
+            "zs",
+            "--vcpus",
+            "1",
+            "--memory-mib",
+            "256",
+            "--volume",
+            &volume,
+            "--nic",
+            zone,
+            "--anti-affinity-group",
+            "spread",
+        ]);
+        vms.push(vm);
+    }
+    let mut taps_on: Vec<Vec<(String, String)>> = vec![Vec::new(), Vec::new()];
+    for vm in &vms {
+        let id = vm["id"].as_str().expect("id");
+        let placed = wait_actual(api, id, "running", BOOT);
+        let host = placed["host"].as_str().expect("host");
+        let h = hosts.iter().position(|x| x == host).expect("one of ours");
+        let ip = vm["nics"][0]["ip"].as_str().expect("ip").to_string();
+        let console = agents[h].wait_console(id, "HCI-NET-UP", BOOT);
+        assert!(console.contains(&format!("HCI-NET-UP eth0 {ip}/24")), "{id}: {console}");
+        let zone = vm["nics"][0]["zone"].as_str().expect("zone").to_string();
+        taps_on[h].push((ip, zone));
+    }
+    assert!(taps_on.iter().all(|t| t.len() == 1), "anti-affinity spreads the VMs: {taps_on:?}");
+    eprintln!("both guests up with their IPAM addresses after {:?}", started.elapsed());
+    for (h, ns) in [a, b].into_iter().enumerate() {
+        let other = underlay_of(1 - h);
+        for vni in ["10000", "10001"] {
+            let dev = format!("vx-{vni}");
+            let link = run(&["ip", "-n", ns, "-d", "link", "show", &dev]);
+            assert!(link.contains(&format!("vxlan id {vni} local {}", underlay_of(h))), "{link}");
+            let fdb = run(&["ip", "netns", "exec", ns, "bridge", "fdb", "show", "dev", &dev]);
+            assert!(fdb.contains(&format!("00:00:00:00:00:00 dst {other}")), "{fdb}");
+        }
+        let routes = run(&["ip", "-n", ns, "route", "show", "proto", "72"]);
+        for (ip, zone) in &taps_on[h] {
+            // The VM's /32 goes through its tap (libvirt's, named by the agent), a member of its zone's set.
+            let route =
+                routes.lines().find(|l| l.starts_with(&format!("{ip} dev hci"))).unwrap_or_else(|| panic!("{routes}"));
+            let tap = route.split_whitespace().nth(2).expect("dev");
+            let set = run(&["ip", "netns", "exec", ns, "nft", "list", "set", "inet", "hci", &format!("zone_{zone}")]);
+            assert!(set.contains(tap), "{set}");
+        }
+        assert!(routes.contains("10.71.0.0/24 dev vx-10000") && routes.contains("10.72.0.0/24 dev vx-10001"));
+        let table = run(&["ip", "netns", "exec", ns, "nft", "list", "table", "inet", "hci"]);
+        assert!(
+            table.contains("goto pair_web_app") && !table.contains("pair_app_app"),
+            "app denies intra-zone traffic"
+        );
+    }
+    // Deleting the policy reaches every host: its chain and counter go from both tables.
+    cli(&["zone-policy", "delete", &policy]);
+    for ns in [a, b] {
+        poll("the policy to leave the table", Duration::from_secs(30), || {
+            let table = run(&["ip", "netns", "exec", ns, "nft", "list", "table", "inet", "hci"]);
+            if table.contains("pair_web_app") {
+                Err("still there".into())
+            } else {
+                Ok(())
+            }
+        });
+    }
     eprintln!("test done in {:?}", started.elapsed());
 }

@@ -74,7 +74,10 @@ pub fn offer(
             message: format!("'{}' is not VM {vm_id}'s domain on host {}", request.domain_name, request.from_host),
         });
     }
-    let desired = state.desired.as_ref().ok_or_else(|| OfferRefusal::NotDesired(vm_id.to_string()))?;
+    // Rendered as the reconciler renders it (with the guest's network settings), so the domain that
+    // arrives is the one this host would define.
+    let desired = state.desired.clone().map(crate::network::with_guest_settings);
+    let desired = desired.as_ref().ok_or_else(|| OfferRefusal::NotDesired(vm_id.to_string()))?;
     let vm = desired.vms.iter().find(|vm| vm.id == vm_id).ok_or_else(|| OfferRefusal::NotDesired(vm_id.to_string()))?;
     let not_expected =
         |why: String| OfferRefusal::NotExpected { vm: vm_id.to_string(), from_host: request.from_host.clone(), why };
