@@ -3,17 +3,17 @@
 //! configures itself (its address with the zone's prefix, default route via the zone's gateway),
 //! the other end of their veth named as libvirt names the tap. Each host's `HostNetworking` (real
 //! `ip`/`bridge`/sysctl and `nft`, pointed into its namespace) builds the VXLAN devices, flood
-//! entries, routes, proxy ARP and the firewall; then real TCP crosses it. Needs root, nft, socat,
+//! entries, routes, proxy ARP and the firewall; then real TCP, UDP and ICMP cross it. Needs root, nft, socat,
 //! ping and python3 (scripts/install-deps.sh); skipped otherwise.
 
 mod firewall_common;
 mod network_common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
-use firewall_common::{can_run, must, reaches, run, tear_down, wait_until, Probe};
+use firewall_common::{can_run, must, reaches, start_listeners, tear_down, Probe};
 use hci_agent::firewall::nft::NftFirewall;
 use hci_agent::firewall::UpdateKind;
 use hci_agent::network::ip::IpDataPlane;
@@ -48,13 +48,20 @@ fn network() -> HostNetwork {
     };
     HostNetwork {
         zones: vec![zone("web", 41, 10_041, false), zone("app", 42, 10_042, false), zone("drill", 49, 10_049, true)],
-        policies: vec![NetworkPolicy {
-            name: "web-app".into(),
+        policies: [
+            ("web-app", Protocol::Tcp, "8080"),
+            ("web-app-dns", Protocol::Udp, "5353"),
+            ("web-app-ping", Protocol::Icmp, ""),
+        ]
+        .into_iter()
+        .map(|(name, protocol, ports)| NetworkPolicy {
+            name: name.into(),
             from_zone: "web".into(),
             to_zone: "app".into(),
-            protocol: Protocol::Tcp,
-            ports: "8080".into(),
-        }],
+            protocol,
+            ports: ports.into(),
+        })
+        .collect(),
         fabric: (0..2).map(|h| FabricHost { host_id: format!("h{h}"), underlay_ip: underlay(h) }).collect(),
     }
 }
@@ -111,16 +118,7 @@ impl Lab {
             must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
             let gateway = format!("{}.1", vm.ip.rsplit_once('.').map(|(net, _)| net).unwrap_or_default());
             must(&["ip", "-n", &ns, "route", "add", "default", "via", &gateway, "dev", "eth0"]);
-            let child = Command::new("ip")
-                .args(["netns", "exec", &ns, "socat", "TCP-LISTEN:8080,fork,reuseaddr", "SYSTEM:echo reached"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("listener");
-            lab.listeners.push(child);
-            wait_until(Duration::from_secs(5), "a listener", || {
-                run(&["ip", "netns", "exec", &ns, "ss", "-Hltn"]).is_ok_and(|out| out.contains(":8080"))
-            });
+            lab.listeners.extend(start_listeners(&ns));
         }
         lab
     }
@@ -170,24 +168,37 @@ fn two_hosts_route_zones_over_vxlan_and_the_firewall_judges_every_flow() {
     let routes = must(&["ip", "-n", &lab.hosts[0], "route", "show", "proto", "72"]);
     assert!(routes.contains("10.41.0.0/24 dev vx-10041") && routes.contains("10.41.0.10 dev hci"), "{routes}");
 
+    use Probe::{Icmp, Tcp, Udp};
     let cases = [
-        ("web-a", "web-b", true, "same zone across hosts (VXLAN)"),
-        ("web-b", "web-a", true, "same zone across hosts, the other way"),
-        ("web-a", "app-b", true, "policy web-app, across hosts"),
-        ("app-b", "web-a", false, "no policy app → web"),
-        ("iso-a", "iso-b", true, "an isolated zone still talks to itself"),
-        ("iso-a", "web-a", false, "isolated: nothing out, same host"),
-        ("iso-b", "app-b", false, "isolated: nothing out"),
-        ("web-a", "iso-b", false, "isolated: nothing in"),
+        ("web-a", "web-b", Tcp(8080), true, "same zone across hosts (VXLAN)"),
+        ("web-b", "web-a", Udp, true, "same zone across hosts, the other way"),
+        ("web-a", "app-b", Tcp(8080), true, "policy web-app, across hosts"),
+        ("web-a", "app-b", Udp, true, "policy web-app-dns"),
+        ("web-a", "app-b", Icmp, true, "policy web-app-ping"),
+        ("web-a", "app-b", Tcp(9999), false, "a port no policy names"),
+        ("app-b", "web-a", Tcp(8080), false, "no policy app → web"),
+        ("app-b", "web-a", Icmp, false, "no policy app → web (ICMP)"),
+        ("iso-a", "iso-b", Tcp(8080), true, "an isolated zone still talks to itself"),
+        ("iso-a", "web-a", Icmp, false, "isolated: nothing out, same host"),
+        ("iso-b", "app-b", Udp, false, "isolated: nothing out"),
+        ("web-a", "iso-b", Tcp(8080), false, "isolated: nothing in"),
     ];
     let before = counter(&lab.hosts[1], "drop_default");
-    for (from, to, want, why) in cases {
+    for (from, to, probe, want, why) in cases {
         let timeout = if want { PATIENT } else { QUICK };
-        let got = reaches(lab.vm_ns(from), ip_of(to), Probe::Tcp(8080), None, timeout);
-        assert_eq!(got, want, "{from} → {to}: {why}");
+        let got = reaches(lab.vm_ns(from), ip_of(to), probe, None, timeout);
+        assert_eq!(got, want, "{from} → {to} {probe:?}: {why}");
     }
     assert!(counter(&lab.hosts[0], "policy_web-app") > 0, "the policy's counter counts");
     assert!(counter(&lab.hosts[1], "drop_default") > before, "denied flows are counted");
+
+    // Someone deletes a VM's route and takes a VXLAN device down: the next pass repairs both.
+    must(&["ip", "-n", &lab.hosts[0], "route", "del", "10.41.0.10/32"]);
+    must(&["ip", "-n", &lab.hosts[0], "link", "set", "vx-10041", "down"]);
+    assert!(!reaches(lab.vm_ns("web-b"), ip_of("web-a"), Probe::Tcp(8080), None, QUICK));
+    let repaired = nets[0].converge(&desired(0), &every_vm);
+    assert!(!repaired.ops.is_empty() && repaired.firewall == Some(UpdateKind::Unchanged), "{:?}", repaired.ops);
+    assert!(reaches(lab.vm_ns("web-b"), ip_of("web-a"), Probe::Tcp(8080), None, PATIENT));
 
     // A VM goes: its tap and routes go with it; the next pass edits only elements.
     must(&["ip", "-n", &lab.hosts[1], "link", "del", &tap_name("iso-b", 0)]);

@@ -149,32 +149,7 @@ impl Lab {
             let via = if vm.host == 0 { "192.168.250.1" } else { "192.168.250.2" };
             must(&["ip", "-n", &other, "route", "add", &format!("{}/32", vm.ip), "via", via]);
         }
-        self.start_listeners(&ns);
-    }
-
-    /// A TCP listener on 8080 (socat) and a UDP echo on 5353 (python: socat's forking UDP server
-    /// loses datagrams that arrive together) in the VM's namespace, up before this returns.
-    fn start_listeners(&mut self, ns: &str) {
-        let udp_echo =
-            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 5353))\n\
-                        while True:\n    _, peer = s.recvfrom(256)\n    s.sendto(b'reached\\n', peer)\n";
-        let servers: [(&[&str], &str, &str); 2] = [
-            (&["socat", "TCP-LISTEN:8080,fork,reuseaddr", "SYSTEM:echo reached"], "-Hltn", ":8080"),
-            (&["python3", "-c", udp_echo], "-Hlun", ":5353"),
-        ];
-        for (server, ss_flags, port) in servers {
-            let child = Command::new("ip")
-                .args(["netns", "exec", ns])
-                .args(server)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("listener");
-            self.listeners.push(child);
-            wait_until(Duration::from_secs(5), "a listener", || {
-                run(&["ip", "netns", "exec", ns, "ss", ss_flags]).is_ok_and(|out| out.contains(port))
-            });
-        }
+        self.listeners.extend(start_listeners(&ns));
     }
 
     pub fn vm_ns(&self, name: &str) -> &str {
@@ -194,6 +169,32 @@ impl Lab {
             fabric_ifaces: if self.hosts.len() == 2 { vec![FABRIC.into()] } else { Vec::new() },
         }
     }
+}
+
+/// A TCP listener on 8080 (socat) and a UDP echo on 5353 (python: socat's forking UDP server
+/// loses datagrams that arrive together) in the VM namespace `ns`, up before this returns.
+pub fn start_listeners(ns: &str) -> Vec<Child> {
+    let udp_echo = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 5353))\n\
+                    while True:\n    _, peer = s.recvfrom(256)\n    s.sendto(b'reached\\n', peer)\n";
+    let servers: [(&[&str], &str, &str); 2] = [
+        (&["socat", "TCP-LISTEN:8080,fork,reuseaddr", "SYSTEM:echo reached"], "-Hltn", ":8080"),
+        (&["python3", "-c", udp_echo], "-Hlun", ":5353"),
+    ];
+    let mut children = Vec::new();
+    for (server, ss_flags, port) in servers {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(server)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("listener");
+        children.push(child);
+        wait_until(Duration::from_secs(5), "a listener", || {
+            run(&["ip", "netns", "exec", ns, "ss", ss_flags]).is_ok_and(|out| out.contains(port))
+        });
+    }
+    children
 }
 
 /// One way of knocking on a VM.
