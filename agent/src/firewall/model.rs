@@ -52,7 +52,7 @@ pub struct FirewallModel {
     pub zones: Vec<Zone>,
     pub policies: Vec<Policy>,
     pub interfaces: Vec<Interface>,
-    /// Host devices that carry other hosts' VM traffic (later the VXLAN device): packets arriving
+    /// Host devices that carry other hosts' VM traffic (the zones' VXLAN devices): packets arriving
     /// there belong to the zone of their source address, which their own host has checked.
     pub fabric_ifaces: Vec<String>,
 }
