@@ -306,4 +306,19 @@ mod tests {
         assert_eq!(peer_uri("qemu:///system"), "qemu:///system");
         assert_eq!(peer_uri("qemu+tls://h1/system"), "qemu+tls://h1/system");
     }
+
+    #[test]
+    fn the_network_is_built_only_when_asked_for() {
+        use clap::Parser;
+        let resolve = |extra: &[&str]| {
+            let args = ["hci-agent", "--host-id", "h1", "--data-dir", "/tmp/x"].iter().chain(extra);
+            super::Config::resolve(&super::Flags::parse_from(args)).expect("config")
+        };
+        let plain = resolve(&[]);
+        assert_eq!((plain.network, plain.underlay_address), (false, None));
+        let fabric = resolve(&["--underlay-address", "192.168.10.1"]);
+        assert_eq!((fabric.network, fabric.underlay_address), (true, Some([192, 168, 10, 1].into())));
+        assert!(resolve(&["--network"]).network);
+        assert!(super::Flags::try_parse_from(["hci-agent", "--underlay-address", "fe80::1"]).is_err());
+    }
 }
