@@ -102,14 +102,18 @@ impl AgentState {
         changed
     }
 
-    /// Lifts the fencing when the controller has taken this host back: a heartbeat acknowledged
-    /// with the host `ready` since fencing, and a desired state newer than the one held when fencing
-    /// and at least as new as the controller had at that acknowledgement (so it reflects whatever the
-    /// controller decided while the host was away). Returns the lifted record.
+    /// Lifts the fencing when the controller has taken this host back: a heartbeat sent after the
+    /// fencing was acknowledged with the host `ready`, and the desired state held is at least as new
+    /// as the one the controller had for this host at that acknowledgement. Then whatever the
+    /// controller decided while the host was away (an HA restart elsewhere moves this host's
+    /// generation and leaves it `fenced`, never `ready`, until an operator acts) is in what the agent
+    /// holds, and a VM still desired here may run: nothing else can be running it. A host that came
+    /// back before the controller acted (never offline, or back before its lease and margin ran out)
+    /// needs no new generation. Returns the lifted record.
     pub fn unfence_if_cleared(&mut self) -> Option<Fenced> {
         let held = self.generation();
         let record = self.fenced.as_ref()?;
-        let cleared = record.ready_ack.is_some_and(|acked| held > record.generation && held >= acked);
+        let cleared = record.ready_ack.is_some_and(|acked| held >= acked);
         if cleared {
             self.fenced.take()
         } else {
@@ -241,7 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn fenced_vms_clear_only_on_a_ready_ack_and_a_newer_generation_and_survive_a_restart() {
+    fn fenced_vms_clear_only_on_a_ready_ack_with_the_controllers_generation_held_and_survive_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = StateFile::new(dir.path());
         let mut state = AgentState::default();
@@ -254,7 +258,7 @@ mod tests {
         assert!(state.is_fenced("vm-a") && state.is_fenced("vm-b") && !state.is_fenced("vm-c"));
         assert_eq!(state.fenced.as_ref().map(|f| (f.at_unix_ms, f.generation)), Some((1_000, 5)));
 
-        // A newer generation alone does not clear it, nor does a ready ack alone.
+        // A newer generation alone does not clear it.
         state.accept("h1", desired(6)).expect("accept");
         assert_eq!(state.unfence_if_cleared(), None);
         // The controller says `fenced`: never cleared.
@@ -268,13 +272,21 @@ mod tests {
         assert_eq!(lifted.vms.len(), 2);
         assert_eq!(state.fenced, None);
 
-        // Ready ack first, then the same generation as at fencing: not cleared.
+        // Back before the controller acted: ready, and the controller still has the generation held
+        // when fencing. Cleared without a new generation.
         let mut state = AgentState::default();
         state.accept("h1", desired(3)).expect("accept");
         state.fence(&["vm-a".into()], 1);
-        assert!(state.note_ack(true, 3));
-        assert_eq!(state.unfence_if_cleared(), None, "no generation newer than the fenced one yet");
-        assert!(state.note_ack(false, 3), "a later ack that is not ready takes the ready one back");
+        assert!(!state.note_ack(false, 3), "not ready: nothing to record");
+        assert_eq!(state.unfence_if_cleared(), None, "not ready");
+        assert!(state.note_ack(true, 3), "ready at the generation held");
+        assert!(state.unfence_if_cleared().is_some());
+        // A ready ack taken back by a later one that is not ready.
+        let mut state = AgentState::default();
+        state.accept("h1", desired(3)).expect("accept");
+        state.fence(&["vm-a".into()], 1);
+        assert!(state.note_ack(true, 4));
+        assert!(state.note_ack(false, 4), "a later ack that is not ready takes the ready one back");
         state.accept("h1", desired(4)).expect("accept");
         assert_eq!(state.unfence_if_cleared(), None);
     }

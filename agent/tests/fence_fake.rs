@@ -149,15 +149,17 @@ async fn isolated_host_fences_its_ha_vms_keeps_them_off_across_a_restart_until_t
     agent.pass().await;
     assert_eq!(state_of(&site.hv, "ha"), Some(VmRunState::Stopped));
 
-    // Back: a ready ack alone does not lift it; nor a `fenced` ack with a newer generation.
-    agent.acknowledged(Instant::now(), &ack(HostState::Ready, 1));
+    // Back: a ready ack while the controller has a newer generation than the one held does not
+    // lift it (the controller may have decided something while the host was away); nor a `fenced`
+    // ack with that newer generation held.
+    agent.acknowledged(Instant::now(), &ack(HostState::Ready, 2));
     agent.pass().await;
     assert_eq!(state_of(&site.hv, "ha"), Some(VmRunState::Stopped));
-    agent.acknowledged(Instant::now(), &ack(HostState::Fenced, 1));
+    agent.acknowledged(Instant::now(), &ack(HostState::Fenced, 2));
     agent.offer(desired(2, &["h2"])).expect("offer 2");
     agent.pass().await;
     assert_eq!(state_of(&site.hv, "ha"), Some(VmRunState::Stopped), "the controller says fenced");
-    // Ready, and a generation newer than at fencing: lifted, the normal reconcile starts it.
+    // Ready, with the controller's generation held: lifted, the normal reconcile starts it.
     agent.acknowledged(Instant::now(), &ack(HostState::Ready, 2));
     assert!(agent.fenced_vms().is_empty());
     let report = agent.pass().await;
