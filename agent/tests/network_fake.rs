@@ -274,3 +274,22 @@ fn guests_get_their_address_and_gateway_as_oem_strings() {
     // Applying it twice adds nothing.
     assert_eq!(with_guest_settings(d.clone()), d);
 }
+
+#[test]
+fn an_arriving_vm_is_judged_at_once_and_routed_once_it_runs() {
+    let h = host();
+    let tap = tap_name("mover", 0);
+    h.dataplane.add_tap(&tap);
+    let mut mover = vm("mover", &[("web", "10.1.0.9")]);
+    mover.migration = Some(hci_shared::agent::VmMigration::Incoming { from_host: "h2".into() });
+    let d = desired(vec![mover], network(&["h1", "h2"]));
+    // Paused here while it arrives: the source host still answers for its address.
+    let out = h.net.converge(&d, &running(&[]));
+    assert!(out.vm_errors.is_empty(), "{:?}", out.vm_errors);
+    assert!(!h.dataplane.host().routes.iter().any(|r| r.dev == tap));
+    assert_eq!(verdict(&h, &tap, "vx-10001", "10.1.0.9", "10.3.0.7", 22), Verdict::Drop, "in the table already");
+    assert_eq!(verdict(&h, &tap, "vx-10001", "10.1.0.9", "10.3.0.7", 5432), Verdict::Accept);
+    let out = h.net.converge(&d, &running(&["mover"]));
+    assert!(h.dataplane.host().routes.contains(&Route { dst: "10.1.0.9/32".into(), dev: tap.clone() }));
+    assert_eq!(out.firewall, Some(UpdateKind::Unchanged));
+}

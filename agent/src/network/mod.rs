@@ -117,12 +117,15 @@ impl HostNetworking {
 
     /// Brings devices, routes, sysctls and the firewall to what `desired` implies. `running`: the
     /// VMs whose domains run here (a running VM's missing tap is an error; a stopped VM has none).
-    /// Does nothing when `desired` carries no network.
+    /// A VM arriving by live migration is in the firewall at once (whatever its tap sends is judged
+    /// from the first packet) but gets its route only once it runs here: until then the host it
+    /// comes from answers for its address. Does nothing when `desired` carries no network.
     pub fn converge(&self, desired: &HostDesired, running: &BTreeSet<String>) -> NetworkOutcome {
         let mut out = NetworkOutcome::default();
         let Some(network) = &desired.network else { return out };
         let nics = plan::local_nics(desired);
-        let wanted = plan::wanted(&self.host_id, self.underlay, network, nics.clone());
+        let routed = nics.iter().filter(|n| !n.incoming || running.contains(&n.vm_id)).cloned().collect();
+        let wanted = plan::wanted(&self.host_id, self.underlay, network, routed);
         let keys = plan::sysctl_keys(&wanted);
         let mut host_error: Option<String> = None;
         let mut failed_devices: BTreeMap<String, String> = BTreeMap::new();
@@ -240,7 +243,7 @@ pub fn converge(
         .list()
         .unwrap_or_default()
         .into_iter()
-        .filter(|d| matches!(d.state, VmRunState::Running | VmRunState::Paused))
+        .filter(|d| d.state == VmRunState::Running)
         .filter_map(|d| d.owner.filter(|o| o.host_id == res.host_id).map(|o| o.vm_id))
         .collect();
     let outcome = networking.converge(desired, &running);

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use hci_shared::agent::{HostDesired, HostNetwork};
+use hci_shared::agent::{HostDesired, HostNetwork, VmMigration};
 use hci_shared::names::{parse_cidr, parse_ports};
 use hci_shared::resources::Protocol;
 
@@ -109,6 +109,8 @@ pub struct LocalNic {
     pub tap: String,
     pub zone: String,
     pub ip: String,
+    /// The VM is arriving by live migration (its tap here belongs to a paused copy until it runs).
+    pub incoming: bool,
 }
 
 /// What the host's desired state implies.
@@ -136,6 +138,7 @@ pub fn local_nics(desired: &HostDesired) -> Vec<LocalNic> {
                 tap: tap_name(&vm.id, index),
                 zone: nic.zone.clone(),
                 ip: nic.ip.clone(),
+                incoming: matches!(vm.migration, Some(VmMigration::Incoming { .. })),
             })
         })
         .collect()
