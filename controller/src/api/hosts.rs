@@ -222,6 +222,9 @@ pub async fn host_heartbeat(
     let host = app.state.read().host(&id).cloned().ok_or_else(|| ApiError::not_found("host", &id))?;
     app.leases.heard(term, &id, Some(beat), Instant::now());
     let mut state = host.state;
+    if state == HostState::Offline {
+        app.leases.revived(term, Instant::now());
+    }
     if state == HostState::Offline && app.leases.begin(&id, true) {
         let reason = format!("heartbeat received by member {}", app.id);
         state = propose(app.clone(), id.clone(), true, reason).await.unwrap_or(state);

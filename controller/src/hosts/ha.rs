@@ -38,6 +38,17 @@ pub fn due<'a>(
         .collect()
 }
 
+/// Whether HA may act now. Not while no host is ready: nothing could be restarted, and every host
+/// silent at once is far more likely the controllers cut off than every host dead (fencing them all
+/// would only take the site out of service). Not within one lease of an offline host coming back:
+/// hosts cut off together with it keep their VMs running while none of their peers hears the
+/// controllers, and learn from the one that came back (within their next peer check, about a
+/// second, plus a power-off) that they must fence; restarting their VMs before that could run one
+/// twice.
+pub fn may_restart(any_ready: bool, since_revival: Option<Duration>, lease: Duration) -> bool {
+    any_ready && since_revival.is_none_or(|ago| ago >= lease)
+}
+
 /// The fenced host's `state_reason`: how long it was silent, against what, who decided, and how
 /// many VMs were restarted.
 pub fn reason(
@@ -92,14 +103,19 @@ pub async fn run(app: Arc<App>) {
     loop {
         tokio::time::sleep(interval).await;
         let Some(term) = leading_term(&app) else { continue };
-        let offline: Vec<String> = {
+        let (offline, any_ready): (Vec<String>, bool) = {
             let model = app.state.read();
-            model.hosts().filter(|h| h.state == HostState::Offline).map(|h| h.id.clone()).collect()
+            let offline = model.hosts().filter(|h| h.state == HostState::Offline).map(|h| h.id.clone()).collect();
+            let any_ready = model.hosts().any(|h| h.state == HostState::Ready);
+            (offline, any_ready)
         };
         if offline.is_empty() {
             continue;
         }
         let now = Instant::now();
+        if !may_restart(any_ready, app.leases.since_revival(term, now), app.leases.lease()) {
+            continue;
+        }
         let hosts = due(offline.iter().map(String::as_str), after, |id| app.leases.silence(term, id, now));
         for (id, silent) in hosts {
             if let Err(e) = fence_and_restart(&app, &id, silent).await {
@@ -126,6 +142,15 @@ mod tests {
         };
         let due = due(["h1", "h2", "h3"], ms(15_000), silence);
         assert_eq!(due, vec![("h1".to_string(), ms(15_001))], "h2 not yet, h3 unknown to this term");
+    }
+
+    #[test]
+    fn nothing_restarts_without_a_ready_host_or_within_a_lease_of_a_revival() {
+        let lease = ms(10_000);
+        assert!(may_restart(true, None, lease));
+        assert!(!may_restart(false, None, lease), "every host silent: the controllers are the cut-off ones");
+        assert!(!may_restart(true, Some(ms(9_999)), lease), "a host just came back: its peers fence next");
+        assert!(may_restart(true, Some(ms(10_000)), lease));
     }
 
     #[test]

@@ -32,6 +32,8 @@ struct Table {
     seen: HashMap<String, Seen>,
     /// Transitions proposed and not yet answered (host id → alive), so each is proposed once.
     pending: HashMap<String, bool>,
+    /// When an offline host was last heard from again (see [`Leases::revived`]).
+    revived: Option<Instant>,
 }
 
 /// The lease table of one member (live only while it leads).
@@ -43,7 +45,7 @@ pub struct Leases {
 
 impl Leases {
     pub fn new(lease: Duration, now: Instant) -> Self {
-        let table = Table { term: None, since: now, seen: HashMap::new(), pending: HashMap::new() };
+        let table = Table { term: None, since: now, seen: HashMap::new(), pending: HashMap::new(), revived: None };
         Self { lease, table: Mutex::new(table) }
     }
 
@@ -62,7 +64,8 @@ impl Leases {
 
     fn lead_locked(table: &mut Table, term: u64, now: Instant) {
         if table.term != Some(term) {
-            *table = Table { term: Some(term), since: now, seen: HashMap::new(), pending: HashMap::new() };
+            *table =
+                Table { term: Some(term), since: now, seen: HashMap::new(), pending: HashMap::new(), revived: None };
         }
     }
 
@@ -75,7 +78,7 @@ impl Leases {
     pub fn step_down(&self, now: Instant) {
         let mut table = self.lock();
         if table.term.is_some() {
-            *table = Table { term: None, since: now, seen: HashMap::new(), pending: HashMap::new() };
+            *table = Table { term: None, since: now, seen: HashMap::new(), pending: HashMap::new(), revived: None };
         }
     }
 
@@ -128,6 +131,26 @@ impl Leases {
     /// The transition of `id` was answered (committed or not).
     pub fn end(&self, id: &str) {
         self.lock().pending.remove(id);
+    }
+
+    /// An offline host was heard from again at `now`. Silent hosts may have been cut off together
+    /// with it (a partition of the controllers from many hosts); they learn from it, their peer,
+    /// that the controllers are back and fence themselves only then, so HA waits a while after any
+    /// revival (see `hosts::ha`).
+    pub fn revived(&self, term: u64, now: Instant) {
+        let mut table = self.lock();
+        Self::lead_locked(&mut table, term, now);
+        table.revived = Some(now);
+    }
+
+    /// How long ago, in `term`, an offline host was last heard from again; `None` if not since
+    /// this member leads in `term`.
+    pub fn since_revival(&self, term: u64, now: Instant) -> Option<Duration> {
+        let table = self.lock();
+        if table.term != Some(term) {
+            return None;
+        }
+        table.revived.map(|at| now.saturating_duration_since(at))
     }
 
     /// What this member (as leader, `me`) last heard from `id`.
