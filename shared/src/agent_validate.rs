@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::agent::{HostDesired, Rollback, VmDesired, VmMigration, VolumeSource};
+use crate::agent::{HostDesired, HostNetwork, Rollback, VmDesired, VmMigration, VolumeSource};
 use crate::error::ApiError;
-use crate::names::check_name;
+use crate::names::{check_name, parse_cidr, parse_ports};
 use crate::resources::PowerState;
 use crate::validate::{ARCHES, FIRMWARE_PROFILES, MAX_MEMORY_MIB, MAX_VCPUS, MAX_VOLUME_GIB, MIN_MEMORY_MIB};
 
@@ -148,7 +148,55 @@ pub fn host_desired(d: &HostDesired) -> Result<(), ApiError> {
             ));
         }
     }
+    if let Some(network) = &d.network {
+        host_network(network)?;
+    }
     Ok(())
+}
+
+const MAX_VNI: u32 = 16_777_215;
+
+/// Zone names become nftables chain and set names, VNIs device names, addresses routes: each must
+/// be what it claims (the agent builds nothing from a network it refused).
+fn host_network(n: &HostNetwork) -> Result<(), ApiError> {
+    let mut names = BTreeSet::new();
+    let mut vnis = BTreeSet::new();
+    for (i, z) in n.zones.iter().enumerate() {
+        let f = |s: &str| format!("network.zones[{i}].{s}");
+        name(&f("name"), &z.name)?;
+        if !names.insert(z.name.as_str()) {
+            return Err(ApiError::invalid(&f("name"), format!("'{}' appears twice", z.name)));
+        }
+        parse_cidr(&z.cidr).map_err(|why| ApiError::invalid(&f("cidr"), why))?;
+        ipv4(&f("gateway"), &z.gateway)?;
+        if !(1..=MAX_VNI).contains(&z.vni) || !vnis.insert(z.vni) {
+            return Err(ApiError::invalid(&f("vni"), format!("{} is outside 1-{MAX_VNI} or appears twice", z.vni)));
+        }
+    }
+    for (i, p) in n.policies.iter().enumerate() {
+        let f = |s: &str| format!("network.policies[{i}].{s}");
+        name(&f("name"), &p.name)?;
+        for (field, zone) in [("from_zone", &p.from_zone), ("to_zone", &p.to_zone)] {
+            if !names.contains(zone.as_str()) {
+                return Err(ApiError::invalid(&f(field), format!("zone '{zone}' is not in network.zones")));
+            }
+        }
+        if !p.ports.is_empty() {
+            parse_ports(&p.ports).map_err(|why| ApiError::invalid(&f("ports"), why))?;
+        }
+    }
+    for (i, h) in n.fabric.iter().enumerate() {
+        name(&format!("network.fabric[{i}].host_id"), &h.host_id)?;
+        ipv4(&format!("network.fabric[{i}].underlay_ip"), &h.underlay_ip)?;
+    }
+    Ok(())
+}
+
+fn ipv4(field: &str, value: &str) -> Result<(), ApiError> {
+    value
+        .parse::<std::net::Ipv4Addr>()
+        .map(|_| ())
+        .map_err(|_| ApiError::invalid(field, format!("'{value}' is not an IPv4 address")))
 }
 
 const MAX_SNAPSHOTS: usize = 64;
@@ -216,7 +264,7 @@ fn vm_migration(field: &str, host_id: &str, vm: &VmDesired, migration: &VmMigrat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::{ImageFormat, ImageRef, NicDesired, VolumeDesired};
+    use crate::agent::{FabricHost, ImageFormat, ImageRef, NetworkPolicy, NetworkZone, NicDesired, VolumeDesired};
 
     fn good() -> HostDesired {
         HostDesired {
@@ -253,13 +301,27 @@ mod tests {
             }],
             retired_volumes: vec![],
             isolation: None,
-            network: None,
+            network: Some(HostNetwork {
+                zones: vec![NetworkZone::new("dmz", parse_cidr("10.0.0.0/24").expect("cidr"), 10_000, false, false)],
+                policies: vec![NetworkPolicy {
+                    name: "in".into(),
+                    from_zone: "dmz".into(),
+                    to_zone: "dmz".into(),
+                    protocol: crate::resources::Protocol::Tcp,
+                    ports: "22,80".into(),
+                }],
+                fabric: vec![FabricHost { host_id: "h1".into(), underlay_ip: "192.168.0.1".into() }],
+            }),
         }
     }
 
     #[test]
     fn accepts_a_good_state() {
         assert_eq!(host_desired(&good()), Ok(()));
+    }
+
+    fn net(d: &mut HostDesired) -> &mut HostNetwork {
+        d.network.as_mut().expect("network")
     }
 
     #[test]
@@ -273,6 +335,13 @@ mod tests {
             (Box::new(|d| d.vms[0].vcpus = 0), "vms[0].vcpus"),
             (Box::new(|d| d.vms[0].nics[0].mac = "01:00:5e:00:00:01".into()), "vms[0].nics[0].mac"),
             (Box::new(|d| d.vms[0].oem_strings = vec!["a\nb".into()]), "vms[0].oem_strings[0]"),
+            (Box::new(|d| net(d).zones[0].name = "Zone!".into()), "network.zones[0].name"),
+            (Box::new(|d| net(d).zones[0].cidr = "10.0.0.1/24".into()), "network.zones[0].cidr"),
+            (Box::new(|d| net(d).zones[0].gateway = "x".into()), "network.zones[0].gateway"),
+            (Box::new(|d| net(d).zones[0].vni = 0), "network.zones[0].vni"),
+            (Box::new(|d| net(d).policies[0].to_zone = "ghost".into()), "network.policies[0].to_zone"),
+            (Box::new(|d| net(d).policies[0].ports = "70000".into()), "network.policies[0].ports"),
+            (Box::new(|d| net(d).fabric[0].underlay_ip = "::1".into()), "network.fabric[0].underlay_ip"),
             (Box::new(|d| d.volumes[0].size_gib = 0), "volumes[0].size_gib"),
             (
                 Box::new(|d| {

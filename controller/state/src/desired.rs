@@ -197,10 +197,12 @@ impl Model {
                 let (isolated, deny_intra) = (zone.kind == ZoneKind::Isolated, zone.intra_zone == IntraZone::Deny);
                 Some(NetworkZone::new(&zone.name, cidr, zone.vni?, isolated, deny_intra))
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let zoned = |name: &str| zones.iter().any(|z: &NetworkZone| z.name == name);
         let policies = self
             .policies
             .values()
+            .filter(|p| zoned(&p.from_zone) && zoned(&p.to_zone))
             .map(|p| NetworkPolicy {
                 name: p.name.clone(),
                 from_zone: p.from_zone.clone(),

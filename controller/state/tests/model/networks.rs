@@ -58,7 +58,9 @@ fn every_host_gets_every_zone_policy_and_the_fabric() {
     h.ok(zone("drill", "10.9.0.0/24", ZoneKind::Isolated, None, IntraZone::Allow));
     h.ok(create_policy("p1", Some("web-db"), "web", "db", "5432,8000-8100"));
     for host in ["h1", "h2", "h3"] {
-        let network = h.model.host_desired(host).expect("host").network.expect("network");
+        let desired = h.model.host_desired(host).expect("host");
+        hci_shared::agent_validate::host_desired(&desired).expect("the agent accepts the feed");
+        let network = desired.network.expect("network");
         assert_eq!(
             network.zones,
             vec![
