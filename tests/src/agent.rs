@@ -81,12 +81,17 @@ pub fn read_volume_head(path: &Path) -> String {
     String::from_utf8_lossy(&bytes[..64.min(bytes.len())]).into_owned()
 }
 
-/// Lowercase hex SHA-256 of a file.
 /// The latest heartbeat uptime (seconds) on a test guest's console (`HCI-GUEST-ALIVE UPTIME`).
 pub fn last_uptime(console: &str) -> Option<f64> {
     console.lines().rev().filter_map(|l| l.split("HCI-GUEST-ALIVE ").nth(1)).find_map(|u| u.trim().parse().ok())
 }
 
+/// The value of an unlabelled metric in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Lowercase hex SHA-256 of a file.
 pub fn sha256_file(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     hex::encode(Sha256::digest(&bytes))
@@ -122,6 +127,13 @@ impl LibvirtHost {
             run(Command::new("bash").arg(&script).arg("uri").arg(id), "host.sh uri").trim().to_string()
         });
         Self { id: id.to_string(), uri }
+    }
+
+    /// `virsh domstate` of `domain` on this host's instance (`running`, `shut off`, ...; empty when
+    /// there is no such domain).
+    pub fn domstate(&self, domain: &str) -> String {
+        let out = Command::new("virsh").args(["-c", &self.uri, "domstate", domain]).output().expect("virsh domstate");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// `virsh list --all --name` on this host's instance.

@@ -23,7 +23,7 @@ use hci_shared::agent::{
 };
 use hci_shared::resources::PowerState;
 use hci_shared::time::parse_rfc3339_ms;
-use hci_tests::agent::{sha256_file, test_guest, AgentProc, LibvirtHost};
+use hci_tests::agent::{metric, sha256_file, test_guest, AgentProc, LibvirtHost};
 use hci_tests::netns::Netns;
 use hci_tests::ports::free_port;
 use hci_tests::site::{hcictl, Site};
@@ -89,12 +89,7 @@ fn now_unix_ms() -> u64 {
 }
 
 fn domstate(host: &LibvirtHost, domain: &str) -> String {
-    let out = Command::new("virsh").args(["-c", &host.uri, "domstate", domain]).output().expect("virsh domstate");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    host.domstate(domain)
 }
 
 fn alive_lines(console: &str) -> usize {
