@@ -1,8 +1,8 @@
 //! Issue #4 end to end on real libvirt: 3 controllers and 3 agents (simulated hosts); a tenant, a
-//! volume made from the test guest image and a VM created through `hcictl` are placed on a host, the
-//! guest boots there (its console shows HCI-GUEST-BOOTED through that host's agent), `GET /v1/vms`
-//! shows the host, desired power and the state the agent reported; stop, start and delete reach the
-//! host through its feed; an anti-affinity group spreads over the three hosts and a fourth member is
+//! zone, a volume made from the test guest image and a VM (a NIC in the zone) created through
+//! `hcictl` are placed on a host, the guest boots there (its console shows HCI-GUEST-BOOTED through
+//! that host's agent), `GET /v1/vms` shows the host, desired power and the state the agent
+//! reported; stop, start, reboot and delete reach the host through its feed; an anti-affinity group spreads over the three hosts and a fourth member is
 //! refused (created stopped, so only one guest ever boots); a VM as large as a host is refused with a
 //! 409 naming the 80 % memory cap.
 //!
@@ -27,6 +27,7 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
     // --- tenant, volume from the guest image, VM -----------------------------------------------------
     let started = Instant::now();
     site.hcictl(&["tenant", "create", "pa", "--vcpus", "16", "--memory-mib", "16777216", "--disk-gib", "100"]);
+    site.hcictl(&["zone", "create", "pa-net", "--tenant", "pa", "--cidr", "10.77.0.0/24"]);
     let disk = test_guest().join("disk.qcow2");
     let url = format!("file://{}", disk.display());
     let sha = sha256_file(&disk);
@@ -56,7 +57,10 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
         "256",
         "--volume",
         "boot",
+        "--nic",
+        "pa-net",
     ]);
+    assert_eq!(vm["nics"][0]["ip"], "10.77.0.2", "IPAM gave the NIC the zone's first address: {vm}");
     let vm_id = vm["id"].as_str().expect("id").to_string();
     let host = vm["host"].as_str().expect("placed at create").to_string();
     let i = ids.iter().position(|id| *id == host).expect("one of the three hosts");
@@ -83,6 +87,16 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
     poll("a second boot", BOOT, || {
         let boots = agent.console(&vm_id).matches("HCI-GUEST-BOOTED").count();
         if boots >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{boots} boots"))
+        }
+    });
+    wait_actual(api, &vm_id, "running", BOOT);
+    site.hcictl(&["vm", "reboot", &vm_id]);
+    poll("a third boot, by the reboot", BOOT, || {
+        let boots = agent.console(&vm_id).matches("HCI-GUEST-BOOTED").count();
+        if boots >= 3 {
             Ok(())
         } else {
             Err(format!("{boots} boots"))
