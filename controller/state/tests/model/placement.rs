@@ -161,8 +161,9 @@ fn a_decision_above_the_80_percent_cap_or_off_the_volumes_host_is_refused_at_app
 }
 
 mod invariant {
-    //! The cap is an invariant: whatever stale state decisions were planned on, no host ever holds
-    //! more than 80 % of its vCPUs (at 4:1) or memory once they are applied.
+    //! The cap is an invariant: whatever stale state decisions were planned on (creates, moves,
+    //! drains), no host ever holds more than 80 % of its vCPUs (at 4:1) or memory once they are
+    //! applied, counting a moving VM on both of its hosts.
 
     use hci_shared::command::Command;
     use hci_shared::resources::PowerState;
@@ -171,17 +172,28 @@ mod invariant {
     use super::{policy, setup};
     use crate::support::*;
 
-    /// One step: create a VM planned on the model as it was `stale` steps ago, or delete one.
+    /// One step: create a VM, move one or drain a host (planned on the model as it was `stale`
+    /// steps ago), finish a move, return a host to service, or delete a VM.
     #[derive(Debug, Clone)]
     enum Step {
         Create { vcpus: u32, memory_mib: u64, stale: usize },
         Delete { pick: usize },
+        Move { pick: usize, stale: usize },
+        Finish { pick: usize },
+        Drain { host: usize, stale: usize },
+        Return { host: usize },
     }
+
+    const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
             4 => (1u32..4, 128u64..2048, 0usize..4).prop_map(|(vcpus, memory_mib, stale)| Step::Create { vcpus, memory_mib, stale }),
             1 => (0usize..16).prop_map(|pick| Step::Delete { pick }),
+            2 => (0usize..16, 0usize..4).prop_map(|(pick, stale)| Step::Move { pick, stale }),
+            2 => (0usize..16).prop_map(|pick| Step::Finish { pick }),
+            1 => (0usize..3, 0usize..4).prop_map(|(host, stale)| Step::Drain { host, stale }),
+            1 => (0usize..3).prop_map(|host| Step::Return { host }),
         ]
     }
 
@@ -200,8 +212,8 @@ mod invariant {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
         #[test]
-        fn decisions_planned_on_stale_states_never_take_a_host_past_the_cap(steps in prop::collection::vec(step(), 1..24)) {
-            let mut h = setup(&["h1", "h2", "h3"]);
+        fn decisions_planned_on_stale_states_never_take_a_host_past_the_cap(steps in prop::collection::vec(step(), 1..32)) {
+            let mut h = setup(&HOSTS);
             let mut history = vec![h.model.clone()];
             let mut created: Vec<String> = Vec::new();
             for (i, step) in steps.into_iter().enumerate() {
@@ -222,6 +234,36 @@ mod invariant {
                             let id = created.remove(pick % created.len());
                             h.ok(Command::DeleteVm { id, if_match: None });
                         }
+                    }
+                    Step::Move { pick, stale } => {
+                        if !created.is_empty() {
+                            let id = &created[pick % created.len()];
+                            let planned_on = &history[history.len().saturating_sub(1 + stale)];
+                            if let Ok(plan) = planned_on.plan_move(id, None, None, &policy()) {
+                                let _ = h.run(Command::MigrateVm { id: id.clone(), planned: plan.planned });
+                            }
+                        }
+                    }
+                    Step::Finish { pick } => {
+                        let moving: Vec<(String, String)> = h
+                            .model
+                            .vms()
+                            .filter_map(|vm| Some((vm.id.clone(), vm.migration.as_ref()?.from_host.clone())))
+                            .collect();
+                        if !moving.is_empty() {
+                            let (id, from_host) = moving[pick % moving.len()].clone();
+                            h.ok(Command::FinishMigration { id, from_host });
+                        }
+                    }
+                    Step::Drain { host, stale } => {
+                        let planned_on = &history[history.len().saturating_sub(1 + stale)];
+                        if let Ok(plans) = planned_on.plan_drain(HOSTS[host], &policy()) {
+                            let moves = plans.into_iter().map(|p| p.planned).collect();
+                            let _ = h.run(Command::SetHostMaintenance { id: HOSTS[host].into(), enabled: true, moves });
+                        }
+                    }
+                    Step::Return { host } => {
+                        let _ = h.run(Command::SetHostMaintenance { id: HOSTS[host].into(), enabled: false, moves: vec![] });
                     }
                 }
                 prop_assert!(within_cap(&h).is_ok(), "{:?}", within_cap(&h));
