@@ -271,7 +271,9 @@ pub async fn host_desired(
 ) -> ApiResult<Response> {
     let wait = hosts_validate::desired_params(&params)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
-    let mut applied = app.state.applied();
+    // Subscribed before the first look, so a change in between is not missed.
+    let mut changes =
+        app.state.host_changes(&id).ok_or_else(|| ApiError::unavailable("this member is stopping; retry"))?;
     loop {
         let desired: Option<Option<HostDesired>> = {
             let model = app.state.read();
@@ -287,7 +289,7 @@ pub async fn host_desired(
             Some(None) => {}
         }
         tokio::select! {
-            changed = applied.changed() => {
+            changed = changes.changed() => {
                 if changed.is_err() {
                     return Err(ApiError::unavailable("this member is stopping; retry").into());
                 }

@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod db;
+pub mod host_watch;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

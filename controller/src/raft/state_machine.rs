@@ -17,6 +17,7 @@ use rocksdb::{IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
 use super::db::{cf, synced, CF_SNAPSHOT, CF_STATE};
+use super::host_watch::HostWatches;
 use super::{storage_io, LogId, Membership, NodeId, StorageError, TypeConfig};
 use crate::metrics::Metrics;
 
@@ -53,6 +54,7 @@ pub struct StateView {
     model: Arc<RwLock<Model>>,
     db: Arc<DB>,
     applied: tokio::sync::watch::Receiver<u64>,
+    hosts: Arc<HostWatches>,
 }
 
 impl StateView {
@@ -67,6 +69,12 @@ impl StateView {
     /// what long polls wait on.
     pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
         self.applied.clone()
+    }
+
+    /// Changes when host `id`'s record is next written (its desired state moved), or after a
+    /// snapshot install; `None` once the state machine is gone.
+    pub fn host_changes(&self, id: &str) -> Option<tokio::sync::watch::Receiver<()>> {
+        self.hosts.subscribe(id)
     }
 
     /// Audit records with sequence number > `after`, oldest first, at most `limit`.
@@ -100,6 +108,13 @@ pub struct StateMachine {
     snapshot_seq: u64,
     metrics: Metrics,
     applied: tokio::sync::watch::Sender<u64>,
+    hosts: Arc<HostWatches>,
+}
+
+impl Drop for StateMachine {
+    fn drop(&mut self) {
+        self.hosts.close();
+    }
 }
 
 fn read_err(e: impl std::fmt::Display) -> StorageError {
@@ -144,8 +159,10 @@ impl StateMachine {
         let (last_applied, membership, last_seq, model) = load_pairs(state_pairs(&db, None)?)?;
         let model = Arc::new(RwLock::new(model));
         let (applied, applied_rx) = tokio::sync::watch::channel(last_seq);
-        let view = StateView { model: model.clone(), db: db.clone(), applied: applied_rx };
-        Ok((Self { db, model, last_applied, membership, last_seq, snapshot_seq: 0, metrics, applied }, view))
+        let hosts = Arc::new(HostWatches::new());
+        let view = StateView { model: model.clone(), db: db.clone(), applied: applied_rx, hosts: hosts.clone() };
+        let machine = Self { db, model, last_applied, membership, last_seq, snapshot_seq: 0, metrics, applied, hosts };
+        Ok((machine, view))
     }
 
     fn model_mut(&self) -> std::sync::RwLockWriteGuard<'_, Model> {
@@ -244,6 +261,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 responses.push(response);
             }
         }
+        let touched: Vec<String> = writes
+            .iter()
+            .filter_map(|w| w.key().strip_prefix(hci_state::keys::HOST_PREFIX))
+            .filter_map(|id| std::str::from_utf8(id).ok())
+            .map(str::to_string)
+            .collect();
         for write in writes {
             match write {
                 KvWrite::Put { key, value } => batch.put_cf(state, key, value),
@@ -264,6 +287,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.membership = m;
         }
         self.applied.send_replace(seq);
+        self.hosts.wake(touched.iter().map(String::as_str));
         self.metrics.applied_entries.inc_by(responses.len() as u64);
         self.metrics.apply_seconds.observe(started.elapsed().as_secs_f64());
         Ok(responses)
@@ -297,6 +321,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_seq = last_seq;
         self.membership = membership;
         self.applied.send_replace(last_seq);
+        self.hosts.wake_all();
         Ok(())
     }
 
