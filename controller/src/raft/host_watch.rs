@@ -71,7 +71,7 @@ mod tests {
     async fn a_write_wakes_only_its_hosts_polls_and_close_ends_them() {
         let watches = HostWatches::new();
         let mut h1 = watches.subscribe("h1").expect("open");
-        let mut h2 = watches.subscribe("h2").expect("open");
+        let h2 = watches.subscribe("h2").expect("open");
         watches.wake(["h1", "h9"]);
         assert!(h1.has_changed().expect("open"));
         assert!(!h2.has_changed().expect("open"), "h2 was not written");
