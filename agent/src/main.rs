@@ -13,6 +13,7 @@ use hci_agent::hypervisor::libvirt::LibvirtHypervisor;
 use hci_agent::hypervisor::timed::Timed;
 use hci_agent::hypervisor::Hypervisor;
 use hci_agent::metrics::AgentMetrics;
+use hci_agent::network::dhcp::udp::UdpDhcp;
 use hci_agent::network::ip::IpDataPlane;
 use hci_agent::network::HostNetworking;
 use hci_agent::peers::HttpPeers;
@@ -79,13 +80,16 @@ fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources
     }
     let images = ImageStore::new(&config.data_dir.join("images")).context("opening the image store")?;
     let network = config.network.then(|| {
-        Arc::new(HostNetworking::new(
-            &config.host_id,
-            config.underlay_address,
-            Arc::new(IpDataPlane::host()),
-            Arc::new(NftFirewall::host()),
-            metrics.network.clone(),
-        ))
+        Arc::new(
+            HostNetworking::new(
+                &config.host_id,
+                config.underlay_address,
+                Arc::new(IpDataPlane::host()),
+                Arc::new(NftFirewall::host()),
+                metrics.network.clone(),
+            )
+            .with_dhcp(Arc::new(UdpDhcp::host())),
+        )
     });
     Ok(HostResources {
         host_id: config.host_id.clone(),

@@ -12,9 +12,12 @@ use std::sync::Arc;
 use hci_agent::firewall::fake::FakeFirewall;
 use hci_agent::firewall::model::{CtState, Packet, Verdict, L4};
 use hci_agent::firewall::UpdateKind;
+use hci_agent::network::dhcp::fake::FakeDhcp;
+use hci_agent::network::dhcp::packet::MessageType;
+use hci_agent::network::dhcp::{self, Lease};
 use hci_agent::network::fake::FakeDataPlane;
 use hci_agent::network::plan::{sysctl_forwarding, sysctl_proxy_arp, sysctl_proxy_delay, Link, Op, Route, Vxlan};
-use hci_agent::network::{with_guest_settings, HostNetworking, NetworkCounters};
+use hci_agent::network::{with_guest_settings, GuestAddressing, HostNetworking, NetworkCounters};
 use hci_agent::reconciler::tap_name;
 use hci_shared::agent::{FabricHost, HostDesired, HostNetwork, NetworkPolicy, NetworkZone, VmDesired};
 use hci_shared::resources::Protocol;
@@ -268,11 +271,17 @@ fn firewall_drift_is_repaired_and_counted() {
 fn guests_get_their_address_and_gateway_as_oem_strings() {
     let mut with_marker = vm("a", &[("web", "10.1.0.5"), ("db", "10.3.0.9")]);
     with_marker.oem_strings.push("hci.marker=x".into());
-    let d = with_guest_settings(desired(vec![with_marker, vm("b", &[])], network(&["h1"])));
+    let plain = desired(vec![with_marker, vm("b", &[])], network(&["h1"]));
+    let d = with_guest_settings(plain.clone(), GuestAddressing::Static);
     assert_eq!(d.vms[0].oem_strings, ["hci.marker=x", "hci.ip=10.1.0.5/24", "hci.gw=10.1.0.1"]);
     assert!(d.vms[1].oem_strings.is_empty());
     // Applying it twice adds nothing.
-    assert_eq!(with_guest_settings(d.clone()), d);
+    assert_eq!(with_guest_settings(d.clone(), GuestAddressing::Static), d);
+    // With the agent's DHCP server: the guest asks for its address.
+    let d = with_guest_settings(plain, GuestAddressing::Dhcp);
+    assert_eq!(d.vms[0].oem_strings, ["hci.marker=x", "hci.ip=dhcp"]);
+    assert!(d.vms[1].oem_strings.is_empty());
+    assert_eq!(with_guest_settings(d.clone(), GuestAddressing::Dhcp), d);
 }
 
 #[test]
@@ -292,4 +301,116 @@ fn an_arriving_vm_is_judged_at_once_and_routed_once_it_runs() {
     let out = h.net.converge(&d, &running(&["mover"]));
     assert!(h.dataplane.host().routes.contains(&Route { dst: "10.1.0.9/32".into(), dev: tap.clone() }));
     assert_eq!(out.firewall, Some(UpdateKind::Unchanged));
+}
+
+/// A DHCP client's message from `mac` (xid 1).
+fn dhcp_message(kind: MessageType, mac: [u8; 6], requested: Option<&str>) -> Vec<u8> {
+    dhcp::packet::client_message(kind, 1, mac, Ipv4Addr::UNSPECIFIED, requested.map(ip), None)
+}
+
+#[test]
+fn dhcp_serves_each_present_tap_its_nics_lease_and_nothing_else() {
+    let h = host();
+    let dhcp = Arc::new(FakeDhcp::new());
+    let net = HostNetworking::new(
+        "h1",
+        Some(UNDERLAY.parse().expect("ip")),
+        h.dataplane.clone(),
+        h.firewall.clone(),
+        NetworkCounters::detached(),
+    )
+    .with_dhcp(dhcp.clone());
+    assert!(net.dhcp_enabled() && !h.net.dhcp_enabled());
+    let (web1, db1, off) = (tap_name("web1", 0), tap_name("db1", 0), tap_name("off", 0));
+    h.dataplane.add_tap(&web1);
+    h.dataplane.add_tap(&db1);
+    let mut stopped = vm("off", &[("web", "10.1.0.8")]);
+    stopped.power = hci_shared::resources::PowerState::Stopped;
+    let vms = vec![vm("web1", &[("web", "10.1.0.5")]), vm("db1", &[("db", "10.3.0.7")]), stopped];
+    let d = desired(vms.clone(), network(&["h1"]));
+    let out = net.converge(&d, &running(&["web1", "db1"]));
+    assert!(out.vm_errors.is_empty(), "{:?}", out.vm_errors);
+    // Served: the taps that exist (a stopped VM has none), each with its NIC's lease.
+    let served = dhcp.served();
+    assert_eq!(served.keys().collect::<Vec<_>>(), {
+        let mut taps = vec![&web1, &db1];
+        taps.sort();
+        taps
+    });
+    let mac = dhcp::packet::parse_mac("52:54:00:00:00:00").expect("mac");
+    assert_eq!(
+        served[&web1],
+        Lease { mac, ip: ip("10.1.0.5"), prefix: 24, gateway: ip("10.1.0.1"), lease_secs: 86_400, mtu: None }
+    );
+    // The NIC's MAC is offered its IPAM address, the zone's mask and gateway, by broadcast.
+    let (offer, to) = dhcp.answer(&web1, &dhcp_message(MessageType::Discover, mac, None)).expect("an offer");
+    assert_eq!(to.to_string(), "255.255.255.255:68");
+    let view = dhcp::packet::read_reply(&offer).expect("reply");
+    assert_eq!((view.kind, view.yiaddr), (Some(MessageType::Offer), ip("10.1.0.5")));
+    assert_eq!(
+        (view.mask, view.router, view.server_id),
+        (Some(ip("255.255.255.0")), Some(ip("10.1.0.1")), Some(ip("10.1.0.1")))
+    );
+    let (ack, _) = dhcp.answer(&db1, &dhcp_message(MessageType::Request, mac, Some("10.3.0.7"))).expect("an ack");
+    assert_eq!(dhcp::packet::read_reply(&ack).and_then(|v| v.kind), Some(MessageType::Ack));
+    let (nak, _) = dhcp.answer(&db1, &dhcp_message(MessageType::Request, mac, Some("10.1.0.5"))).expect("a nak");
+    assert_eq!(dhcp::packet::read_reply(&nak).and_then(|v| v.kind), Some(MessageType::Nak), "another VM's address");
+    // An unknown MAC gets no answer, on any tap; no tap of a VM not here answers.
+    let stranger = [0x52, 0x54, 0x00, 0xde, 0xad, 0x01];
+    assert_eq!(dhcp.answer(&web1, &dhcp_message(MessageType::Discover, stranger, None)), None);
+    assert_eq!(dhcp.answer(&web1, &dhcp_message(MessageType::Request, stranger, Some("10.1.0.5"))), None);
+    assert_eq!(dhcp.answer(&off, &dhcp_message(MessageType::Discover, mac, None)), None);
+
+    // A second pass restarts nothing; the stopped VM starts: its tap is served from the next pass.
+    net.converge(&d, &running(&["web1", "db1"]));
+    assert_eq!(dhcp.starts(&web1), 1);
+    h.dataplane.add_tap(&off);
+    net.converge(&d, &running(&["web1", "db1", "off"]));
+    assert!(dhcp.served().contains_key(&off));
+
+    // A tap the server cannot bind to: that VM's error, the others are served.
+    dhcp.set_missing(&db1, true);
+    let out = net.converge(&d, &running(&["web1", "db1", "off"]));
+    let error = out.vm_errors.get("db1").expect("db1's error");
+    assert!(error.starts_with(&format!("dhcp: tap {db1}: ")), "{error}");
+    assert_eq!(out.vm_errors.len(), 1, "{:?}", out.vm_errors);
+    assert!(dhcp.served().contains_key(&web1));
+    dhcp.set_missing(&db1, false);
+    assert!(net.converge(&d, &running(&["web1", "db1", "off"])).vm_errors.is_empty());
+
+    // A VM with a MAC that is not one: an error on it, no lease.
+    let mut bad = vm("bad", &[("web", "10.1.0.9")]);
+    bad.nics[0].mac = "not-a-mac".into();
+    h.dataplane.add_tap(&tap_name("bad", 0));
+    let mut with_bad = vms.clone();
+    with_bad.push(bad);
+    let out = net.converge(&desired(with_bad, network(&["h1"])), &running(&["web1", "db1", "off", "bad"]));
+    assert!(out.vm_errors.get("bad").is_some_and(|e| e.contains("bad MAC")), "{:?}", out.vm_errors);
+    assert!(!dhcp.served().contains_key(&tap_name("bad", 0)));
+
+    // Deleted VMs' taps are no longer served.
+    let out = net.converge(&desired(vec![vms[0].clone()], network(&["h1"])), &running(&["web1"]));
+    assert!(out.vm_errors.is_empty(), "{:?}", out.vm_errors);
+    assert_eq!(dhcp.served().keys().collect::<Vec<_>>(), [&web1]);
+}
+
+#[test]
+fn the_firewall_lets_dhcp_reach_the_host_from_a_vm_without_an_address() {
+    let h = host();
+    let web1 = tap_name("web1", 0);
+    h.dataplane.add_tap(&web1);
+    h.net.converge(&desired(vec![vm("web1", &[("web", "10.1.0.5")])], network(&["h1"])), &running(&["web1"]));
+    let to_host = |src: &str, proto| Packet {
+        iif: web1.clone(),
+        oif: None,
+        src: Some(ip(src)),
+        dst: Some(ip("255.255.255.255")),
+        proto,
+        ct_state: CtState::New,
+    };
+    let judge = |p: &Packet| h.firewall.evaluate(p).expect("evaluate").verdict;
+    assert_eq!(judge(&to_host("0.0.0.0", L4::Udp(67))), Verdict::Accept);
+    assert_eq!(judge(&to_host("10.1.0.5", L4::Udp(67))), Verdict::Accept);
+    assert_eq!(judge(&to_host("0.0.0.0", L4::Udp(68))), Verdict::Drop, "not DHCP: the spoofing rule");
+    assert_eq!(judge(&to_host("10.1.0.5", L4::Tcp(67))), Verdict::Drop, "VMs open nothing else to the host");
 }

@@ -16,6 +16,8 @@ use std::time::Duration;
 use firewall_common::{can_run, must, reaches, start_listeners, tear_down, Probe};
 use hci_agent::firewall::nft::NftFirewall;
 use hci_agent::firewall::UpdateKind;
+use hci_agent::network::dhcp::packet::{client_message, parse_mac, read_reply, MessageType, ReplyView};
+use hci_agent::network::dhcp::udp::UdpDhcp;
 use hci_agent::network::ip::IpDataPlane;
 use hci_agent::network::{HostNetworking, NetworkCounters};
 use hci_agent::reconciler::tap_name;
@@ -132,6 +134,36 @@ fn ip_of(id: &str) -> std::net::Ipv4Addr {
     VMS.iter().find(|vm| vm.id == id).expect("vm").ip.parse().expect("ip")
 }
 
+/// A DHCP client on the `eth0` of VM namespace `ns`: broadcasts `message` to port 67 and returns
+/// the first reply with its transaction id within `wait` (`None`: no answer).
+fn dhcp_exchange(ns: &str, message: &[u8], wait: Duration) -> Option<ReplyView> {
+    let (path, message) = (format!("/run/netns/{ns}"), message.to_vec());
+    let xid = u32::from_be_bytes([message[4], message[5], message[6], message[7]]);
+    std::thread::spawn(move || {
+        let netns = std::fs::File::open(&path).expect("netns");
+        nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).expect("socket");
+        socket.set_reuse_address(true).expect("reuse");
+        socket.bind_device(Some(b"eth0")).expect("bind to eth0");
+        socket.set_broadcast(true).expect("broadcast");
+        socket.bind(&std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 68).into()).expect("bind :68");
+        let socket: std::net::UdpSocket = socket.into();
+        socket.send_to(&message, (std::net::Ipv4Addr::BROADCAST, 67)).expect("send");
+        let deadline = std::time::Instant::now() + wait;
+        let mut buf = [0u8; 1500];
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            socket.set_read_timeout(Some(left.max(Duration::from_millis(1)))).expect("timeout");
+            let Ok((n, _)) = socket.recv_from(&mut buf) else { return None };
+            if let Some(view) = read_reply(&buf[..n]).filter(|v| v.xid == xid) {
+                return Some(view);
+            }
+        }
+    })
+    .join()
+    .expect("the DHCP client thread")
+}
+
 fn counter(host: &str, name: &str) -> u64 {
     let listing = must(&["ip", "netns", "exec", host, "nft", "list", "counter", "inet", "hci", name]);
     let packets = listing.split("packets ").nth(1).and_then(|rest| rest.split_whitespace().next());
@@ -153,6 +185,7 @@ fn two_hosts_route_zones_over_vxlan_and_the_firewall_judges_every_flow() {
                 Arc::new(NftFirewall::in_netns(&lab.hosts[h])),
                 NetworkCounters::detached(),
             )
+            .with_dhcp(Arc::new(UdpDhcp::in_netns(&lab.hosts[h])))
         })
         .collect();
     let every_vm: std::collections::BTreeSet<String> = VMS.iter().map(|vm| vm.id.to_string()).collect();
@@ -167,6 +200,30 @@ fn two_hosts_route_zones_over_vxlan_and_the_firewall_judges_every_flow() {
     }
     let routes = must(&["ip", "-n", &lab.hosts[0], "route", "show", "proto", "72"]);
     assert!(routes.contains("10.41.0.0/24 dev vx-10041") && routes.contains("10.41.0.10 dev hci"), "{routes}");
+
+    // DHCP on the real kernel: from inside web-a (its eth0, the tap's other end), its NIC's MAC is
+    // offered and acked its IPAM address with the zone's mask and gateway; an unknown MAC gets no
+    // answer; an address not its own is refused.
+    let mac = parse_mac("52:54:00:00:00:00").expect("mac");
+    let (web_a, gateway) = (lab.vm_ns("web-a"), ip_of("web-a").octets());
+    let gateway = std::net::Ipv4Addr::new(gateway[0], gateway[1], gateway[2], 1);
+    let none = std::net::Ipv4Addr::UNSPECIFIED;
+    let offer = dhcp_exchange(web_a, &client_message(MessageType::Discover, 11, mac, none, None, None), PATIENT)
+        .expect("an offer");
+    assert_eq!((offer.kind, offer.yiaddr, offer.chaddr), (Some(MessageType::Offer), ip_of("web-a"), mac));
+    assert_eq!(
+        (offer.mask, offer.router, offer.server_id),
+        (Some([255, 255, 255, 0].into()), Some(gateway), Some(gateway))
+    );
+    let request = client_message(MessageType::Request, 12, mac, none, Some(ip_of("web-a")), Some(gateway));
+    let ack = dhcp_exchange(web_a, &request, PATIENT).expect("an ack");
+    assert_eq!((ack.kind, ack.yiaddr, ack.lease_secs), (Some(MessageType::Ack), ip_of("web-a"), Some(86_400)));
+    let stranger = [0x52, 0x54, 0x00, 0xde, 0xad, 0x01];
+    let unknown = client_message(MessageType::Discover, 13, stranger, none, None, None);
+    assert_eq!(dhcp_exchange(web_a, &unknown, QUICK), None, "an unknown MAC gets no answer");
+    let theirs = client_message(MessageType::Request, 14, mac, none, Some(ip_of("web-b")), None);
+    let nak = dhcp_exchange(web_a, &theirs, PATIENT).expect("a nak");
+    assert_eq!(nak.kind, Some(MessageType::Nak));
 
     use Probe::{Icmp, Tcp, Udp};
     let cases = [

@@ -176,6 +176,9 @@ impl FirewallModel {
         let (Some(src), Some(dst)) = (packet.src, packet.dst) else {
             return Verdict::Drop; // IPv6 to or from a VM: zones are IPv4-only
         };
+        if packet.oif.is_none() && packet.proto == L4::Udp(crate::firewall::ruleset::DHCP_SERVER_PORT) {
+            return Verdict::Accept; // a VM's DHCP request to the host's server, from any address
+        }
         if from_vm.is_some_and(|i| i.ip != src) || to_vm.is_some_and(|i| i.ip != dst) {
             return Verdict::Drop; // spoofed source, or delivered to a VM not addressed
         }

@@ -5,7 +5,7 @@
 //! - sets `vm-ifaces` (every VM tap), `vm-addrs` (tap . its IPAM address) and one `zone_<z>` per
 //!   zone (its taps): the only parts that grow with the number of VMs, and what one VM's change edits;
 //! - base chains `forward` and `input` (policy accept: traffic that touches no VM tap is not ours),
-//!   which drop a VM's packet whose source address is not its own, a packet delivered to a VM that
+//!   which drop a VM's packet whose source address is not its own (except DHCP to the host), a packet delivered to a VM that
 //!   is not addressed to it, and IPv6 to or from VMs; accept established/related; then send a new
 //!   flow to `from_<zone>` by the tap it came in on (or, from the fabric, by its source network);
 //! - `from_<zone>` dispatches on the destination network with a verdict map to `pair_<from>_<to>`,
@@ -37,6 +37,8 @@ pub const DROP_MISADDRESSED: &str = "drop_misaddressed";
 pub const DROP_NOT_IPV4: &str = "drop_not_ipv4";
 pub const DROP_INVALID: &str = "drop_invalid";
 pub const DROP_TO_HOST: &str = "drop_to_host";
+/// VMs' DHCP requests to the host (UDP to this port) pass the input chain whatever their source.
+pub const DHCP_SERVER_PORT: u16 = 67;
 const BUILTIN_COUNTERS: [&str; 6] =
     [DROP_DEFAULT, DROP_SPOOFED, DROP_MISADDRESSED, DROP_NOT_IPV4, DROP_INVALID, DROP_TO_HOST];
 
@@ -238,6 +240,13 @@ fn input_rules() -> Vec<Vec<Statement<'static>>> {
     vec![
         vec![matches(meta(MetaKey::Iifname), Operator::NEQ, set_ref(VM_IFACES)), accept()],
         with_drop(vec![matches(meta(MetaKey::Nfproto), Operator::NEQ, string("ipv4"))], DROP_NOT_IPV4),
+        // DHCP to the agent's server (crate::network::dhcp), before the address check: a client
+        // without an address yet sends from 0.0.0.0.
+        vec![
+            matches(meta(MetaKey::L4proto), Operator::EQ, string("udp")),
+            matches(payload("th", "dport"), Operator::EQ, Expression::Number(DHCP_SERVER_PORT.into())),
+            accept(),
+        ],
         with_drop(vec![matches(concat(MetaKey::Iifname, "saddr"), Operator::NEQ, set_ref(VM_ADDRS))], DROP_SPOOFED),
         vec![matches(ct_state(), Operator::IN, ct_states(&["established", "related"])), accept()],
         counted_drop(DROP_TO_HOST),

@@ -8,11 +8,13 @@
 //! - [`NetworkDataPlane`]: the narrow interface to the kernel, with [`ip::IpDataPlane`] (`ip`,
 //!   `bridge`, `/proc/sys`) and [`fake::FakeDataPlane`] of the same shape;
 //! - [`HostNetworking`]: one reconcile pass's network step (data plane, then the firewall through
-//!   its `Enforcer`: one transaction, element edits when only NICs change) and the drift watcher.
+//!   its `Enforcer`: one transaction, element edits when only NICs change; then the DHCP server's
+//!   taps and leases, [`dhcp`]) and the drift watcher.
 //!
 //! It must only ever change what the agent owns (see [`plan`]): taps belong to libvirt (only
 //! configured here), other devices and routes are never touched.
 
+pub mod dhcp;
 pub mod fake;
 pub mod ip;
 pub mod plan;
@@ -75,6 +77,9 @@ pub struct HostNetworking {
     pub underlay: Option<Ipv4Addr>,
     dataplane: Arc<dyn NetworkDataPlane>,
     enforcer: Mutex<Enforcer>,
+    /// Answers DHCP on the VMs' taps ([`HostNetworking::with_dhcp`]); `None`: guests are told their
+    /// address in SMBIOS OEM strings ([`guest_settings`]).
+    dhcp: Option<Arc<dyn dhcp::DhcpService>>,
     pub counters: NetworkCounters,
 }
 
@@ -111,8 +116,20 @@ impl HostNetworking {
             underlay,
             dataplane,
             enforcer: Mutex::new(Enforcer::new(firewall)),
+            dhcp: None,
             counters,
         }
+    }
+
+    /// Serves the VMs' addresses by DHCP through `dhcp` (guests are then told `hci.ip=dhcp`).
+    pub fn with_dhcp(mut self, dhcp: Arc<dyn dhcp::DhcpService>) -> Self {
+        self.dhcp = Some(dhcp);
+        self
+    }
+
+    /// Whether guests get their address by DHCP.
+    pub fn dhcp_enabled(&self) -> bool {
+        self.dhcp.is_some()
     }
 
     /// Brings devices, routes, sysctls and the firewall to what `desired` implies. `running`: the
@@ -163,6 +180,10 @@ impl HostNetworking {
                 }
             }
         }
+        let dhcp_errors = match (&self.dhcp, &observed) {
+            (Some(dhcp), Some(seen)) => serve_dhcp(dhcp.as_ref(), desired, seen),
+            _ => BTreeMap::new(),
+        };
         let observed = observed.unwrap_or_default();
         let fabric: Vec<String> = wanted.vxlans.keys().cloned().collect();
         let (model, mut vm_errors) = plan::firewall_model(network, &nics, fabric.clone());
@@ -196,6 +217,9 @@ impl HostNetworking {
                 }
             }
         }
+        for (vm, error) in dhcp_errors {
+            vm_errors.entry(vm).or_insert(error);
+        }
         out.vm_errors = vm_errors;
         out
     }
@@ -212,10 +236,47 @@ impl HostNetworking {
     }
 }
 
-/// The guest's network settings as SMBIOS OEM strings (read by the guest's init, as a DHCP server
-/// would hand them out): `hci.ip=ADDRESS/PREFIX` and `hci.gw=GATEWAY` of each VM's first NIC, when
-/// its zone is in the desired network. Leaves VMs that already set `hci.ip` alone.
-pub fn with_guest_settings(mut desired: HostDesired) -> HostDesired {
+/// The DHCP server's step: serves the leases of the NICs whose taps exist (`seen`); per-VM errors
+/// for NICs that cannot have a lease and taps it could not serve.
+fn serve_dhcp(dhcp: &dyn dhcp::DhcpService, desired: &HostDesired, seen: &Observed) -> BTreeMap<String, String> {
+    let (leases, mut errors) = dhcp::leases(desired);
+    let present: BTreeMap<String, dhcp::Lease> = leases
+        .iter()
+        .filter(|(tap, _)| seen.links.contains_key(*tap))
+        .map(|(tap, nic)| (tap.clone(), nic.lease.clone()))
+        .collect();
+    for (tap, error) in dhcp.serve(&present) {
+        tracing::warn!(%tap, %error, "dhcp: cannot serve a tap");
+        if let Some(nic) = leases.get(&tap) {
+            errors.entry(nic.vm_id.clone()).or_insert_with(|| format!("dhcp: tap {tap}: {error}"));
+        }
+    }
+    errors
+}
+
+/// How guests learn their address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestAddressing {
+    /// SMBIOS OEM strings `hci.ip=ADDRESS/PREFIX`, `hci.gw=GATEWAY` (an agent without networking,
+    /// or without a DHCP server).
+    Static,
+    /// `hci.ip=dhcp`: the agent's DHCP server ([`dhcp`]) hands out the same address and gateway.
+    Dhcp,
+}
+
+/// How `res`'s agent tells its guests their address: by DHCP when it serves DHCP on the taps.
+pub fn guest_addressing(res: &crate::reconciler::HostResources) -> GuestAddressing {
+    match &res.network {
+        Some(network) if network.dhcp_enabled() => GuestAddressing::Dhcp,
+        _ => GuestAddressing::Static,
+    }
+}
+
+/// The guest's network settings as SMBIOS OEM strings (read by the guest's init): for each VM's
+/// first NIC whose zone is in the desired network, `hci.ip=ADDRESS/PREFIX` and `hci.gw=GATEWAY`
+/// ([`GuestAddressing::Static`]) or `hci.ip=dhcp` ([`GuestAddressing::Dhcp`]). Leaves VMs that
+/// already set `hci.ip` alone.
+pub fn with_guest_settings(mut desired: HostDesired, how: GuestAddressing) -> HostDesired {
     let Some(network) = desired.network.clone() else { return desired };
     for vm in &mut desired.vms {
         let Some(nic) = vm.nics.first() else { continue };
@@ -224,8 +285,13 @@ pub fn with_guest_settings(mut desired: HostDesired) -> HostDesired {
         if vm.oem_strings.iter().any(|s| s.starts_with("hci.ip=")) {
             continue;
         }
-        vm.oem_strings.push(format!("hci.ip={}/{prefix}", nic.ip));
-        vm.oem_strings.push(format!("hci.gw={}", zone.gateway));
+        match how {
+            GuestAddressing::Static => {
+                vm.oem_strings.push(format!("hci.ip={}/{prefix}", nic.ip));
+                vm.oem_strings.push(format!("hci.gw={}", zone.gateway));
+            }
+            GuestAddressing::Dhcp => vm.oem_strings.push("hci.ip=dhcp".into()),
+        }
     }
     desired
 }

@@ -76,7 +76,8 @@ pub fn offer(
     }
     // Rendered as the reconciler renders it (with the guest's network settings), so the domain that
     // arrives is the one this host would define.
-    let desired = state.desired.clone().map(crate::network::with_guest_settings);
+    let desired =
+        state.desired.clone().map(|d| crate::network::with_guest_settings(d, crate::network::guest_addressing(res)));
     let desired = desired.as_ref().ok_or_else(|| OfferRefusal::NotDesired(vm_id.to_string()))?;
     let vm = desired.vms.iter().find(|vm| vm.id == vm_id).ok_or_else(|| OfferRefusal::NotDesired(vm_id.to_string()))?;
     let not_expected =

@@ -186,7 +186,8 @@ pub fn reconcile_guarded(
     let mut volume_errors: BTreeMap<String, String> = BTreeMap::new();
     let mut vm_errors: BTreeMap<String, String> = BTreeMap::new();
     let mut state_changed = false;
-    let desired = state.desired.clone().map(crate::network::with_guest_settings);
+    let desired =
+        state.desired.clone().map(|d| crate::network::with_guest_settings(d, crate::network::guest_addressing(res)));
     // The pools' volumes, listed once per pass and again only after this pass changed them: a listing
     // costs round trips per volume held, which would otherwise grow every pass with the host.
     let mut listing: Option<Vec<(String, VolumeInfo)>> = None;
