@@ -2,7 +2,8 @@
 //! a network namespace with its own libvirt (so the taps of its VMs are created there), its own
 //! `hci-agent --underlay-address` and an underlay link to the other host. The agents get desired
 //! states with zones, a policy and the two-host fabric, and boot four test guests (two per host)
-//! whose NICs are configured from SMBIOS OEM strings (`hci.ip`, `hci.gw`: no DHCP yet). Each guest
+//! whose NICs take their IPAM addresses by DHCP from their agent (`hci.ip=dhcp`; its answers are in
+//! its log), except one that carries a static `hci.ip`/`hci.gw` of its own. Each guest
 //! probes others over TCP every second (`hci.probe`) and prints the outcomes on its console:
 //! same-zone across hosts over VXLAN works, the allowed cross-zone policy works, a port the policy
 //! does not name and a pair with no policy are dropped (and counted), and the isolated zone
@@ -33,6 +34,8 @@ struct Guest {
     host: usize,
     zone: &'static str,
     ip: &'static str,
+    /// Takes its address by DHCP (else from its own static OEM strings).
+    dhcp: bool,
     /// (target, reached?) probed from this guest.
     probes: &'static [(&'static str, bool)],
 }
@@ -43,6 +46,7 @@ const GUESTS: [Guest; 4] = [
         host: 0,
         zone: "web",
         ip: "10.61.0.10",
+        dhcp: true,
         probes: &[
             ("10.61.0.20:8080", true),  // same zone, across hosts (VXLAN)
             ("10.62.0.20:8080", true),  // policy web-app, across hosts
@@ -55,17 +59,25 @@ const GUESTS: [Guest; 4] = [
         host: 0,
         zone: "drill",
         ip: "10.69.0.10",
+        dhcp: false,
         probes: &[("10.61.0.10:8080", false), ("10.61.0.20:8080", false)],
     },
-    Guest { id: "web-b", host: 1, zone: "web", ip: "10.61.0.20", probes: &[("10.61.0.10:8080", true)] },
+    Guest { id: "web-b", host: 1, zone: "web", ip: "10.61.0.20", dhcp: true, probes: &[("10.61.0.10:8080", true)] },
     Guest {
         id: "app-b",
         host: 1,
         zone: "app",
         ip: "10.62.0.20",
+        dhcp: true,
         probes: &[("10.61.0.20:8080", false), ("10.61.0.10:8080", false)],
     },
 ];
+
+/// The guest's MAC (the console prints it, lowercase, as the DHCP server matched it).
+fn mac(g: &Guest) -> String {
+    let n = GUESTS.iter().position(|x| x.id == g.id).expect("guest");
+    format!("52:54:00:6e:{:02x}:{n:02x}", g.host)
+}
 
 fn underlay(h: usize) -> String {
     format!("192.168.253.{}", h + 1)
@@ -108,9 +120,13 @@ fn desired(hosts: &[String], h: usize, generation: u64, except: &[&str]) -> Host
         .collect();
     let vms = mine
         .iter()
-        .enumerate()
-        .map(|(i, g)| {
+        .map(|g| {
             let probes: Vec<&str> = g.probes.iter().map(|(t, _)| *t).collect();
+            let mut oem_strings = vec![format!("hci.probe={}", probes.join(",")), "hci.heartbeat=0".into()];
+            if !g.dhcp {
+                let gateway = format!("{}.1", g.ip.rsplit_once('.').map(|(net, _)| net).expect("dotted"));
+                oem_strings.extend([format!("hci.ip={}/24", g.ip), format!("hci.gw={gateway}")]);
+            }
             VmDesired {
                 id: g.id.into(),
                 name: g.id.into(),
@@ -119,14 +135,10 @@ fn desired(hosts: &[String], h: usize, generation: u64, except: &[&str]) -> Host
                 arch: "x86_64".into(),
                 firmware: "x86_64-bios".into(),
                 disks: vec![format!("boot-{}", g.id)],
-                nics: vec![NicDesired {
-                    mac: format!("52:54:00:6e:{h:02x}:{i:02x}"),
-                    zone: g.zone.into(),
-                    ip: g.ip.into(),
-                }],
+                nics: vec![NicDesired { mac: mac(g), zone: g.zone.into(), ip: g.ip.into() }],
                 power: PowerState::Running,
                 reboot_count: 0,
-                oem_strings: vec![format!("hci.probe={}", probes.join(",")), "hci.heartbeat=0".into()],
+                oem_strings,
                 migration: None,
                 snapshots: vec![],
                 revert: None,
@@ -156,6 +168,14 @@ fn counter(ns: &str, name: &str) -> u64 {
 
 fn metric(agent: &AgentProc, name: &str) -> f64 {
     agent.metrics().lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// Whether `agent`'s DHCP server offered `ip` and acked it (its log says so).
+fn dhcp_answered(agent: &AgentProc, ip: &str) -> bool {
+    let log = std::fs::read_to_string(agent.dir.path().join("agent.log")).expect("agent log");
+    let answered =
+        |kind: &str| log.lines().any(|l| l.contains("dhcp: answered") && l.contains(&format!("kind={kind} ip={ip} ")));
+    answered("Offer") && answered("Ack")
 }
 
 /// Host ids `<prefix><pid>a`, `...b` and their namespaces, joined by an underlay link `ul0` with
@@ -196,9 +216,11 @@ fn guests_on_two_hosts_reach_what_their_zones_allow_and_nothing_else() {
         let host_of = |id: &str| GUESTS.iter().find(|g| g.id == id).map(|g| g.host).expect("guest");
         for g in &GUESTS {
             let console = agents[g.host].wait_console(g.id, "HCI-NET-UP", BOOT);
-            assert!(console.contains(&format!("HCI-NET-UP eth0 {}/24", g.ip)), "{}: {console}", g.id);
+            assert!(console.contains(&format!("HCI-NET-UP eth0 {}/24 {}", g.ip, mac(g))), "{}: {console}", g.id);
+            // Those on DHCP got it from their agent (offered, then acked); the static one asked nothing.
+            assert_eq!(dhcp_answered(&agents[g.host], g.ip), g.dhcp, "{}: {}", g.id, agents[g.host].log_tail());
         }
-        eprintln!("every guest configured its address after {:?}", started.elapsed());
+        eprintln!("every guest configured its address (three by DHCP) after {:?}", started.elapsed());
         // Every allowed probe gets through.
         for g in &GUESTS {
             for (target, _) in g.probes.iter().filter(|(_, reached)| *reached) {
@@ -298,7 +320,7 @@ fn guests_on_two_hosts_reach_what_their_zones_allow_and_nothing_else() {
 /// The same data plane fed by the controller: agents in namespaces join a real 3-member cluster
 /// with `--underlay-address` (reported in their inventory), zones (VNIs assigned), a policy and two
 /// VMs (spread by anti-affinity) are created with `hcictl`; each host's feed carries the network,
-/// each guest configures the address IPAM gave it, and both hosts build the zones' VXLAN devices
+/// each guest takes the address IPAM gave it by DHCP from its agent, and both hosts build the zones' VXLAN devices
 /// (flooding to each other), the VMs' routes and the firewall sets.
 #[test]
 fn the_controllers_feed_builds_the_zone_networks_on_every_host() {
@@ -397,6 +419,7 @@ fn the_controllers_feed_builds_the_zone_networks_on_every_host() {
         let ip = vm["nics"][0]["ip"].as_str().expect("ip").to_string();
         let console = agents[h].wait_console(id, "HCI-NET-UP", BOOT);
         assert!(console.contains(&format!("HCI-NET-UP eth0 {ip}/24")), "{id}: {console}");
+        assert!(dhcp_answered(&agents[h], &ip), "{id} takes {ip} by DHCP: {}", agents[h].log_tail());
         let zone = vm["nics"][0]["zone"].as_str().expect("zone").to_string();
         taps_on[h].push((ip, zone));
     }
