@@ -24,6 +24,12 @@ pub struct Metrics {
     pub api_seconds: HistogramVec,
     /// Registered hosts by state (ready, maintenance, offline, fenced), set at each scrape.
     pub hosts: IntGaugeVec,
+    /// Hosts this member (as leader) fenced, and the VMs it restarted elsewhere or left down.
+    pub ha_hosts_fenced: IntCounter,
+    pub ha_vms_restarted: IntCounter,
+    pub ha_vms_left_down: IntCounter,
+    /// VM moves this member (as leader) finished.
+    pub moves_finished: IntCounter,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -68,6 +74,15 @@ impl Metrics {
         let hosts = IntGaugeVec::new(Opts::new("hci_hosts", "Registered hosts by state"), &["state"])
             .unwrap_or_else(|e| unreachable!("{e}"));
         register(&registry, Box::new(hosts.clone()));
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("{e}"));
+            register(&registry, Box::new(c.clone()));
+            c
+        };
+        let ha_hosts_fenced = counter("hci_ha_hosts_fenced_total", "Hosts fenced by HA (as leader)");
+        let ha_vms_restarted = counter("hci_ha_vms_restarted_total", "HA VMs restarted on another host (as leader)");
+        let ha_vms_left_down = counter("hci_ha_vms_left_down_total", "VMs of fenced hosts not restarted (as leader)");
+        let moves_finished = counter("hci_vm_moves_finished_total", "VM moves finished (as leader)");
         Self {
             raft_term: gauge(&registry, "hci_raft_term", "Current Raft term"),
             raft_leader_id: gauge(&registry, "hci_raft_leader_id", "Id of the current leader, 0 when unknown"),
@@ -82,6 +97,10 @@ impl Metrics {
             api_requests,
             api_seconds,
             hosts,
+            ha_hosts_fenced,
+            ha_vms_restarted,
+            ha_vms_left_down,
+            moves_finished,
             registry,
         }
     }

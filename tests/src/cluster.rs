@@ -363,6 +363,17 @@ impl Cluster {
         format!("http://{}", self.addr(id))
     }
 
+    /// The sum over the running members of an unlabelled counter in their `/metrics` (counters
+    /// that only the leader moves: the sum survives a change of leader).
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let client = self.client();
+        self.running()
+            .iter()
+            .filter_map(|id| client.get(format!("{}/metrics", self.url(*id))).send().ok()?.text().ok())
+            .filter_map(|text| crate::agent::metric(&text, name))
+            .sum()
+    }
+
     /// Every member's URL, comma-joined (for `HCI_URL`).
     pub fn urls(&self) -> String {
         self.ids().iter().map(|id| self.url(*id)).collect::<Vec<_>>().join(",")

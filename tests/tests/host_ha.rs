@@ -366,6 +366,8 @@ fn wait_fenced(site: &HaSite, placed: &Placed, mut each: impl FnMut()) -> (Value
             }
         });
     let offline_since = offline_since.expect("offline seen before fenced");
+    let counted = site.cluster.metric_sum("hci_ha_hosts_fenced_total");
+    assert!(counted >= 1.0, "the fencing is counted in hci_ha_hosts_fenced_total: {counted}");
     (fenced, parse_rfc3339_ms(&offline_since).expect("RFC 3339"))
 }
 

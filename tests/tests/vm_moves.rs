@@ -209,6 +209,9 @@ fn vms_move_live_and_cold_and_a_host_drains_for_maintenance() {
     assert_eq!((host["state"].as_str(), host["allocation"]["leaving"].as_u64()), (Some("ready"), Some(0)), "{host}");
     assert!(api.get(1, &format!("/v1/vms/{vm_id}")).json["migration"].is_null(), "nothing moved");
 
+    let finished = site.cluster.metric_sum("hci_vm_moves_finished_total");
+    assert!(finished >= 3.0, "the live, the cold and the drain's moves were finished: {finished}");
+
     site.hcictl(&["vm", "delete", &vm_id]);
     poll("the vm removed", Duration::from_secs(60), || {
         if site.defines(&second, &vm_id) {

@@ -87,6 +87,9 @@ async fn fence_and_restart(app: &Arc<App>, id: &str, silent: Duration) -> Result
         Applied::Host(host) if host.state == HostState::Fenced => {}
         other => return Err(ApiError::internal(format!("an HA restart answered {other:?}"))),
     }
+    app.metrics.ha_hosts_fenced.inc();
+    app.metrics.ha_vms_restarted.inc_by(restarts.len() as u64);
+    app.metrics.ha_vms_left_down.inc_by(down.len() as u64);
     for restart in &restarts {
         tracing::info!(host = %id, vm = %restart.vm, to = %restart.placement.host, "HA: vm restarted on another host");
     }

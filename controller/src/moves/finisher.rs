@@ -90,6 +90,7 @@ async fn finish(app: &App, id: &str, from_host: &str) {
     let command = Command::FinishMigration { id: id.to_string(), from_host: from_host.to_string() };
     match super::propose(app, command).await {
         Ok(Applied::Vm(vm)) => {
+            app.metrics.moves_finished.inc();
             tracing::info!(vm = %id, from = %from_host, to = ?vm.host, "move finished: the target has the vm");
             if let Some(agent) = source_agent {
                 for export in exports {
