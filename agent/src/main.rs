@@ -88,7 +88,7 @@ fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources
                 Arc::new(NftFirewall::host()),
                 metrics.network.clone(),
             )
-            .with_dhcp(Arc::new(UdpDhcp::host())),
+            .with_dhcp(Arc::new(UdpDhcp::host().counting(metrics.network.dhcp_replies.clone()))),
         )
     });
     Ok(HostResources {

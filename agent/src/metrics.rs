@@ -97,6 +97,10 @@ impl AgentMetrics {
                     ),
                     "steps",
                 ),
+                dhcp_replies: must(
+                    IntCounter::new("hci_agent_dhcp_replies_total", "DHCP replies sent to VMs (offers, acks, naks)"),
+                    "dhcp",
+                ),
             },
             reconcile_seconds,
             libvirt_seconds,
@@ -117,6 +121,7 @@ impl AgentMetrics {
             Box::new(metrics.network.firewall_full_applies.clone()),
             Box::new(metrics.network.firewall_incremental_applies.clone()),
             Box::new(metrics.network.network_steps.clone()),
+            Box::new(metrics.network.dhcp_replies.clone()),
         ];
         for c in collectors {
             must(metrics.registry.register(c), "register");

@@ -264,4 +264,18 @@ fn two_hosts_route_zones_over_vxlan_and_the_firewall_judges_every_flow() {
     let out = nets[1].converge(&fewer, &every_vm);
     assert_eq!(out.firewall, Some(UpdateKind::Interfaces(1)));
     assert!(reaches(lab.vm_ns("web-a"), ip_of("web-b"), Probe::Tcp(8080), None, PATIENT));
+
+    // iso-a's tap is deleted and made again (a VM stopped and started): the old socket hears
+    // nothing on the new device; the next pass opens a new one and DHCP answers again.
+    let (iso_a, tap) = (lab.vm_ns("iso-a"), tap_name("iso-a", 0));
+    must(&["ip", "-n", &lab.hosts[0], "link", "del", &tap]);
+    must(&["ip", "-n", &lab.hosts[0], "link", "add", &tap, "type", "veth", "peer", "name", "eth0", "netns", iso_a]);
+    must(&["ip", "-n", iso_a, "link", "set", "eth0", "up"]);
+    must(&["ip", "-n", &lab.hosts[0], "link", "set", &tap, "up"]);
+    let discover = client_message(MessageType::Discover, 15, mac, none, None, None);
+    assert_eq!(dhcp_exchange(iso_a, &discover, QUICK), None, "the old socket is bound to the deleted device");
+    let out = nets[0].converge(&desired(0), &every_vm);
+    assert!(out.vm_errors.is_empty(), "{:?}", out.vm_errors);
+    let offer = dhcp_exchange(iso_a, &discover, PATIENT).expect("an offer on the new tap");
+    assert_eq!((offer.kind, offer.yiaddr), (Some(MessageType::Offer), ip_of("iso-a")));
 }

@@ -262,6 +262,9 @@ fn guests_on_two_hosts_reach_what_their_zones_allow_and_nothing_else() {
         for agent in &agents {
             assert!(metric(agent, "hci_agent_firewall_full_applies_total") >= 1.0);
         }
+        // An offer and an ack per DHCP guest (one on host a, two on host b), at least.
+        assert!(metric(&agents[0], "hci_agent_dhcp_replies_total") >= 2.0);
+        assert!(metric(&agents[1], "hci_agent_dhcp_replies_total") >= 4.0);
 
         // Someone flushes host b's table: the agent restores it within seconds and counts it.
         let flushed = Instant::now();

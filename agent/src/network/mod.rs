@@ -51,6 +51,8 @@ pub struct NetworkCounters {
     pub firewall_full_applies: IntCounter,
     pub firewall_incremental_applies: IntCounter,
     pub network_steps: IntCounter,
+    /// Replies the DHCP server sent ([`dhcp::udp::UdpDhcp::counting`]).
+    pub dhcp_replies: IntCounter,
 }
 
 impl NetworkCounters {
@@ -62,6 +64,7 @@ impl NetworkCounters {
             firewall_full_applies: counter("full"),
             firewall_incremental_applies: counter("incremental"),
             network_steps: counter("steps"),
+            dhcp_replies: counter("dhcp"),
         }
     }
 }

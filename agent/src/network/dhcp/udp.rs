@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::{packet, DhcpService, Lease};
@@ -48,6 +49,8 @@ pub struct UdpDhcp {
     /// `/run/netns/<name>`: sockets are made in that namespace (tests); `None`: the agent's own.
     netns: Option<PathBuf>,
     ports: Mutex<BTreeMap<String, Port>>,
+    /// Replies sent.
+    replies: IntCounter,
 }
 
 impl std::fmt::Debug for UdpDhcp {
@@ -63,12 +66,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl UdpDhcp {
     /// In the agent's network namespace (the host's).
     pub fn host() -> Self {
-        UdpDhcp { netns: None, ports: Mutex::new(BTreeMap::new()) }
+        Self::new(None)
     }
 
     /// In network namespace `name` (`ip netns add`): tests, like `IpDataPlane::in_netns`.
     pub fn in_netns(name: &str) -> Self {
-        UdpDhcp { netns: Some(PathBuf::from("/run/netns").join(name)), ports: Mutex::new(BTreeMap::new()) }
+        Self::new(Some(PathBuf::from("/run/netns").join(name)))
+    }
+
+    fn new(netns: Option<PathBuf>) -> Self {
+        let replies = IntCounter::new("dhcp_replies", "DHCP replies sent")
+            .unwrap_or_else(|e| unreachable!("a valid counter name: {e}"));
+        UdpDhcp { netns, ports: Mutex::new(BTreeMap::new()), replies }
+    }
+
+    /// Counts the replies it sends in `replies` (the agent's `hci_agent_dhcp_replies_total`).
+    pub fn counting(mut self, replies: IntCounter) -> Self {
+        self.replies = replies;
+        self
     }
 
     fn open(&self, tap: &str) -> Result<UdpSocket, String> {
@@ -114,9 +129,10 @@ impl UdpDhcp {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (socket, lease, stop, name) = (socket.clone(), lease.clone(), stop.clone(), tap.to_string());
+            let replies = self.replies.clone();
             std::thread::Builder::new()
                 .name(format!("dhcp-{tap}"))
-                .spawn(move || run(&socket, &lease, &stop, &name))
+                .spawn(move || run(&socket, &lease, &stop, &name, &replies))
                 .map_err(|e| format!("dhcp thread for {tap}: {e}"))?
         };
         tracing::info!(%tap, "dhcp: serving");
@@ -124,7 +140,7 @@ impl UdpDhcp {
     }
 }
 
-fn run(socket: &UdpSocket, lease: &Mutex<Lease>, stop: &AtomicBool, tap: &str) {
+fn run(socket: &UdpSocket, lease: &Mutex<Lease>, stop: &AtomicBool, tap: &str, replies: &IntCounter) {
     let mut buf = [0u8; 1500];
     while !stop.load(Ordering::Relaxed) {
         let n = match socket.recv_from(&mut buf) {
@@ -145,7 +161,10 @@ fn run(socket: &UdpSocket, lease: &Mutex<Lease>, stop: &AtomicBool, tap: &str) {
                 Some(reply) => {
                     let to = packet::destination(&req, &reply);
                     match socket.send_to(&packet::encode(&reply), to) {
-                        Ok(_) => tracing::info!(%tap, kind = ?reply.kind, ip = %lease.ip, %to, "dhcp: answered"),
+                        Ok(_) => {
+                            replies.inc();
+                            tracing::info!(%tap, kind = ?reply.kind, ip = %lease.ip, %to, "dhcp: answered")
+                        }
                         Err(e) => tracing::warn!(%tap, %to, error = %e, "dhcp: sending the reply"),
                     }
                 }
