@@ -392,6 +392,11 @@ fn dhcp_serves_each_present_tap_its_nics_lease_and_nothing_else() {
     let out = net.converge(&desired(vec![vms[0].clone()], network(&["h1"])), &running(&["web1"]));
     assert!(out.vm_errors.is_empty(), "{:?}", out.vm_errors);
     assert_eq!(dhcp.served().keys().collect::<Vec<_>>(), [&web1]);
+    // A desired state without a network: no lease is served any more.
+    let mut without = desired(vec![vms[0].clone()], network(&["h1"]));
+    without.network = None;
+    net.converge(&without, &running(&["web1"]));
+    assert!(dhcp.served().is_empty());
 }
 
 #[test]

@@ -139,10 +139,17 @@ impl HostNetworking {
     /// VMs whose domains run here (a running VM's missing tap is an error; a stopped VM has none).
     /// A VM arriving by live migration is in the firewall at once (whatever its tap sends is judged
     /// from the first packet) but gets its route only once it runs here: until then the host it
-    /// comes from answers for its address. Does nothing when `desired` carries no network.
+    /// comes from answers for its address. Does nothing when `desired` carries no network,
+    /// except stop serving DHCP.
     pub fn converge(&self, desired: &HostDesired, running: &BTreeSet<String>) -> NetworkOutcome {
         let mut out = NetworkOutcome::default();
-        let Some(network) = &desired.network else { return out };
+        let Some(network) = &desired.network else {
+            // Nothing else is touched, but no lease outlives the network it came from.
+            if let Some(dhcp) = &self.dhcp {
+                dhcp.serve(&BTreeMap::new());
+            }
+            return out;
+        };
         let nics = plan::local_nics(desired);
         let routed = nics.iter().filter(|n| !n.incoming || running.contains(&n.vm_id)).cloned().collect();
         let wanted = plan::wanted(&self.host_id, self.underlay, network, routed);
