@@ -93,6 +93,17 @@ fn a_vm_created_through_hcictl_is_placed_and_boots_on_its_host() {
         }
     });
     wait_actual(api, &vm_id, "running", BOOT);
+    // A reboot is an ACPI request: a guest still booting ignores it (documented on the agent's
+    // `reboot`). Wait until this boot's init is up (its first heartbeat after the boot line).
+    poll("the guest's init up after the second boot", BOOT, || {
+        let console = agent.console(&vm_id);
+        let since_boot = console.rsplit("HCI-GUEST-BOOTED").next().unwrap_or_default();
+        if since_boot.contains("HCI-GUEST-ALIVE") {
+            Ok(())
+        } else {
+            Err("no heartbeat since the boot yet".to_string())
+        }
+    });
     site.hcictl(&["vm", "reboot", &vm_id]);
     poll("a third boot, by the reboot", BOOT, || {
         let boots = agent.console(&vm_id).matches("HCI-GUEST-BOOTED").count();
