@@ -153,7 +153,12 @@ fn run_domain_action(
         }),
         DomainAction::Start => res.hypervisor.start(name),
         DomainAction::Shutdown => res.hypervisor.shutdown(name, res.shutdown_timeout),
-        DomainAction::Reboot => res.hypervisor.reboot(name),
+        // A guaranteed reboot: an ACPI shutdown (forced after the timeout), then a start. An ACPI
+        // reboot alone is lost when the guest ignores the button (still booting, no ACPI), and
+        // would not apply a redefinition.
+        DomainAction::Reboot => {
+            res.hypervisor.shutdown(name, res.shutdown_timeout).and_then(|()| res.hypervisor.start(name))
+        }
     };
     result.map_err(|e| e.to_string())
 }
