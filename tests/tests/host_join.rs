@@ -130,12 +130,13 @@ fn agents_join_heartbeat_go_offline_and_come_back() {
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&cred).expect("credential file").permissions());
         assert_eq!(mode & 0o777, 0o600, "{}", cred.display());
-        // The desired-state feed: the agent holds the controller's (empty) desired state.
-        let generation = h["desired_generation"].as_u64().expect("generation");
-        poll(&format!("agent {id} to hold desired generation {generation}"), Duration::from_secs(15), || {
+        // The desired-state feed: the agent holds the controller's (empty) desired state, at the
+        // host's current generation (the other host joining moves it: its peers changed).
+        poll(&format!("agent {id} to hold the host's desired generation"), Duration::from_secs(15), || {
+            let now = api.try_get(1, &format!("/v1/hosts/{id}"))?.json["desired_generation"].as_u64();
             match agent.held_desired() {
-                Some(d) if d["generation"].as_u64() == Some(generation) => Ok(()),
-                other => Err(format!("{other:?}")),
+                Some(d) if now.is_some() && d["generation"].as_u64() == now => Ok(()),
+                other => Err(format!("controller at {now:?}, agent holds {other:?}")),
             }
         });
     }
