@@ -7,7 +7,7 @@ use hci_placement::{Policy, Strategy};
 use hci_shared::agent_validate;
 use hci_shared::api::VolumeCreate;
 use hci_shared::command::{Applied, Command, JoinAuth, Placement, PlannedMove, PlannedRestart};
-use hci_shared::hosts::{HostInventory, HostJoin, HostPool};
+use hci_shared::hosts::HostJoin;
 use hci_shared::resources::{Host, HostState, PowerState};
 use hci_shared::ErrorCode;
 
@@ -17,48 +17,20 @@ fn policy() -> Policy {
     Policy::new(80, Strategy::Spread).expect("80 is allowed")
 }
 
-fn pool(name: &str, backend: &str) -> HostPool {
-    HostPool {
-        name: name.into(),
-        backend: backend.into(),
-        capacity_bytes: 100 << 30,
-        allocation_bytes: 0,
-        available_bytes: 100 << 30,
-    }
+/// The join body of host `id` (2 CPUs, `memory_mib`, a shared pool `ceph` and a local pool `local`).
+fn ha_join_spec(id: &str, memory_mib: u64) -> HostJoin {
+    let mut spec = host_join_spec(id, memory_mib, "rbd", None);
+    spec.inventory.pools = vec![pool("ceph", "rbd"), pool("local", "dir-qcow2")];
+    spec
 }
 
-/// Joins host `id` (2 CPUs, `memory_mib`, a shared pool `ceph` and a local pool `local`).
+/// Joins host `id` (see [`ha_join_spec`]); returns the log index of the join.
 fn join(h: &mut Harness, id: &str, memory_mib: u64) -> u64 {
-    let token = format!("{:0>64}", h.index + 7000);
-    h.ok(Command::CreateJoinToken {
-        sha256: token.clone(),
-        site: "primary".into(),
-        expires_at: "2030-01-01T00:00:00Z".into(),
-    });
-    let spec = HostJoin {
-        host_id: id.into(),
-        site: "primary".into(),
-        arch: "x86_64".into(),
-        agent_url: format!("http://{id}.example:7100"),
-        inventory: HostInventory {
-            cpus: 2,
-            memory_mib,
-            accelerator: "tcg".into(),
-            libvirt_version: "9.0.0".into(),
-            pools: vec![pool("ceph", "rbd"), pool("local", "dir-qcow2")],
-            firmware_profiles: vec!["x86_64-bios".into()],
-            underlay_ip: None,
-        },
-    };
-    let credential = format!("{:f>64}", h.index);
-    h.ok(Command::JoinHost { auth: JoinAuth::Token { sha256: token }, new_credential_sha256: Some(credential), spec });
-    h.index
+    join_spec(h, ha_join_spec(id, memory_mib))
 }
 
 fn setup(hosts: &[&str]) -> Harness {
-    let mut h = Harness::new();
-    h.ok(Command::Bootstrap { site: "primary".into(), admin_token_sha256: "f".repeat(64) });
-    h.with_tenant("finance", 64, 65536, 1000);
+    let mut h = finance_site();
     for host in hosts {
         join(&mut h, host, 4096);
     }
@@ -327,22 +299,8 @@ fn a_host_joining_changes_every_other_hosts_peers() {
         assert_eq!(generation(&h, id), joined, "{id}");
     }
     // A re-join that changes nothing touches nothing.
-    let credential = format!("{:f>64}", joined - 1);
-    let spec = HostJoin {
-        host_id: "h3".into(),
-        site: "primary".into(),
-        arch: "x86_64".into(),
-        agent_url: "http://h3.example:7100".into(),
-        inventory: HostInventory {
-            cpus: 2,
-            memory_mib: 4096,
-            accelerator: "tcg".into(),
-            libvirt_version: "9.0.0".into(),
-            pools: vec![pool("ceph", "rbd"), pool("local", "dir-qcow2")],
-            firmware_profiles: vec!["x86_64-bios".into()],
-            underlay_ip: None,
-        },
-    };
+    let credential = credential_of("h3");
+    let spec = ha_join_spec("h3", 4096);
     let rejoin = |spec: HostJoin| Command::JoinHost {
         auth: JoinAuth::Credential { sha256: credential.clone() },
         new_credential_sha256: None,

@@ -18,9 +18,7 @@ fn policy() -> Policy {
 
 /// Hosts of 4096 MiB with a local pool (`dir-qcow2`) or a shared one (`rbd`).
 fn setup(hosts: &[&str], backend: &str) -> Harness {
-    let mut h = Harness::new();
-    h.ok(Command::Bootstrap { site: "primary".into(), admin_token_sha256: "f".repeat(64) });
-    h.with_tenant("finance", 64, 65536, 1000);
+    let mut h = finance_site();
     for host in hosts {
         join_host(&mut h, host, 4096, backend);
     }

@@ -13,23 +13,16 @@ use crate::support::*;
 
 /// Joins host `id` with underlay address `underlay` (a token join), or re-joins it (its credential).
 fn join(h: &mut Harness, id: &str, underlay: Option<&str>) {
-    let credential = format!("{:c>64}", id.len() * 7 + id.as_bytes()[1] as usize);
     let spec = host_join_spec(id, 4096, "dir-qcow2", underlay);
     if h.model.host(id).is_some() {
         h.ok(Command::JoinHost {
-            auth: JoinAuth::Credential { sha256: credential },
+            auth: JoinAuth::Credential { sha256: credential_of(id) },
             new_credential_sha256: None,
             spec,
         });
-        return;
+    } else {
+        join_spec(h, spec);
     }
-    let token = format!("{:a>64}", h.index + 1000);
-    h.ok(Command::CreateJoinToken {
-        sha256: token.clone(),
-        site: "primary".into(),
-        expires_at: "2030-01-01T00:00:00Z".into(),
-    });
-    h.ok(Command::JoinHost { auth: JoinAuth::Token { sha256: token }, new_credential_sha256: Some(credential), spec });
 }
 
 fn zone(name: &str, cidr: &str, kind: ZoneKind, vni: Option<u32>, intra_zone: IntraZone) -> Command {

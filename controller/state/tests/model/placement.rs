@@ -16,9 +16,7 @@ fn join(h: &mut Harness, id: &str, memory_mib: u64) {
 }
 
 fn setup(hosts: &[&str]) -> Harness {
-    let mut h = Harness::new();
-    h.ok(Command::Bootstrap { site: "primary".into(), admin_token_sha256: "f".repeat(64) });
-    h.with_tenant("finance", 64, 65536, 1000);
+    let mut h = finance_site();
     for host in hosts {
         join(&mut h, host, 4096);
     }

@@ -283,6 +283,25 @@ pub fn as_vm(applied: Applied) -> Vm {
 
 const JOIN_TOKEN: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 
+/// A bootstrapped site `primary` with tenant `finance` (64 vCPUs, 64 GiB, 1000 GiB).
+pub fn finance_site() -> Harness {
+    let mut h = Harness::new();
+    h.ok(Command::Bootstrap { site: "primary".into(), admin_token_sha256: "f".repeat(64) });
+    h.with_tenant("finance", 64, 65536, 1000);
+    h
+}
+
+/// A 100 GiB pool, empty.
+pub fn pool(name: &str, backend: &str) -> HostPool {
+    HostPool {
+        name: name.into(),
+        backend: backend.into(),
+        capacity_bytes: 100 << 30,
+        allocation_bytes: 0,
+        available_bytes: 100 << 30,
+    }
+}
+
 /// The join body of host `id`: x86_64, 2 CPUs, one 100 GiB pool `default` of `backend`.
 pub fn host_join_spec(id: &str, memory_mib: u64, backend: &str, underlay_ip: Option<&str>) -> HostJoin {
     HostJoin {
@@ -295,21 +314,22 @@ pub fn host_join_spec(id: &str, memory_mib: u64, backend: &str, underlay_ip: Opt
             memory_mib,
             accelerator: "tcg".into(),
             libvirt_version: "9.0.0".into(),
-            pools: vec![HostPool {
-                name: "default".into(),
-                backend: backend.into(),
-                capacity_bytes: 100 << 30,
-                allocation_bytes: 0,
-                available_bytes: 100 << 30,
-            }],
+            pools: vec![pool("default", backend)],
             firmware_profiles: vec!["x86_64-bios".into()],
             underlay_ip: underlay_ip.map(str::to_string),
         },
     }
 }
 
-/// Joins host `id` (see [`host_join_spec`]) through a join token.
-pub fn join_host(h: &mut Harness, id: &str, memory_mib: u64, backend: &str) {
+/// The credential SHA-256 test host `id` joins with (hex of its id, zero-padded).
+pub fn credential_of(id: &str) -> String {
+    let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{hex:0>64}")
+}
+
+/// Joins a new host with `spec` through a fresh join token (its credential: [`credential_of`]).
+/// Returns the log index of the join.
+pub fn join_spec(h: &mut Harness, spec: HostJoin) -> u64 {
     use hci_shared::command::JoinAuth;
     let token = format!("{}{}", &JOIN_TOKEN[..60], h.index + 1000);
     h.ok(Command::CreateJoinToken {
@@ -317,7 +337,12 @@ pub fn join_host(h: &mut Harness, id: &str, memory_mib: u64, backend: &str) {
         site: "primary".into(),
         expires_at: "2030-01-01T00:00:00Z".into(),
     });
-    let spec = host_join_spec(id, memory_mib, backend, None);
-    let credential = format!("{:0>64}", h.index);
+    let credential = credential_of(&spec.host_id);
     h.ok(Command::JoinHost { auth: JoinAuth::Token { sha256: token }, new_credential_sha256: Some(credential), spec });
+    h.index
+}
+
+/// Joins host `id` (see [`host_join_spec`]) through a join token.
+pub fn join_host(h: &mut Harness, id: &str, memory_mib: u64, backend: &str) {
+    join_spec(h, host_join_spec(id, memory_mib, backend, None));
 }
