@@ -108,3 +108,28 @@ stop_all() {
   [[ ${#HCI_PIDS[@]} -eq 0 ]] || stop_pids "${1:-TERM}" "${HCI_PIDS[@]}"
   HCI_PIDS=()
 }
+
+# bench_work_dir: for a benchmark, makes the scratch directory WORK and installs traps that on exit
+# stop every process recorded in HCI_PIDS and remove WORK, or keep it with its logs when the
+# benchmark failed or BENCH_KEEP=1 (it sets WORK itself: a subshell could not install the traps).
+WORK=""
+bench_cleanup() {
+  local rc=$?
+  stop_all TERM
+  if [[ -n $WORK ]]; then
+    if [[ $rc -ne 0 ]]; then
+      echo "bench FAILED (exit $rc); logs in $WORK" >&2
+    elif [[ ${BENCH_KEEP:-0} == 1 ]]; then
+      echo "kept $WORK"
+    else
+      rm -rf "$WORK"
+    fi
+  fi
+  exit "$rc"
+}
+bench_work_dir() {
+  WORK=$(mktemp -d -t hci-bench.XXXXXX)
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}

@@ -29,28 +29,9 @@ for setting in BENCH_SECONDS BENCH_THREADS BENCH_HOSTS; do
 done
 command -v wrk >/dev/null || die "wrk not found (./scripts/install-deps.sh installs it)"
 
-WORK=""
-cleanup() {
-  local rc=$?
-  stop_all TERM
-  if [[ -n $WORK ]]; then
-    if [[ $rc -ne 0 ]]; then
-      echo "bench FAILED (exit $rc); logs in $WORK" >&2
-    elif [[ ${BENCH_KEEP:-0} == 1 ]]; then
-      echo "kept $WORK"
-    else
-      rm -rf "$WORK"
-    fi
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 log() { echo "[bench] $*" >&2; }
 
-WORK=$(mktemp -d -t hci-bench.XXXXXX)
+bench_work_dir
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 

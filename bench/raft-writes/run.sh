@@ -28,29 +28,10 @@ for system in $BENCH_SYSTEMS; do
   [[ $system == etcd || $system == hci ]] || die "BENCH_SYSTEMS: unknown system '$system' (etcd, hci)"
 done
 
-WORK=""
-cleanup() {
-  local rc=$?
-  stop_all TERM
-  if [[ -n $WORK ]]; then
-    if [[ $rc -ne 0 ]]; then
-      echo "bench FAILED (exit $rc); logs in $WORK" >&2
-    elif [[ ${BENCH_KEEP:-0} == 1 ]]; then
-      echo "kept $WORK"
-    else
-      rm -rf "$WORK"
-    fi
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 log() { echo "[bench] $*" >&2; }
 
 ./scripts/install-deps.sh >&2
-WORK=$(mktemp -d -t hci-bench.XXXXXX)
+bench_work_dir
 fs=$(df --output=fstype "$WORK" | tail -n 1)
 [[ $fs != tmpfs ]] || log "warning: $WORK is on tmpfs: fsync costs nothing there, the figures flatter both systems"
 RESULTS=$WORK/results.tsv

@@ -46,6 +46,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/kmod.sh
 source "$HERE/../kmod.sh" # copy_modules
+# shellcheck source=scripts/apt.sh
+source "$HERE/../apt.sh" # tools_missing, apt_install
 CACHE=${HCI_GUEST_CACHE:-/var/cache/hci-guest}
 # The layout version of the outputs: part of inputs.txt, so a change here rebuilds every cache.
 # 2: ppc64el also builds disk-ppc64le.qcow2 (SLOF -> PReP -> GRUB ieee1275 disk boot).
@@ -93,22 +95,17 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C TZ=UTC SOURCE_DATE_EPOCH=$EPOCH
 # host tools
 
 ensure_tools() {
-  local -a need=(); local t
-  for t in mcopy:mtools mkfs.fat:dosfstools sfdisk:fdisk qemu-img:qemu-utils cpio:cpio depmod:kmod \
-    apt-get:apt dpkg-deb:dpkg gzip:gzip; do
-    command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
-  done
+  local -a need
+  mapfile -t need < <(tools_missing mcopy:mtools mkfs.fat:dosfstools sfdisk:fdisk qemu-img:qemu-utils \
+    cpio:cpio depmod:kmod apt-get:apt dpkg-deb:dpkg gzip:gzip)
+  local t
   if [[ $ARCH == ppc64el ]]; then
     # The shared libraries of grub-common's grub-mkimage, which runs from its unpacked .deb.
     for t in liblzma5 libdevmapper1.02.1 libselinux1 libudev1; do
       dpkg-query -W -f='${db:Status-Status}\n' "$t" 2>/dev/null | grep -qx installed || need+=("$t")
     done
   fi
-  [[ ${#need[@]} -eq 0 ]] && return 0
-  [[ $EUID -eq 0 ]] || die "missing tools (${need[*]}); run as root or install them"
-  log "installing ${need[*]}"
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+  apt_install "${need[@]}"
 }
 
 # ---------------------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ LOG_PREFIX=lvm-vm-build
 source "$HERE/../libvirt/common.sh" # log, die
 # shellcheck source=scripts/kmod.sh
 source "$HERE/../kmod.sh" # copy_modules
+# shellcheck source=scripts/apt.sh
+source "$HERE/../apt.sh" # tools_missing, apt_install
 
 OUT=${1:-${HCI_LVM_VM_CACHE:-/var/cache/hci-lvm-vm}}
 DEBS=${HCI_GUEST_CACHE:-/var/cache/hci-guest}
@@ -52,15 +54,9 @@ KERNEL_PARTS=('./boot/vmlinuz-*' './lib/modules/*/modules.builtin' './lib/module
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C TZ=UTC SOURCE_DATE_EPOCH=$EPOCH
 
 ensure_tools() {
-  local -a need=(); local t
-  for t in cpio:cpio depmod:kmod gzip:gzip apt-get:apt dpkg-deb:dpkg; do
-    command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
-  done
-  [[ ${#need[@]} -eq 0 ]] && return 0
-  [[ $EUID -eq 0 ]] || die "missing tools (${need[*]}); run as root or install them"
-  log "installing ${need[*]}"
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+  local -a need
+  mapfile -t need < <(tools_missing cpio:cpio depmod:kmod gzip:gzip apt-get:apt dpkg-deb:dpkg)
+  apt_install "${need[@]}"
 }
 
 kernel_package() {
