@@ -86,30 +86,14 @@ impl Model {
             }
             None => self.plan_elsewhere(vm, policy)?,
         };
-        let probe = PlannedMove {
-            vm: vm.id.clone(),
-            placement: hci_shared::command::Placement { host: target, cap_percent: policy.cap_percent() },
-            live,
-            imports: Vec::new(),
-        };
+        // Everything but the imports (known after the source exported) is checked now.
+        check_movable(vm, &target, live)?;
+        let placement = hci_shared::command::Placement { host: target, cap_percent: policy.cap_percent() };
+        self.check_moves([(vm, &placement)])?;
+        let planned = PlannedMove { vm: vm.id.clone(), placement, live, imports: Vec::new() };
         let exports = if live { Vec::new() } else { self.local_volumes_of(vm) };
-        // Everything but the imports (filled in after the exports) is checked now.
-        let planned_with = PlannedMove {
-            imports: exports
-                .iter()
-                .map(|volume| hci_shared::resources::VolumeImport {
-                    volume: volume.clone(),
-                    url: String::new(),
-                    sha256: String::new(),
-                    export: String::new(),
-                })
-                .collect(),
-            ..probe.clone()
-        };
-        check_movable(self, vm, &planned_with)?;
-        self.check_moves([(vm, &probe.placement)])?;
         let source_agent = vm.host.as_deref().and_then(|h| self.hosts.get(h)).map(|h| h.agent_url.clone());
-        Ok(MovePlan { planned: probe, exports, source_agent: source_agent.unwrap_or_default() })
+        Ok(MovePlan { planned, exports, source_agent: source_agent.unwrap_or_default() })
     }
 
     /// Plans draining host `id`: every VM placed there moves (largest first), all within the cap
@@ -177,9 +161,9 @@ impl Model {
     }
 }
 
-/// Whether the VM may move as `planned` now (before the cap check): placed, not already moving,
-/// power matching the kind of move, every local volume imported on a cold move.
-fn check_movable(model: &Model, vm: &Vm, planned: &PlannedMove) -> Result<String, ApiError> {
+/// Whether the VM may move to `target` now, live or not (before the cap check): placed, not already
+/// moving, power matching the kind of move. Returns its current host.
+fn check_movable(vm: &Vm, target: &str, live: bool) -> Result<String, ApiError> {
     let current =
         vm.host.clone().ok_or_else(|| ApiError::conflict(format!("vm '{}' is not placed on any host yet", vm.name)))?;
     if let Some(moving) = &vm.migration {
@@ -188,39 +172,42 @@ fn check_movable(model: &Model, vm: &Vm, planned: &PlannedMove) -> Result<String
             vm.name, moving.from_host
         )));
     }
-    if planned.placement.host == current {
+    if target == current {
         return Err(ApiError::conflict(format!("vm '{}' is already on host '{current}'", vm.name)));
     }
-    match (planned.live, vm.power) {
+    match (live, vm.power) {
         (true, PowerState::Stopped) => {
-            return Err(ApiError::conflict(format!("vm '{}' is stopped; move it cold (live: false)", vm.name)))
+            Err(ApiError::conflict(format!("vm '{}' is stopped; move it cold (live: false)", vm.name)))
         }
         (false, PowerState::Running) => {
-            return Err(ApiError::conflict(format!(
-                "vm '{}' is running; move it live (live: true) or stop it first",
-                vm.name
-            )))
+            Err(ApiError::conflict(format!("vm '{}' is running; move it live (live: true) or stop it first", vm.name)))
         }
-        _ => {}
+        _ => Ok(current),
     }
-    let local = model.local_volumes_of(vm);
+}
+
+/// [`check_movable`] for a planned move, and its imports: none for a live move, exactly the local
+/// volumes for a cold one.
+fn check_planned(model: &Model, vm: &Vm, planned: &PlannedMove) -> Result<String, ApiError> {
+    let current = check_movable(vm, &planned.placement.host, planned.live)?;
     if planned.live {
         if !planned.imports.is_empty() {
             return Err(ApiError::invalid("imports", "a live move copies its volumes itself"));
         }
-    } else {
-        let mut imported: Vec<&str> = planned.imports.iter().map(|i| i.volume.as_str()).collect();
-        imported.sort_unstable();
-        let mut wanted: Vec<&str> = local.iter().map(String::as_str).collect();
-        wanted.sort_unstable();
-        if imported != wanted {
-            return Err(ApiError::conflict(format!(
-                "vm '{}' has local volumes [{}] but the move imports [{}]; retry",
-                vm.name,
-                wanted.join(", "),
-                imported.join(", ")
-            )));
-        }
+        return Ok(current);
+    }
+    let mut imported: Vec<&str> = planned.imports.iter().map(|i| i.volume.as_str()).collect();
+    imported.sort_unstable();
+    let local = model.local_volumes_of(vm);
+    let mut wanted: Vec<&str> = local.iter().map(String::as_str).collect();
+    wanted.sort_unstable();
+    if imported != wanted {
+        return Err(ApiError::conflict(format!(
+            "vm '{}' has local volumes [{}] but the move imports [{}]; retry",
+            vm.name,
+            wanted.join(", "),
+            imported.join(", ")
+        )));
     }
     Ok(current)
 }
@@ -265,7 +252,7 @@ pub(crate) fn migrate(model: &Model, ctx: &Ctx<'_>, id: &str, planned: &PlannedM
     if planned.vm != vm.id {
         return Err(ApiError::invalid("planned.vm", format!("plans vm '{}', not '{id}'", planned.vm)));
     }
-    let from = check_movable(model, vm, planned)?;
+    let from = check_planned(model, vm, planned)?;
     model.check_moves([(vm, &planned.placement)])?;
     let (after, mut changes) = moved(model, ctx, vm, from.clone(), planned, "operator");
     changes.extend(touch(model, ctx, [from.as_str(), planned.placement.host.as_str()]));
@@ -359,7 +346,7 @@ pub(crate) fn set_maintenance(
         if vm.host.as_deref() != Some(id) {
             return Err(ApiError::conflict(format!("vm '{}' is no longer on host '{id}'; retry", vm.name)));
         }
-        check_movable(model, vm, planned)?;
+        check_planned(model, vm, planned)?;
         checked.push((vm, &planned.placement));
     }
     model.check_moves(checked.iter().copied())?;

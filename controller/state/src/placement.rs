@@ -203,18 +203,24 @@ impl Model {
 
     /// Checks moves decided together (a drain plans them as one batch) against the state now, each
     /// with the earlier ones booked: cap, quota and every filter on each target. Returns the first
-    /// refusal. Works on a copy of the view; the model is not changed.
+    /// refusal. The model is not changed: a batch books its moves on a copy of the view, made only
+    /// when there is a second move to check (a single move, the common case, copies nothing).
     pub(crate) fn check_moves<'v>(
         &self,
         moves: impl IntoIterator<Item = (&'v Vm, &'v Placement)>,
     ) -> Result<(), ApiError> {
-        let mut view = self.placement.0.clone();
-        for (vm, placement) in moves {
+        let mut moves = moves.into_iter().peekable();
+        let mut copy: Option<ClusterView> = None;
+        while let Some((vm, placement)) = moves.next() {
             let policy = Policy::new(placement.cap_percent, Strategy::Spread)
                 .map_err(|e| ApiError::invalid("placement.cap_percent", e.to_string()))?;
             let decision =
                 Decision { host: placement.host.clone(), previous_host: vm.host.clone(), request: request(self, vm) };
-            verify(&view, &decision, &policy).map_err(refused)?;
+            verify(copy.as_ref().unwrap_or(&self.placement.0), &decision, &policy).map_err(refused)?;
+            if moves.peek().is_none() {
+                break;
+            }
+            let view = copy.get_or_insert_with(|| self.placement.0.clone());
             let source = vm.host.clone();
             view.apply(&decision).map_err(|e| ApiError::conflict(format!("vm '{}' cannot move: {e}", vm.name)))?;
             if let Some(host) = source {
