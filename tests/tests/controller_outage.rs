@@ -55,6 +55,18 @@ fn a_full_controller_outage_keeps_every_vm_running_and_agents_follow_the_cluster
     site.agents[web_host].wait_console(&web_id, "HCI-GUEST-ALIVE", BOOT);
     wait_actual(api, &web_id, "running", BOOT);
     wait_actual(api, ha["id"].as_str().expect("id"), "running", BOOT);
+    // The HA VM is one its host would fence if it were cut off: the outage must be told apart.
+    let ha_id = ha["id"].as_str().expect("id");
+    poll("the HA vm in its host's fence list", BOOT, || {
+        let held = site.agents[ha_host].held_desired().unwrap_or_default();
+        let listed = held["isolation"]["fence_vms"].as_array().is_some_and(|v| v.iter().any(|id| id == ha_id));
+        let peers = held["isolation"]["peers"].as_array().map_or(0, Vec::len);
+        if listed && peers == 1 {
+            Ok(())
+        } else {
+            Err(held["isolation"].to_string())
+        }
+    });
     let fenced = |i: usize| metric(&site.agents[i].metrics(), "hci_agent_fence_events_total").unwrap_or(0.0);
     assert_eq!((fenced(0), fenced(1)), (0.0, 0.0));
 
