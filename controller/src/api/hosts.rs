@@ -34,7 +34,7 @@ type MoveCounts = std::collections::BTreeMap<String, (u64, u64)>;
 
 fn move_counts(model: &hci_state::Model) -> MoveCounts {
     let mut counts = MoveCounts::new();
-    for vm in model.vms() {
+    for vm in model.moving_vms() {
         let (Some(moving), Some(to)) = (&vm.migration, &vm.host) else { continue };
         counts.entry(moving.from_host.clone()).or_default().0 += 1;
         counts.entry(to.clone()).or_default().1 += 1;

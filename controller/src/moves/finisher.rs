@@ -53,8 +53,7 @@ pub async fn run(app: Arc<App>) {
         let done: Vec<(String, String)> = {
             let model = app.state.read();
             model
-                .vms()
-                .filter(|vm| vm.migration.is_some())
+                .moving_vms()
                 .filter(|vm| {
                     let report = vm.host.as_deref().and_then(|host| app.leases.vm_report(host, &vm.id, now));
                     arrived(vm, report.as_ref(), now_ms)

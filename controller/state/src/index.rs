@@ -4,7 +4,7 @@
 //! `apply` maintains them incrementally and `load` rebuilds them from the records. They must never
 //! hold anything that cannot be recomputed from the tables alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use hci_shared::resources::{Vm, Volume, ZonePolicy};
@@ -25,6 +25,8 @@ pub(crate) struct Indexes {
     pub addresses: BTreeMap<(String, u32), String>,
     /// MAC address → id of the VM whose NIC holds it.
     pub macs: BTreeMap<String, String>,
+    /// Ids of the VMs in a move (`migration` set): what the leader's move finisher watches.
+    pub moving: BTreeSet<String>,
 }
 
 fn parse_ip(vm: &Vm, nic: usize, ip: &str) -> Result<u32, StateError> {
@@ -57,6 +59,9 @@ impl Indexes {
             }
             self.macs.insert(nic.mac.clone(), vm.id.clone());
         }
+        if vm.migration.is_some() {
+            self.moving.insert(vm.id.clone());
+        }
     }
 
     pub fn remove_vm(&mut self, vm: &Vm) {
@@ -67,6 +72,7 @@ impl Indexes {
             }
             self.macs.remove(&nic.mac);
         }
+        self.moving.remove(&vm.id);
     }
 
     /// Rebuilds every index from the model's tables, refusing records that collide.
@@ -115,6 +121,9 @@ impl Indexes {
                 if let Some(first) = index.macs.insert(nic.mac.clone(), vm.id.clone()) {
                     return Err(StateError::DuplicateMac { mac: nic.mac.clone(), first, second: vm.id.clone() });
                 }
+            }
+            if vm.migration.is_some() {
+                index.moving.insert(vm.id.clone());
             }
         }
         Ok(index)

@@ -22,6 +22,11 @@ use crate::model::Model;
 pub const SHARED_BACKEND: &str = "rbd";
 
 impl Model {
+    /// The VMs in a move, by id (indexed: no scan of every VM).
+    pub fn moving_vms(&self) -> impl Iterator<Item = &Vm> + '_ {
+        self.index.moving.iter().filter_map(|id| self.vms.get(id))
+    }
+
     /// Whether `pool` on host `host` is a shared pool (reachable from every host of the site).
     pub fn is_shared_pool(&self, host: &str, pool: &str) -> bool {
         self.hosts

@@ -86,8 +86,11 @@ fn a_live_move_puts_the_vm_on_both_hosts_until_the_target_has_it() {
     let e = h.refused(Command::FinishMigration { id: "m1".into(), from_host: "h2".into() });
     assert_refusal(&e, ErrorCode::Conflict, &["not moving from host 'h2'"]);
 
+    let moving: Vec<&str> = h.model.moving_vms().map(|vm| vm.id.as_str()).collect();
+    assert_eq!(moving, ["m1"], "the finisher's index");
     let vm = as_vm(h.ok(Command::FinishMigration { id: "m1".into(), from_host: "h1".into() }));
     assert!(vm.migration.is_none());
+    assert_eq!(h.model.moving_vms().count(), 0);
     let source = h.model.host_desired("h1").expect("h1");
     assert!(source.vms.is_empty() && source.volumes.is_empty(), "the source lets go: {source:?}");
     assert_eq!(h.model.host_desired("h2").expect("h2").vms[0].migration, None);
