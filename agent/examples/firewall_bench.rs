@@ -1,8 +1,9 @@
 //! Benchmark of the agent's firewall (bench/firewall/run.sh runs it in a scratch network namespace):
 //! the full atomic apply of the generated table (sets, `nft -j -f`) and one VM's change (element
 //! edits), beside a naive table with one rule per interface loaded with `nft -f`, in the same run.
-//! Prints a report; every figure is wall time around the `nft` process, which is what the agent
-//! pays.
+//! Prints a report; every figure is wall time around the call the agent makes: through its
+//! long-lived libnftables session, and through one `nft` process per call (the fallback, and what
+//! the agent did before the session) for comparison.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -138,10 +139,12 @@ fn main() {
     let zones = setting("BENCH_ZONES", 8);
     let policies = setting("BENCH_POLICIES", 20);
     let repeat = setting("BENCH_REPEAT", 10);
-    let firewall = NftFirewall::host();
+    let session = NftFirewall::host();
+    let process = NftFirewall::process(None);
     let big = model(interfaces, zones, policies);
     big.validate().expect("valid model");
     println!("firewall bench: {interfaces} interfaces, {zones} zones, {policies} policies, {repeat} repetitions");
+    println!("the agent's transport: {}", session.transport());
 
     let (generate, batch) = time(|| full_table(&big));
     let (serialize, json) = time(|| serde_json::to_vec(&batch).expect("json"));
@@ -152,11 +155,13 @@ fn main() {
         json.len() / 1024
     );
 
-    let mut full = Vec::new();
-    for _ in 0..repeat {
-        full.push(time(|| firewall.apply_full(&batch).expect("full apply")).0);
+    for firewall in [&session, &process] {
+        let mut full = Vec::new();
+        for _ in 0..repeat {
+            full.push(time(|| firewall.apply_full(&batch).expect("full apply")).0);
+        }
+        println!("sets ({}): full apply (replaces the table): {}", firewall.transport(), Stats(full));
     }
-    println!("sets: full apply (replaces the table, nft -j -f): {}", Stats(full));
     // The same table in nft's own syntax (as the kernel lists it): how much of the apply is JSON.
     let native = format!("add table inet hci\ndelete table inet hci\n{}", nft(&["list", "table", "inet", "hci"], ""));
     let mut native_full = Vec::new();
@@ -164,14 +169,16 @@ fn main() {
         native_full.push(time(|| nft(&["-f", "-"], &native)).0);
     }
     println!("sets: the same table in nft syntax (nft -f): {}", Stats(native_full));
-    let (adds, removes) = one_vm_changes(&firewall, &big, repeat * 5);
-    println!("sets: one VM added (3 element adds, one batch): {adds}");
-    println!("sets: one VM removed (element deletes, one batch): {removes}");
+    for firewall in [&session, &process] {
+        let (adds, removes) = one_vm_changes(firewall, &big, repeat * 5);
+        println!("sets ({}): one VM added (3 element adds, one batch): {adds}", firewall.transport());
+        println!("sets ({}): one VM removed (3 element deletes, one batch): {removes}", firewall.transport());
+    }
     for size in [100, 1000] {
         let small = model(size, zones, policies);
-        firewall.apply_full(&full_table(&small)).expect("full apply");
-        let (adds, removes) = one_vm_changes(&firewall, &small, repeat * 5);
-        println!("sets: one VM added at {size} interfaces: {adds}; removed: {removes}");
+        session.apply_full(&full_table(&small)).expect("full apply");
+        let (adds, removes) = one_vm_changes(&session, &small, repeat * 5);
+        println!("sets ({}): one VM added at {size} interfaces: {adds}; removed: {removes}", session.transport());
     }
     nft(&["delete", "table", "inet", "hci"], "");
 

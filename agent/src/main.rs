@@ -80,12 +80,14 @@ fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources
     }
     let images = ImageStore::new(&config.data_dir.join("images")).context("opening the image store")?;
     let network = config.network.then(|| {
+        let firewall = NftFirewall::host();
+        tracing::info!(transport = firewall.transport(), "firewall: table inet hci");
         Arc::new(
             HostNetworking::new(
                 &config.host_id,
                 config.underlay_address,
                 Arc::new(IpDataPlane::host()),
-                Arc::new(NftFirewall::host()),
+                Arc::new(firewall),
                 metrics.network.clone(),
             )
             .with_dhcp(Arc::new(UdpDhcp::host().counting(metrics.network.dhcp_replies.clone()))),

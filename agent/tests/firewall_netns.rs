@@ -275,3 +275,61 @@ fn the_longest_names_the_api_allows_fit_in_nftables() {
     assert_eq!(enforcer.apply(model).expect("apply"), UpdateKind::Full);
     assert_eq!(enforcer.check_drift().expect("check"), None);
 }
+
+/// The agent's firewall keeps one libnftables session (its netlink socket open for its life, so a
+/// removal does not wait on the socket's close), sees what `nft` processes see, and lends its
+/// socket to no program it runs.
+#[test]
+fn the_firewall_keeps_one_nftables_session_and_lends_it_to_no_program() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("q", 1, &[]);
+    let session = NftFirewall::in_netns(&lab.hosts[0]);
+    assert_eq!(session.transport(), "libnftables session", "libnftables.so.1 is installed with nftables");
+    let process = NftFirewall::process(Some(&lab.hosts[0]));
+    let iface = |name: &str, ip: &str| hci_agent::firewall::model::Interface {
+        ifname: name.into(),
+        zone: "web".into(),
+        ip: ip.parse().expect("ip"),
+    };
+    let model = |ifaces: Vec<hci_agent::firewall::model::Interface>| FirewallModel {
+        zones: matrix_zones(),
+        policies: matrix_policies(),
+        interfaces: ifaces,
+        fabric_ifaces: Vec::new(),
+    };
+    let mut enforcer = Enforcer::new(Arc::new(session.clone()));
+    let both = model(vec![iface("tap-a", "10.1.0.11"), iface("tap-b", "10.1.0.12")]);
+    assert_eq!(enforcer.apply(both).expect("apply"), UpdateKind::Full);
+    assert_eq!(enforcer.apply(model(vec![iface("tap-a", "10.1.0.11")])).expect("apply"), UpdateKind::Interfaces(1));
+    let shape = |firewall: &NftFirewall| {
+        hci_agent::firewall::live::shape(&firewall.list().expect("list").expect("the table")).expect("shape")
+    };
+    let listed = shape(&session);
+    assert_eq!(listed, shape(&process), "the session and an nft process list the same table");
+    assert_eq!(
+        listed.elements[hci_agent::firewall::ruleset::VM_IFACES],
+        ["tap-a".to_string()].into_iter().collect(),
+        "tap-b removed"
+    );
+    assert_eq!(enforcer.check_drift().expect("check"), None);
+
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sleep");
+    let inherited: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .expect("the child's fds")
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.starts_with("socket:"))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(inherited.is_empty(), "a program the agent runs inherited sockets: {inherited:?}");
+}

@@ -3,7 +3,11 @@
 # scratch network namespace, times one nft transaction (a whole `nft -f` process, as the agent pays
 # it) that adds, then one that deletes, a single object of each kind the agent's table uses: an
 # element of a plain set, of a concatenated set, of an interval set, of a verdict map; a rule; a
-# chain. BENCH_REPEAT (default 9) rounds; prints the median per row. Run as root.
+# chain. BENCH_REPEAT (default 9) rounds; prints the median per row. Then the same element add and
+# delete through one long-lived libnftables context (python3 ctypes; what the agent's session does):
+# the delete's cost is the closing of nft's netlink socket, which waits for the objects the
+# transaction deleted to be freed (an RCU grace period), so a socket kept open does not pay it.
+# Run as root.
 set -euo pipefail
 [[ $EUID -eq 0 ]] || { echo "run as root (network namespaces, nft)" >&2; exit 1; }
 repeat=${BENCH_REPEAT:-9}
@@ -49,3 +53,27 @@ for k in plain concat interval vmap rule chain; do
 done
 b=$(tr ' ' '\n' <<<"${add[baseline]}" | grep . | median)
 printf '%-10s %12.1f %12s\n' "empty nft" "$(bc -l <<<"$b/1000")" "-"
+python_session=$(cat <<'PY'
+import ctypes, sys, time
+lib = ctypes.CDLL("libnftables.so.1")
+lib.nft_ctx_new.restype = ctypes.c_void_p
+for f in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+    getattr(lib, f).argtypes = [ctypes.c_void_p]
+lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+ctx = lib.nft_ctx_new(0)
+lib.nft_ctx_buffer_output(ctx)
+lib.nft_ctx_buffer_error(ctx)
+def us(cmd):
+    started = time.perf_counter()
+    assert lib.nft_run_cmd_from_buffer(ctx, cmd.encode()) == 0, cmd
+    return (time.perf_counter() - started) * 1e6
+adds, dels = [], []
+for i in range(int(sys.argv[1])):
+    adds.append(us('add element inet t plain { "s%d" }' % i))
+    dels.append(us('delete element inet t plain { "s%d" }' % i))
+med = lambda v: sorted(v)[(len(v) - 1) // 2] / 1000
+print("%-10s %12.2f %12.2f" % ("session", med(adds), med(dels)))
+PY
+)
+echo "one libnftables context, plain set element (no process, socket kept open):"
+ip netns exec "$ns" python3 -c "$python_session" "$repeat"

@@ -5,8 +5,9 @@
 //! - [`ruleset`]: the pure generator (model → `nftables` JSON batch; one VM's change → a few
 //!   element edits);
 //! - [`eval`]: an interpreter of the generated objects, for property tests and the fake;
-//! - [`Firewall`]: the narrow interface to the kernel, with [`nft::NftFirewall`] (`nft -j -f -`) and
-//!   [`fake::FakeFirewall`] of the same shape;
+//! - [`Firewall`]: the narrow interface to the kernel, with [`nft::NftFirewall`] (JSON batches
+//!   through a long-lived [`libnft`] session, or `nft -j -f -`) and [`fake::FakeFirewall`] of the
+//!   same shape;
 //! - [`enforcer`]: keeps the kernel's table equal to the model: full or incremental applies, drift
 //!   detection and restore.
 //!
@@ -16,6 +17,7 @@
 pub mod enforcer;
 pub mod eval;
 pub mod fake;
+pub mod libnft;
 pub mod live;
 pub mod model;
 pub mod nft;
@@ -39,7 +41,7 @@ pub enum FirewallError {
     Unverified(String),
 }
 
-/// What the agent asks of the kernel's firewall. Calls block (they run `nft`); callers run them off
+/// What the agent asks of the kernel's firewall. Calls block (they wait for nftables); callers run them off
 /// the async runtime.
 pub trait Firewall: Send + Sync {
     /// Replaces the agent's table with `table` (a [`ruleset::full_table`] batch) in one transaction.
