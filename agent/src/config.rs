@@ -63,6 +63,10 @@ pub struct Flags {
     /// from it, and it is reported to the controllers (without it, VMs reach only this host's VMs).
     #[arg(long, value_name = "IP", global = true)]
     pub underlay_address: Option<std::net::Ipv4Addr>,
+    /// The device (a NIC or bond facing the other hosts) that zones with a VLAN are carried on,
+    /// as 802.1Q VLAN devices `vl-<vlan>` stacked on it; the agent never changes the device itself.
+    #[arg(long, value_name = "IFACE", global = true)]
+    pub vlan_trunk: Option<String>,
     /// Build zone networks and the firewall even without --underlay-address (a single host: its
     /// VMs reach only each other). Without either, the agent leaves the host's networking alone.
     #[arg(long, global = true)]
@@ -102,6 +106,7 @@ pub struct FileConfig {
     pub lvm_pools: Option<Vec<String>>,
     pub rbd_pools: Option<Vec<String>>,
     pub underlay_address: Option<std::net::Ipv4Addr>,
+    pub vlan_trunk: Option<String>,
     pub network: Option<bool>,
     pub reconcile_interval: Option<u64>,
     pub shutdown_timeout: Option<u64>,
@@ -124,6 +129,8 @@ pub struct Config {
     pub heartbeat_ms: Option<u64>,
     pub pools: Vec<PoolConfig>,
     pub underlay_address: Option<std::net::Ipv4Addr>,
+    /// The device VLAN zones are stacked on.
+    pub vlan_trunk: Option<String>,
     /// Build zone networks and the firewall on this host.
     pub network: bool,
     pub reconcile_interval_s: u64,
@@ -147,6 +154,15 @@ impl PoolConfig {
             PoolConfig::Dir { name, .. } | PoolConfig::LvmThin { name, .. } | PoolConfig::Rbd { name, .. } => name,
         }
     }
+}
+
+/// A Linux interface name: 1-15 bytes, no `/`, whitespace or `:`.
+fn interface_name(name: &str) -> Result<(), String> {
+    let bad = name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+    if name.is_empty() || name.len() > 15 || bad || name == "." || name == ".." {
+        return Err(format!("'{name}' is not an interface name (1-15 characters, no '/', ':' or spaces)"));
+    }
+    Ok(())
 }
 
 fn split_pool(field: &'static str, spec: &str) -> Result<(String, String), ConfigError> {
@@ -180,6 +196,10 @@ impl Config {
         let host_id = flags.host_id.clone().or(file.host_id).ok_or(ConfigError::Missing("host-id"))?;
         hci_shared::names::check_name(&host_id).map_err(|why| ConfigError::Invalid { field: "host-id", why })?;
         let data_dir = flags.data_dir.clone().or(file.data_dir).ok_or(ConfigError::Missing("data-dir"))?;
+        let vlan_trunk = flags.vlan_trunk.clone().or(file.vlan_trunk.clone());
+        if let Some(trunk) = &vlan_trunk {
+            interface_name(trunk).map_err(|why| ConfigError::Invalid { field: "vlan-trunk", why })?;
+        }
         let site = flags.site.clone().or(file.site).unwrap_or_else(|| "primary".into());
         hci_shared::names::check_name(&site).map_err(|why| ConfigError::Invalid { field: "site", why })?;
         let arch = flags.arch.clone().or(file.arch);
@@ -279,7 +299,9 @@ impl Config {
             underlay_address: flags.underlay_address.or(file.underlay_address),
             network: flags.network
                 || file.network.unwrap_or(false)
-                || flags.underlay_address.or(file.underlay_address).is_some(),
+                || flags.underlay_address.or(file.underlay_address).is_some()
+                || vlan_trunk.is_some(),
+            vlan_trunk,
             reconcile_interval_s: flags.reconcile_interval.or(file.reconcile_interval).unwrap_or(10).max(1),
             shutdown_timeout_s: flags.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30),
             data_dir,
@@ -319,6 +341,11 @@ mod tests {
         let fabric = resolve(&["--underlay-address", "192.168.10.1"]);
         assert_eq!((fabric.network, fabric.underlay_address), (true, Some([192, 168, 10, 1].into())));
         assert!(resolve(&["--network"]).network);
+        let trunk = resolve(&["--vlan-trunk", "bond0"]);
+        assert_eq!((trunk.network, trunk.vlan_trunk.as_deref()), (true, Some("bond0")));
+        let args = ["hci-agent", "--host-id", "h1", "--data-dir", "/tmp/x", "--vlan-trunk", "eth0/x"];
+        let err = super::Config::resolve(&super::Flags::parse_from(args)).expect_err("bad trunk");
+        assert!(err.to_string().contains("vlan-trunk"), "{err}");
         assert!(super::Flags::try_parse_from(["hci-agent", "--underlay-address", "fe80::1"]).is_err());
     }
 }

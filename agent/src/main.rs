@@ -90,6 +90,7 @@ fn wire(config: &Config, metrics: &AgentMetrics) -> anyhow::Result<HostResources
                 Arc::new(firewall),
                 metrics.network.clone(),
             )
+            .with_vlan_trunk(config.vlan_trunk.clone())
             .with_dhcp(Arc::new(UdpDhcp::host().counting(metrics.network.dhcp_replies.clone()))),
         )
     });

@@ -27,7 +27,15 @@ const UNDERLAY: &str = "192.168.70.1";
 
 fn zone(name: &str, cidr: &str, vni: u32, isolated: bool) -> NetworkZone {
     let gateway = format!("{}1", cidr.rsplit_once('.').map(|(a, _)| format!("{a}.")).unwrap_or_default());
-    NetworkZone { name: name.into(), cidr: cidr.into(), gateway, vni, isolated, deny_intra_zone: false }
+    NetworkZone {
+        name: name.into(),
+        cidr: cidr.into(),
+        gateway,
+        vni: Some(vni),
+        vlan: None,
+        isolated,
+        deny_intra_zone: false,
+    }
 }
 
 fn network(hosts: &[&str]) -> HostNetwork {
@@ -63,15 +71,18 @@ struct Host {
 }
 
 fn host() -> Host {
+    host_with(Some(ip(UNDERLAY)), None)
+}
+
+/// A host sending VXLAN from `underlay` and stacking VLANs on `trunk` (made up, as the operator's).
+fn host_with(underlay: Option<Ipv4Addr>, trunk: Option<&str>) -> Host {
     let dataplane = Arc::new(FakeDataPlane::new());
+    if let Some(trunk) = trunk {
+        dataplane.add_device(trunk);
+    }
     let firewall = Arc::new(FakeFirewall::new());
-    let net = HostNetworking::new(
-        "h1",
-        Some(UNDERLAY.parse().expect("ip")),
-        dataplane.clone(),
-        firewall.clone(),
-        NetworkCounters::detached(),
-    );
+    let net = HostNetworking::new("h1", underlay, dataplane.clone(), firewall.clone(), NetworkCounters::detached())
+        .with_vlan_trunk(trunk.map(str::to_string));
     Host { dataplane, firewall, net }
 }
 
@@ -96,17 +107,19 @@ fn verdict(h: &Host, iif: &str, oif: &str, src: &str, dst: &str, port: u16) -> V
     h.firewall.evaluate(&packet).expect("evaluate").verdict
 }
 
+/// VMs web1 (zone web, 10.1.0.5) and db1 (zone db, 10.3.0.7), their taps there, converged once on `network`.
+fn converge_web1_db1(h: &Host, network: HostNetwork) -> (HostDesired, hci_agent::network::NetworkOutcome) {
+    h.dataplane.add_tap(&tap_name("web1", 0));
+    h.dataplane.add_tap(&tap_name("db1", 0));
+    let d = desired(vec![vm("web1", &[("web", "10.1.0.5")]), vm("db1", &[("db", "10.3.0.7")])], network);
+    let out = h.net.converge(&d, &running(&["web1", "db1"]));
+    (d, out)
+}
+
 #[test]
 fn a_host_converges_from_nothing_and_a_second_pass_changes_nothing() {
-    let h = host();
-    let (web1, db1) = (tap_name("web1", 0), tap_name("db1", 0));
-    h.dataplane.add_tap(&web1);
-    h.dataplane.add_tap(&db1);
-    let d = desired(
-        vec![vm("web1", &[("web", "10.1.0.5")]), vm("db1", &[("db", "10.3.0.7")])],
-        network(&["h1", "h2", "h3"]),
-    );
-    let out = h.net.converge(&d, &running(&["web1", "db1"]));
+    let (h, web1, db1) = (host(), tap_name("web1", 0), tap_name("db1", 0));
+    let (d, out) = converge_web1_db1(&h, network(&["h1", "h2", "h3"]));
     assert!(out.vm_errors.is_empty(), "{:?}", out.vm_errors);
     assert_eq!(out.firewall, Some(UpdateKind::Full));
 
@@ -116,7 +129,7 @@ fn a_host_converges_from_nothing_and_a_second_pass_changes_nothing() {
     for (vni, cidr) in [(10_000, "10.1.0.0/24"), (10_001, "10.3.0.0/24"), (10_002, "10.9.0.0/24")] {
         let name = format!("vx-{vni}");
         let vxlan = Vxlan { vni, local: ip(UNDERLAY), port: 4789 };
-        assert_eq!(seen.links[&name], Link { up: true, vxlan: Some(vxlan) });
+        assert_eq!(seen.links[&name], Link { up: true, vxlan: Some(vxlan), vlan: None });
         assert_eq!(seen.flood[&name], peers, "{name}: head-end replication to every other host");
         assert!(seen.routes.contains(&Route { dst: cidr.into(), dev: name.clone() }));
     }
@@ -177,8 +190,8 @@ fn what_is_no_longer_desired_goes_and_nothing_else() {
     // Someone else's devices: a VXLAN without our prefix, a plain device with it.
     h.dataplane.edit(|host| {
         let other = Vxlan { vni: 5, local: ip("192.168.70.1"), port: 4789 };
-        host.links.insert("tunnel5".into(), Link { up: true, vxlan: Some(other) });
-        host.links.insert("vx-lan".into(), Link { up: true, vxlan: None });
+        host.links.insert("tunnel5".into(), Link { up: true, vxlan: Some(other), vlan: None });
+        host.links.insert("vx-lan".into(), Link { up: true, ..Link::default() });
     });
     // The drill zone is deleted, h3 leaves the fabric, web1 moves to another address.
     let mut net = network(&["h1", "h2"]);
@@ -418,4 +431,63 @@ fn the_firewall_lets_dhcp_reach_the_host_from_a_vm_without_an_address() {
     assert_eq!(judge(&to_host("10.1.0.5", L4::Udp(67))), Verdict::Accept);
     assert_eq!(judge(&to_host("0.0.0.0", L4::Udp(68))), Verdict::Drop, "not DHCP: the spoofing rule");
     assert_eq!(judge(&to_host("10.1.0.5", L4::Tcp(67))), Verdict::Drop, "VMs open nothing else to the host");
+}
+
+/// `network` with zone `web` on VLAN 100 instead of its VXLAN.
+fn web_on_vlan(hosts: &[&str], vlan: u16) -> HostNetwork {
+    let mut n = network(hosts);
+    n.zones[0] = n.zones[0].clone().on_vlan(vlan);
+    n
+}
+
+#[test]
+fn a_zone_on_a_vlan_gets_a_vlan_device_on_the_trunk_and_nothing_else_changes() {
+    let h = host_with(Some(ip(UNDERLAY)), Some("bond0"));
+    let web1 = tap_name("web1", 0);
+    h.dataplane.add_tap(&web1);
+    let d = desired(vec![vm("web1", &[("web", "10.1.0.5")])], web_on_vlan(&["h1", "h2"], 100));
+    let out = h.net.converge(&d, &running(&["web1"]));
+    assert!(out.vm_errors.is_empty(), "{:?}", out.vm_errors);
+    let seen = h.dataplane.host();
+    let vlan = hci_agent::network::plan::Vlan { id: 100, lower: "bond0".into() };
+    assert_eq!(seen.links["vl-100"], Link { up: true, vxlan: None, vlan: Some(vlan) });
+    assert!(seen.routes.contains(&Route { dst: "10.1.0.0/24".into(), dev: "vl-100".into() }));
+    assert!(!seen.links.contains_key("vx-10000"), "the VLAN replaces the zone's VXLAN");
+    assert!(seen.links.contains_key("vx-10001"), "the other zones keep theirs");
+    assert_eq!(seen.sysctls[&sysctl_proxy_arp("vl-100")], "1");
+    assert!(seen.links["bond0"].up && seen.links["bond0"].vlan.is_none(), "the trunk is the operator's");
+    // Traffic of the zone from another host arrives on vl-100, a fabric device of the firewall.
+    assert_eq!(verdict(&h, "vl-100", &web1, "10.1.0.9", "10.1.0.5", 22), Verdict::Accept);
+    assert_eq!(verdict(&h, "vl-100", &web1, "10.3.0.9", "10.1.0.5", 22), Verdict::Drop);
+
+    assert!(h.net.converge(&d, &running(&["web1"])).ops.is_empty(), "a second pass changes nothing");
+    // Another VLAN for the zone: the old device goes, with its route; the trunk stays.
+    let moved = desired(d.vms.clone(), web_on_vlan(&["h1", "h2"], 200));
+    let out = h.net.converge(&moved, &running(&["web1"]));
+    assert!(out.ops.contains(&Op::DeleteLink { name: "vl-100".into() }), "{:?}", out.ops);
+    let seen = h.dataplane.host();
+    assert!(
+        !seen.links.contains_key("vl-100") && seen.links.contains_key("vl-200") && seen.links.contains_key("bond0")
+    );
+    assert!(seen.routes.contains(&Route { dst: "10.1.0.0/24".into(), dev: "vl-200".into() }));
+}
+
+#[test]
+fn a_nic_in_a_zone_this_host_cannot_carry_is_an_error_of_its_vm() {
+    // An underlay address but no trunk: the VLAN zone stays on this host, and its VM says so.
+    let (h, web1, db1) = (host(), tap_name("web1", 0), tap_name("db1", 0));
+    let (d, out) = converge_web1_db1(&h, web_on_vlan(&["h1", "h2"], 100));
+    let error = out.vm_errors.get("web1").expect("web1 is told");
+    assert!(error.contains("VLAN 100") && error.contains("--vlan-trunk"), "{error}");
+    assert!(!out.vm_errors.contains_key("db1"), "{:?}", out.vm_errors);
+    assert!(!h.dataplane.host().links.keys().any(|l| l.starts_with("vl-")));
+    // Its NIC is still enforced (it reaches VMs of this host as the policies allow).
+    assert_eq!(verdict(&h, &web1, &db1, "10.1.0.5", "10.3.0.7", 5432), Verdict::Accept);
+    // A trunk with no underlay address: the VXLAN zones are the ones it cannot carry.
+    let h = host_with(None, Some("bond0"));
+    h.dataplane.add_tap(&db1);
+    let out = h.net.converge(&d, &running(&["db1"]));
+    let error = out.vm_errors.get("db1").expect("db1 is told");
+    assert!(error.contains("VXLAN 10001") && error.contains("--underlay-address"), "{error}");
+    assert!(h.dataplane.host().links.contains_key("vl-100"));
 }

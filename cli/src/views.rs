@@ -52,11 +52,19 @@ impl View for Tenant {
 
 impl View for Zone {
     fn headers() -> &'static [&'static str] {
-        &["NAME", "TENANT", "KIND", "CIDR", "VNI", "INTRA-ZONE"]
+        &["NAME", "TENANT", "KIND", "CIDR", "VNI", "VLAN", "INTRA-ZONE"]
     }
     fn row(&self) -> Vec<String> {
         let intra = wire(&self.intra_zone);
-        vec![self.name.clone(), self.tenant.clone(), wire(&self.kind), self.cidr.clone(), opt(self.vni), intra]
+        vec![
+            self.name.clone(),
+            self.tenant.clone(),
+            wire(&self.kind),
+            self.cidr.clone(),
+            opt(self.vni),
+            opt(self.vlan),
+            intra,
+        ]
     }
     fn details(&self) -> Vec<(&'static str, String)> {
         let mut pairs: Vec<_> = Self::headers().iter().copied().zip(self.row()).collect();

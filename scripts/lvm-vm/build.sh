@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build.sh: builds the kernel and initrd of the LVM test VM (scripts/lvm-vm/run.sh), a QEMU guest in
-# which the LVM-thin tests run on hosts whose own kernel has no device-mapper (this project's reference
-# machine among them: no dm modules, no /dev/mapper/control).
+# which the tests that need kernel features the host lacks run: the LVM-thin tests on hosts whose own
+# kernel has no device-mapper, the VLAN zone test on hosts without 802.1Q (this project's reference
+# machine lacks both: no dm modules, no /dev/mapper/control, no CONFIG_VLAN_8021Q).
 #
 #   scripts/lvm-vm/build.sh [OUT_DIR]      default $HCI_LVM_VM_CACHE, else /var/cache/hci-lvm-vm
 #
@@ -10,7 +11,8 @@
 #                cloud kernel of scripts/guest/build.sh: that one is built without 9p.
 #   initrd.img   busybox-static + scripts/lvm-vm/init + the modules the guest needs, with their
 #                dependencies (virtio_pci, 9pnet_virtio, 9p, overlay, loop, dm_thin_pool and dm_snapshot:
-#                dm-mod, dm-bufio, dm-bio-prison, dm-persistent-data, libcrc32c; virtio_blk, ext4)
+#                dm-mod, dm-bufio, dm-bio-prison, dm-persistent-data, libcrc32c; virtio_blk, ext4;
+#                8021q, veth and nftables with conntrack and named counters for the VLAN zone test)
 #   inputs.txt   what they were built from (format version, package versions, hashes of the scripts)
 #
 # There is no root file system image: the guest mounts the host's own / read-only over 9p, with a
@@ -36,12 +38,14 @@ source "$HERE/../apt.sh" # tools_missing, apt_install
 OUT=${1:-${HCI_LVM_VM_CACHE:-/var/cache/hci-lvm-vm}}
 DEBS=${HCI_GUEST_CACHE:-/var/cache/hci-guest}
 # The layout version of the outputs: part of inputs.txt, so a change here rebuilds every cache.
-FORMAT=1
+FORMAT=2
 EPOCH=1700000000
 KERNEL_META=linux-image-amd64
 # dm_snapshot: lvcreate --snapshot checks for the snapshot target even when it makes a thin snapshot.
 # virtio_blk, ext4: the scratch disk for /var/tmp.
-MODULES=(virtio_pci 9pnet_virtio 9p overlay loop dm_thin_pool dm_snapshot virtio_blk ext4)
+# 8021q, veth, nft_ct (nf_tables, nf_conntrack), nft_objref (named counters): the VLAN zone test (agent/tests/network_netns.rs).
+# No modprobe runs in the guest, so nothing is autoloaded: every module a test needs is listed.
+MODULES=(virtio_pci 9pnet_virtio 9p overlay loop dm_thin_pool dm_snapshot virtio_blk ext4 8021q veth nft_ct nft_objref)
 # Only these parts of the kernel package are unpacked (it holds 400 MB of modules).
 KERNEL_PARTS=('./boot/vmlinuz-*' './lib/modules/*/modules.builtin' './lib/modules/*/modules.builtin.modinfo'
   './lib/modules/*/modules.order'
@@ -50,7 +54,10 @@ KERNEL_PARTS=('./boot/vmlinuz-*' './lib/modules/*/modules.builtin' './lib/module
   './lib/modules/*/kernel/drivers/block/loop.ko' './lib/modules/*/kernel/drivers/md/*' './lib/modules/*/kernel/lib/*'
   './lib/modules/*/kernel/crypto/*' './lib/modules/*/kernel/arch/x86/crypto/*'
   './lib/modules/*/kernel/drivers/block/virtio_blk.ko' './lib/modules/*/kernel/fs/ext4/*' './lib/modules/*/kernel/fs/jbd2/*'
-  './lib/modules/*/kernel/fs/mbcache.ko')
+  './lib/modules/*/kernel/fs/mbcache.ko'
+  './lib/modules/*/kernel/net/8021q/*' './lib/modules/*/kernel/net/802/*' './lib/modules/*/kernel/net/llc/*'
+  './lib/modules/*/kernel/drivers/net/veth.ko' './lib/modules/*/kernel/net/netfilter/*'
+  './lib/modules/*/kernel/net/ipv4/netfilter/*' './lib/modules/*/kernel/net/ipv6/netfilter/*')
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C TZ=UTC SOURCE_DATE_EPOCH=$EPOCH
 
 ensure_tools() {

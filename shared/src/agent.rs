@@ -201,8 +201,13 @@ pub struct NetworkZone {
     pub cidr: String,
     /// The first host address of `cidr`: the guests' default route (answered by the host's proxy ARP).
     pub gateway: String,
-    /// The zone's VXLAN network identifier (device `vx-<vni>` on every host).
-    pub vni: u32,
+    /// The zone's VXLAN network identifier (device `vx-<vni>` on every host with an underlay
+    /// address); `None` when a VLAN carries the zone.
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// The zone's 802.1Q VLAN (device `vl-<vlan>` on every host's VLAN trunk), instead of a VXLAN.
+    #[serde(default)]
+    pub vlan: Option<u16>,
     /// Nothing in or out.
     pub isolated: bool,
     /// Traffic between two NICs of the zone is dropped.
@@ -210,16 +215,22 @@ pub struct NetworkZone {
 }
 
 impl NetworkZone {
-    /// Zone `name` on `cidr`, its gateway the first host address.
+    /// Zone `name` on `cidr` carried by VXLAN `vni`, its gateway the first host address.
     pub fn new(name: &str, cidr: crate::names::Cidr, vni: u32, isolated: bool, deny_intra_zone: bool) -> Self {
         NetworkZone {
             name: name.to_string(),
             cidr: cidr.to_string(),
             gateway: std::net::Ipv4Addr::from(cidr.first() + 1).to_string(),
-            vni,
+            vni: Some(vni),
+            vlan: None,
             isolated,
             deny_intra_zone,
         }
+    }
+
+    /// The same zone carried by 802.1Q VLAN `vlan` instead of a VXLAN.
+    pub fn on_vlan(self, vlan: u16) -> Self {
+        NetworkZone { vni: None, vlan: Some(vlan), ..self }
     }
 }
 

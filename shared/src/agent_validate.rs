@@ -161,6 +161,7 @@ const MAX_VNI: u32 = 16_777_215;
 fn host_network(n: &HostNetwork) -> Result<(), ApiError> {
     let mut names = BTreeSet::new();
     let mut vnis = BTreeSet::new();
+    let mut vlans = BTreeSet::new();
     for (i, z) in n.zones.iter().enumerate() {
         let f = |s: &str| format!("network.zones[{i}].{s}");
         name(&f("name"), &z.name)?;
@@ -169,8 +170,19 @@ fn host_network(n: &HostNetwork) -> Result<(), ApiError> {
         }
         parse_cidr(&z.cidr).map_err(|why| ApiError::invalid(&f("cidr"), why))?;
         ipv4(&f("gateway"), &z.gateway)?;
-        if !(1..=MAX_VNI).contains(&z.vni) || !vnis.insert(z.vni) {
-            return Err(ApiError::invalid(&f("vni"), format!("{} is outside 1-{MAX_VNI} or appears twice", z.vni)));
+        match (z.vni, z.vlan) {
+            (Some(vni), None) => {
+                if !(1..=MAX_VNI).contains(&vni) || !vnis.insert(vni) {
+                    return Err(ApiError::invalid(&f("vni"), format!("{vni} is outside 1-{MAX_VNI} or appears twice")));
+                }
+            }
+            (None, Some(vlan)) => {
+                if !(1..=crate::validate::MAX_VLAN).contains(&vlan) || !vlans.insert(vlan) {
+                    let why = format!("{vlan} is outside 1-{} or appears twice", crate::validate::MAX_VLAN);
+                    return Err(ApiError::invalid(&f("vlan"), why));
+                }
+            }
+            _ => return Err(ApiError::invalid(&f("vni"), "a zone needs exactly one of vni and vlan")),
         }
     }
     for (i, p) in n.policies.iter().enumerate() {
@@ -338,7 +350,10 @@ mod tests {
             (Box::new(|d| net(d).zones[0].name = "Zone!".into()), "network.zones[0].name"),
             (Box::new(|d| net(d).zones[0].cidr = "10.0.0.1/24".into()), "network.zones[0].cidr"),
             (Box::new(|d| net(d).zones[0].gateway = "x".into()), "network.zones[0].gateway"),
-            (Box::new(|d| net(d).zones[0].vni = 0), "network.zones[0].vni"),
+            (Box::new(|d| net(d).zones[0].vni = Some(0)), "network.zones[0].vni"),
+            (Box::new(|d| net(d).zones[0].vni = None), "network.zones[0].vni"),
+            (Box::new(|d| net(d).zones[0].vlan = Some(7)), "network.zones[0].vni"),
+            (Box::new(|d| net(d).zones[0] = net(d).zones[0].clone().on_vlan(4095)), "network.zones[0].vlan"),
             (Box::new(|d| net(d).policies[0].to_zone = "ghost".into()), "network.policies[0].to_zone"),
             (Box::new(|d| net(d).policies[0].ports = "70000".into()), "network.policies[0].ports"),
             (Box::new(|d| net(d).fabric[0].underlay_ip = "::1".into()), "network.fabric[0].underlay_ip"),

@@ -38,9 +38,12 @@ pub struct ZoneCreate {
     #[serde(default = "default_zone_kind")]
     pub kind: ZoneKind,
     pub cidr: String,
-    /// Default: the lowest VNI from 10000 that no zone uses.
+    /// Default: the lowest VNI from 10000 that no zone uses (unless `vlan` is given).
     #[serde(default)]
     pub vni: Option<u32>,
+    /// Carry the zone between hosts on this 802.1Q VLAN (1-4094) instead of a VXLAN.
+    #[serde(default)]
+    pub vlan: Option<u16>,
     /// `allow` (default) or `deny` traffic between the zone's own NICs.
     #[serde(default)]
     pub intra_zone: IntraZone,

@@ -64,8 +64,12 @@ pub struct Zone {
     /// IPv4 network in CIDR notation, e.g. `10.10.0.0/24`.
     pub cidr: String,
     /// VXLAN network identifier: the operator's, else the lowest free one from 10000 (assigned at
-    /// create; `None` only for zones created before VNIs were assigned).
+    /// create). `None` for a zone carried by a VLAN (and zones created before VNIs were assigned).
     pub vni: Option<u32>,
+    /// 802.1Q VLAN carrying the zone between hosts (on each agent's `--vlan-trunk`) instead of a
+    /// VXLAN; given by the operator at create, never assigned.
+    #[serde(default)]
+    pub vlan: Option<u16>,
     /// Whether two NICs of the zone may talk to each other (default allow).
     #[serde(default)]
     pub intra_zone: IntraZone,

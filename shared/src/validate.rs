@@ -72,6 +72,9 @@ pub fn tenant_update(r: &TenantUpdate) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The highest usable 802.1Q VLAN id (0 and 4095 are reserved).
+pub const MAX_VLAN: u16 = 4094;
+
 pub fn zone_create(r: &ZoneCreate) -> Result<(), ApiError> {
     name_field("name", &r.name)?;
     name_field("tenant", &r.tenant)?;
@@ -79,6 +82,14 @@ pub fn zone_create(r: &ZoneCreate) -> Result<(), ApiError> {
     if let Some(vni) = r.vni {
         if !(1..=16_777_215).contains(&vni) {
             return Err(ApiError::invalid("vni", format!("{vni} is outside 1-16777215")));
+        }
+    }
+    if let Some(vlan) = r.vlan {
+        if !(1..=MAX_VLAN).contains(&vlan) {
+            return Err(ApiError::invalid("vlan", format!("{vlan} is outside 1-{MAX_VLAN}")));
+        }
+        if r.vni.is_some() {
+            return Err(ApiError::invalid("vlan", "a zone is carried by a VLAN or by a VXLAN (vni), not both"));
         }
     }
     Ok(())

@@ -35,8 +35,13 @@ impl FakeDataPlane {
     /// A tap appears, down, as libvirt creates it (with its sysctls at the kernel's defaults).
     pub fn add_tap(&self, name: &str) {
         let mut s = self.lock();
-        s.host.links.insert(name.into(), Link { up: false, vxlan: None });
+        s.host.links.insert(name.into(), Link { up: false, ..Link::default() });
         add_device_sysctls(&mut s.host, name);
+    }
+
+    /// A device of the operator's (a VLAN trunk), up.
+    pub fn add_device(&self, name: &str) {
+        self.lock().host.links.insert(name.into(), Link { up: true, ..Link::default() });
     }
 
     /// A device goes away (a domain stopped, or an operator deleted it), with its routes.
@@ -102,8 +107,18 @@ impl NetworkDataPlane for FakeDataPlane {
                 if host.links.contains_key(name) {
                     return Err(NetError("RTNETLINK answers: File exists".into()));
                 }
-                host.links.insert(name.clone(), Link { up: false, vxlan: Some(vxlan.clone()) });
+                host.links.insert(name.clone(), Link { up: false, vxlan: Some(vxlan.clone()), vlan: None });
                 host.flood.insert(name.clone(), Default::default());
+                add_device_sysctls(host, name);
+            }
+            Op::AddVlan { name, vlan } => {
+                if host.links.contains_key(name) {
+                    return Err(NetError("RTNETLINK answers: File exists".into()));
+                }
+                if !host.links.contains_key(&vlan.lower) {
+                    return Err(missing(&vlan.lower));
+                }
+                host.links.insert(name.clone(), Link { up: false, vxlan: None, vlan: Some(vlan.clone()) });
                 add_device_sysctls(host, name);
             }
             Op::DeleteLink { name } => {

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::plan::{Link, Observed, Op, Route, Vxlan, ROUTE_PROTO, VXLAN_PREFIX};
+use super::plan::{Link, Observed, Op, Route, Vlan, Vxlan, ROUTE_PROTO, VXLAN_PREFIX};
 use super::{NetError, NetworkDataPlane};
 
 /// How to run `ip`, `bridge` and `sysctl`: directly, or through `ip netns exec NS`.
@@ -77,13 +77,20 @@ fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 
 fn link_of(v: &Value) -> Link {
     let up = v.get("flags").and_then(Value::as_array).is_some_and(|f| f.iter().any(|x| x.as_str() == Some("UP")));
-    let info = v.get("linkinfo").filter(|i| str_of(i, "info_kind") == Some("vxlan")).and_then(|i| i.get("info_data"));
-    let vxlan = info.map(|d| Vxlan {
+    let info_of = |kind: &str| {
+        v.get("linkinfo").filter(|i| str_of(i, "info_kind") == Some(kind)).and_then(|i| i.get("info_data"))
+    };
+    let vxlan = info_of("vxlan").map(|d| Vxlan {
         vni: d.get("id").and_then(Value::as_u64).unwrap_or_default() as u32,
         local: str_of(d, "local").and_then(|l| l.parse().ok()).unwrap_or(Ipv4Addr::UNSPECIFIED),
         port: d.get("port").and_then(Value::as_u64).unwrap_or_default() as u16,
     });
-    Link { up, vxlan }
+    // A VLAN's lower device is `link` (the name; absent when it is in another namespace).
+    let vlan = info_of("vlan").map(|d| Vlan {
+        id: d.get("id").and_then(Value::as_u64).unwrap_or_default() as u16,
+        lower: str_of(v, "link").unwrap_or_default().to_string(),
+    });
+    Link { up, vxlan, vlan }
 }
 
 impl NetworkDataPlane for IpDataPlane {
@@ -145,6 +152,10 @@ impl NetworkDataPlane for IpDataPlane {
                         "nolearning",
                     ],
                 )?;
+            }
+            Op::AddVlan { name, vlan } => {
+                let id = vlan.id.to_string();
+                self.run("ip", &["link", "add", "link", &vlan.lower, "name", name, "type", "vlan", "id", &id])?;
             }
             Op::DeleteLink { name } => {
                 self.run("ip", &["link", "del", name])?;

@@ -1,7 +1,7 @@
 //! Zone networks on the host (issue #5, docs/networks.md): VM NICs are routed, not bridged. Each
 //! VM tap gets proxy ARP and a /32 route to its NIC's address; each zone gets a VXLAN device
-//! (`vx-<vni>`, head-end replication to every other host of the site) with a route for the zone's
-//! network; the host forwards, so every packet of a VM crosses the forward path, where the firewall
+//! (`vx-<vni>`, head-end replication to every other host of the site) or, when the zone names a
+//! VLAN, a VLAN device on the host's trunk (`vl-<vlan>`), with a route for the zone's network; the host forwards, so every packet of a VM crosses the forward path, where the firewall
 //! (`crate::firewall`, table `inet hci`) judges it.
 //!
 //! - [`plan`]: pure: the wanted devices, routes and sysctls, the steps to them, the firewall model;
@@ -78,6 +78,8 @@ pub struct HostNetworking {
     /// The address this host's VXLAN devices send from; `None`: no VXLAN (VMs reach only VMs of
     /// this host).
     pub underlay: Option<Ipv4Addr>,
+    /// The device VLAN zones are stacked on (`--vlan-trunk`); `None`: VLAN zones stay on this host.
+    pub vlan_trunk: Option<String>,
     dataplane: Arc<dyn NetworkDataPlane>,
     enforcer: Mutex<Enforcer>,
     /// Answers DHCP on the VMs' taps ([`HostNetworking::with_dhcp`]); `None`: guests are told their
@@ -117,11 +119,23 @@ impl HostNetworking {
         HostNetworking {
             host_id: host_id.to_string(),
             underlay,
+            vlan_trunk: None,
             dataplane,
             enforcer: Mutex::new(Enforcer::new(firewall)),
             dhcp: None,
             counters,
         }
+    }
+
+    /// Carries zones that name a VLAN on VLAN devices stacked on `trunk`.
+    pub fn with_vlan_trunk(mut self, trunk: Option<String>) -> Self {
+        self.vlan_trunk = trunk;
+        self
+    }
+
+    /// Where this host meets the others.
+    pub fn fabric(&self) -> plan::Fabric {
+        plan::Fabric { underlay: self.underlay, vlan_trunk: self.vlan_trunk.clone() }
     }
 
     /// Serves the VMs' addresses by DHCP through `dhcp` (guests are then told `hci.ip=dhcp`).
@@ -152,7 +166,7 @@ impl HostNetworking {
         };
         let nics = plan::local_nics(desired);
         let routed = nics.iter().filter(|n| !n.incoming || running.contains(&n.vm_id)).cloned().collect();
-        let wanted = plan::wanted(&self.host_id, self.underlay, network, routed);
+        let wanted = plan::wanted(&self.host_id, &self.fabric(), network, routed);
         let keys = plan::sysctl_keys(&wanted);
         let mut host_error: Option<String> = None;
         let mut failed_devices: BTreeMap<String, String> = BTreeMap::new();
@@ -195,7 +209,7 @@ impl HostNetworking {
             _ => BTreeMap::new(),
         };
         let observed = observed.unwrap_or_default();
-        let fabric: Vec<String> = wanted.vxlans.keys().cloned().collect();
+        let fabric = wanted.fabric_devices();
         let (model, mut vm_errors) = plan::firewall_model(network, &nics, fabric.clone());
         for nic in &nics {
             let error = if let Some(e) = failed_devices.get(&nic.tap) {
@@ -204,6 +218,8 @@ impl HostNetworking {
                 Some(format!("network: {dev}: {}", failed_devices[dev]))
             } else if running.contains(&nic.vm_id) && !observed.links.contains_key(&nic.tap) {
                 Some(format!("network: tap {} of NIC {} is missing", nic.tap, nic.index))
+            } else if let Some(why) = wanted.unreachable.get(&nic.zone) {
+                Some(format!("network: NIC {} reaches only VMs of this host: {why}", nic.index))
             } else {
                 host_error.clone()
             };

@@ -3,7 +3,8 @@
 //! firewall model of the host ([`firewall_model`]).
 //!
 //! It exists so that convergence is decided without I/O and tested with plain values. It must only
-//! ever plan changes to what the agent owns: VXLAN devices named `vx-<vni>`, routes of protocol
+//! ever plan changes to what the agent owns: VXLAN devices named `vx-<vni>`, VLAN devices named
+//! `vl-<vlan>` (on the operator's trunk, which is never touched), routes of protocol
 //! [`ROUTE_PROTO`], the sysctls of those devices and of VM taps, and `net.ipv4.ip_forward`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,9 +25,17 @@ pub const VXLAN_PORT: u16 = 4789;
 /// Prefix of the agent's VXLAN devices.
 pub const VXLAN_PREFIX: &str = "vx-";
 
+/// Prefix of the agent's VLAN devices.
+pub const VLAN_PREFIX: &str = "vl-";
+
 /// The VXLAN device of zone network `vni`.
 pub fn vxlan_name(vni: u32) -> String {
     format!("{VXLAN_PREFIX}{vni}")
+}
+
+/// The VLAN device of a zone on 802.1Q VLAN `id`.
+pub fn vlan_name(id: u16) -> String {
+    format!("{VLAN_PREFIX}{id}")
 }
 
 /// A sysctl as a path below `/proc/sys`.
@@ -48,12 +57,21 @@ pub struct Vxlan {
     pub port: u16,
 }
 
-/// A network device as found on the host.
+/// An 802.1Q VLAN device as wanted or as found: its id and the device it is stacked on.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vlan {
+    pub id: u16,
+    pub lower: String,
+}
+
+/// A network device as found on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Link {
     pub up: bool,
     /// Set for VXLAN devices.
     pub vxlan: Option<Vxlan>,
+    /// Set for VLAN devices.
+    pub vlan: Option<Vlan>,
 }
 
 /// A route the agent owns (protocol [`ROUTE_PROTO`]).
@@ -80,6 +98,7 @@ pub struct Observed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     AddVxlan { name: String, vxlan: Vxlan },
+    AddVlan { name: String, vlan: Vlan },
     DeleteLink { name: String },
     SetUp { name: String },
     Sysctl { key: String, value: String },
@@ -93,7 +112,9 @@ impl Op {
     /// The device the step is about (`None` for host-wide sysctls).
     pub fn device(&self) -> Option<&str> {
         match self {
-            Op::AddVxlan { name, .. } | Op::DeleteLink { name } | Op::SetUp { name } => Some(name),
+            Op::AddVxlan { name, .. } | Op::AddVlan { name, .. } | Op::DeleteLink { name } | Op::SetUp { name } => {
+                Some(name)
+            }
             Op::AddFlood { dev, .. } | Op::DeleteFlood { dev, .. } => Some(dev),
             Op::ReplaceRoute(r) | Op::DeleteRoute(r) => Some(&r.dev),
             Op::Sysctl { key, .. } => key.split('/').nth(3),
@@ -113,17 +134,53 @@ pub struct LocalNic {
     pub incoming: bool,
 }
 
+/// Where this host meets the other hosts of its site.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fabric {
+    /// The address its VXLAN devices send from (zones with a VNI).
+    pub underlay: Option<Ipv4Addr>,
+    /// The device its VLAN devices are stacked on (zones with a VLAN), e.g. `bond0`.
+    pub vlan_trunk: Option<String>,
+}
+
+impl Fabric {
+    /// Neither: a single host (VMs reach only VMs of this host).
+    pub fn is_single_host(&self) -> bool {
+        self.underlay.is_none() && self.vlan_trunk.is_none()
+    }
+}
+
 /// What the host's desired state implies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wanted {
     /// VXLAN devices by name (none when this host has no underlay address).
     pub vxlans: BTreeMap<String, Vxlan>,
+    /// VLAN devices by name (none when this host has no VLAN trunk).
+    pub vlans: BTreeMap<String, Vlan>,
     /// Flood destinations of each VXLAN device: every other host of the fabric.
     pub flood: BTreeMap<String, BTreeSet<Ipv4Addr>>,
     /// Zone networks routed through their VXLAN device: (cidr, device).
     pub zone_routes: Vec<Route>,
     /// Every VM NIC of this host (valid or not: [`firewall_model`] sorts them out).
     pub nics: Vec<LocalNic>,
+    /// Zones this host cannot carry to other hosts (its fabric lacks what they need): why.
+    pub unreachable: BTreeMap<String, String>,
+}
+
+impl Wanted {
+    /// The devices other hosts' traffic arrives on: every VXLAN and VLAN device.
+    pub fn fabric_devices(&self) -> Vec<String> {
+        self.vxlans.keys().chain(self.vlans.keys()).cloned().collect()
+    }
+
+    /// Whether `name` is one of the agent's zone devices and `link` is it as wanted.
+    fn matches(&self, name: &str, link: &Link) -> bool {
+        match (self.vxlans.get(name), self.vlans.get(name)) {
+            (Some(vxlan), _) => link.vxlan.as_ref() == Some(vxlan),
+            (None, Some(vlan)) => link.vlan.as_ref() == Some(vlan),
+            (None, None) => false,
+        }
+    }
 }
 
 /// The NICs of every VM in `desired`, with their tap names.
@@ -144,30 +201,56 @@ pub fn local_nics(desired: &HostDesired) -> Vec<LocalNic> {
         .collect()
 }
 
-/// What `network` (with this host `host_id`, sending from `underlay`) and the host's NICs imply.
-pub fn wanted(host_id: &str, underlay: Option<Ipv4Addr>, network: &HostNetwork, nics: Vec<LocalNic>) -> Wanted {
+/// What `network` (with this host `host_id`, meeting the others through `fabric`) and the host's
+/// NICs imply. A zone whose carrier this host lacks (a VLAN zone without a trunk, a VXLAN zone
+/// without an underlay address) is [`Wanted::unreachable`], unless the host is a single host.
+pub fn wanted(host_id: &str, fabric: &Fabric, network: &HostNetwork, nics: Vec<LocalNic>) -> Wanted {
     let mut out = Wanted { nics, ..Wanted::default() };
-    let Some(local) = underlay else { return out };
     let peers: BTreeSet<Ipv4Addr> = network
         .fabric
         .iter()
         .filter(|h| h.host_id != host_id)
         .filter_map(|h| h.underlay_ip.parse().ok())
-        .filter(|ip| *ip != local)
+        .filter(|ip| Some(*ip) != fabric.underlay)
         .collect();
     for zone in &network.zones {
         let Ok(cidr) = parse_cidr(&zone.cidr) else { continue };
-        let name = vxlan_name(zone.vni);
-        out.vxlans.insert(name.clone(), Vxlan { vni: zone.vni, local, port: VXLAN_PORT });
-        out.flood.insert(name.clone(), peers.clone());
-        out.zone_routes.push(Route { dst: cidr.to_string(), dev: name });
+        let device = match (zone.vni, zone.vlan, fabric.underlay, &fabric.vlan_trunk) {
+            (Some(vni), _, Some(local), _) => {
+                let name = vxlan_name(vni);
+                out.vxlans.insert(name.clone(), Vxlan { vni, local, port: VXLAN_PORT });
+                out.flood.insert(name.clone(), peers.clone());
+                name
+            }
+            (None, Some(id), _, Some(trunk)) => {
+                let name = vlan_name(id);
+                out.vlans.insert(name.clone(), Vlan { id, lower: trunk.clone() });
+                name
+            }
+            (vni, vlan, _, _) => {
+                let why = match (vni, vlan) {
+                    (Some(vni), _) => {
+                        format!("zone {} is carried by VXLAN {vni}: this host has no --underlay-address", zone.name)
+                    }
+                    (None, Some(id)) => {
+                        format!("zone {} is carried by VLAN {id}: this host has no --vlan-trunk", zone.name)
+                    }
+                    (None, None) => format!("zone {} has neither a VNI nor a VLAN", zone.name),
+                };
+                if !fabric.is_single_host() {
+                    out.unreachable.insert(zone.name.clone(), why);
+                }
+                continue;
+            }
+        };
+        out.zone_routes.push(Route { dst: cidr.to_string(), dev: device });
     }
     out
 }
 
 /// The sysctls [`plan`] looks at for `wanted`.
 pub fn sysctl_keys(wanted: &Wanted) -> Vec<String> {
-    let devices = wanted.vxlans.keys().cloned().chain(wanted.nics.iter().map(|n| n.tap.clone()));
+    let devices = wanted.fabric_devices().into_iter().chain(wanted.nics.iter().map(|n| n.tap.clone()));
     let mut keys = vec![sysctl_forwarding()];
     for dev in devices {
         keys.push(sysctl_proxy_arp(&dev));
@@ -176,8 +259,9 @@ pub fn sysctl_keys(wanted: &Wanted) -> Vec<String> {
     keys
 }
 
-fn owned_vxlan(name: &str, link: &Link) -> bool {
-    name.starts_with(VXLAN_PREFIX) && link.vxlan.is_some()
+/// A zone device of the agent's (never a device of the operator's or of libvirt's).
+fn owned_device(name: &str, link: &Link) -> bool {
+    (name.starts_with(VXLAN_PREFIX) && link.vxlan.is_some()) || (name.starts_with(VLAN_PREFIX) && link.vlan.is_some())
 }
 
 /// The steps from `observed` to `wanted`. Steps that need a device only come once the device is
@@ -194,15 +278,20 @@ pub fn plan(wanted: &Wanted, observed: &Observed) -> Vec<Op> {
     if observed.sysctls.get(&sysctl_forwarding()).is_none_or(|v| v.trim() != "1") {
         ops.push(Op::Sysctl { key: sysctl_forwarding(), value: "1".into() });
     }
-    // VXLAN devices that are not wanted (or wanted differently) go first.
+    // Zone devices that are not wanted (or wanted differently) go first.
     for (name, link) in &observed.links {
-        if owned_vxlan(name, link) && wanted.vxlans.get(name) != link.vxlan.as_ref() {
+        if owned_device(name, link) && !wanted.matches(name, link) {
             ops.push(Op::DeleteLink { name: name.clone() });
         }
     }
-    let present = |name: &str| {
-        observed.links.get(name).filter(|l| l.vxlan.is_none() || wanted.vxlans.get(name) == l.vxlan.as_ref())
-    };
+    let present = |name: &str| observed.links.get(name).filter(|l| !owned_device(name, l) || wanted.matches(name, l));
+    for (name, vlan) in &wanted.vlans {
+        match present(name) {
+            None => ops.push(Op::AddVlan { name: name.clone(), vlan: vlan.clone() }),
+            Some(link) if !link.up => ops.push(Op::SetUp { name: name.clone() }),
+            Some(_) => {}
+        }
+    }
     for (name, vxlan) in &wanted.vxlans {
         let Some(link) = present(name) else {
             ops.push(Op::AddVxlan { name: name.clone(), vxlan: vxlan.clone() });
@@ -222,7 +311,7 @@ pub fn plan(wanted: &Wanted, observed: &Observed) -> Vec<Op> {
             routes.insert(route.clone());
         }
     }
-    let mut devices: Vec<&str> = wanted.vxlans.keys().map(String::as_str).collect();
+    let mut devices: Vec<&str> = wanted.vxlans.keys().chain(wanted.vlans.keys()).map(String::as_str).collect();
     for nic in &wanted.nics {
         let Some(link) = present(&nic.tap) else { continue };
         devices.push(&nic.tap);

@@ -120,9 +120,9 @@ fn zone_and_policy_verbs() {
     ])
     .command
     {
-        Command::Zone(ZoneCmd::Create { name, tenant, cidr, kind, vni, intra_zone }) => {
+        Command::Zone(ZoneCmd::Create { name, tenant, cidr, kind, vni, vlan, intra_zone }) => {
             assert_eq!((name.as_str(), tenant.as_str(), cidr.as_str()), ("dmz", "fin", "10.0.0.0/24"));
-            assert_eq!((kind, vni, intra_zone), (KindArg::Isolated, Some(7), IntraZoneArg::Deny));
+            assert_eq!((kind, vni, vlan, intra_zone), (KindArg::Isolated, Some(7), None, IntraZoneArg::Deny));
         }
         other => panic!("{other:?}"),
     }
@@ -136,6 +136,11 @@ fn zone_and_policy_verbs() {
     assert!(matches!(parse(&["zone", "show", "dmz"]).command, Command::Zone(ZoneCmd::Show { .. })));
     assert!(matches!(parse(&["zone", "delete", "dmz"]).command, Command::Zone(ZoneCmd::Delete { .. })));
     usage_error(&["zone", "create", "dmz", "--tenant", "fin", "--cidr", "c", "--kind", "open"]);
+    match parse(&["zone", "create", "lan", "--tenant", "fin", "--cidr", "10.1.0.0/24", "--vlan", "100"]).command {
+        Command::Zone(ZoneCmd::Create { vni, vlan, .. }) => assert_eq!((vni, vlan), (None, Some(100))),
+        other => panic!("{other:?}"),
+    }
+    usage_error(&["zone", "create", "lan", "--tenant", "fin", "--cidr", "c", "--vlan", "100", "--vni", "7"]);
 
     match parse(&["zone-policy", "create", "--from", "a", "--to", "b", "--protocol", "tcp", "--ports", "22,80"]).command
     {

@@ -61,6 +61,9 @@ pub enum ZoneCmd {
         /// VXLAN network identifier (default: the lowest free one from 10000)
         #[arg(long)]
         vni: Option<u32>,
+        /// Carry the zone between hosts on this 802.1Q VLAN (1-4094) instead of a VXLAN
+        #[arg(long, conflicts_with = "vni")]
+        vlan: Option<u16>,
         /// Traffic between the zone's own NICs
         #[arg(long, value_enum, default_value_t = IntraZoneArg::Allow)]
         intra_zone: IntraZoneArg,
@@ -88,8 +91,8 @@ pub enum ZoneCmd {
 
 pub fn run(cmd: ZoneCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        ZoneCmd::Create { name, tenant, cidr, kind, vni, intra_zone } => {
-            let body = ZoneCreate { name, tenant, kind: kind.into(), cidr, vni, intra_zone: intra_zone.into() };
+        ZoneCmd::Create { name, tenant, cidr, kind, vni, vlan, intra_zone } => {
+            let body = ZoneCreate { name, tenant, kind: kind.into(), cidr, vni, vlan, intra_zone: intra_zone.into() };
             out.one::<Zone>(&client.post(&["v1", "zones"], &body)?, false)
         }
         ZoneCmd::List { tenant } => out.list::<Zone>(&client.get(&["v1", "zones"])?, &of_tenant(tenant.as_deref())),

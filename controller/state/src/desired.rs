@@ -184,8 +184,8 @@ impl Model {
         })
     }
 
-    /// The zone networks every host of `site` carries: all zones (those without a VNI, from before
-    /// VNIs were assigned, are left out) and policies, and the hosts of the site that reported an
+    /// The zone networks every host of `site` carries: all zones (each on its VXLAN or VLAN; those
+    /// with neither, from before VNIs were assigned, are left out) and policies, and the hosts of the site that reported an
     /// underlay address. Zone and policy commands touch every host; a join that changes a host's
     /// underlay address touches the others of its site.
     pub fn host_network(&self, site: &str) -> HostNetwork {
@@ -195,7 +195,12 @@ impl Model {
             .filter_map(|zone| {
                 let cidr = parse_cidr(&zone.cidr).ok()?;
                 let (isolated, deny_intra) = (zone.kind == ZoneKind::Isolated, zone.intra_zone == IntraZone::Deny);
-                Some(NetworkZone::new(&zone.name, cidr, zone.vni?, isolated, deny_intra))
+                let vxlan = |vni| NetworkZone::new(&zone.name, cidr, vni, isolated, deny_intra);
+                match (zone.vni, zone.vlan) {
+                    (_, Some(vlan)) => Some(vxlan(0).on_vlan(vlan)),
+                    (Some(vni), None) => Some(vxlan(vni)),
+                    (None, None) => None,
+                }
             })
             .collect::<Vec<_>>();
         let zoned = |name: &str| zones.iter().any(|z: &NetworkZone| z.name == name);

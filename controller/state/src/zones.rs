@@ -1,7 +1,7 @@
 //! Zone commands: create and delete security zones (a tenant's IPv4 network).
 //!
 //! It exists to keep the address plan sound: zone names unique, CIDRs never overlapping, VNIs
-//! never shared, and no zone removed while a NIC or a policy still refers to it. It must never
+//! and VLANs never shared, and no zone removed while a NIC or a policy still refers to it. It must never
 //! assign addresses itself; that is `ipam`'s job at VM creation.
 
 use hci_shared::api::ZoneCreate;
@@ -37,14 +37,20 @@ pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &ZoneCreate) 
             return Err(ApiError::conflict(format!("cidr {cidr} overlaps zone '{}' ({})", other.name, other.cidr)));
         }
     }
-    let vni = match spec.vni {
-        Some(vni) => {
+    let vni = match (spec.vni, spec.vlan) {
+        (Some(vni), _) => {
             if let Some(other) = model.zones.values().find(|z| z.vni == Some(vni)) {
                 return Err(ApiError::conflict(format!("vni {vni} is already used by zone '{}'", other.name)));
             }
-            vni
+            Some(vni)
         }
-        None => next_free_vni(model)?,
+        (None, Some(vlan)) => {
+            if let Some(other) = model.zones.values().find(|z| z.vlan == Some(vlan)) {
+                return Err(ApiError::conflict(format!("vlan {vlan} is already used by zone '{}'", other.name)));
+            }
+            None
+        }
+        (None, None) => Some(next_free_vni(model)?),
     };
     let zone = Zone {
         id: id.to_string(),
@@ -52,7 +58,8 @@ pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &ZoneCreate) 
         tenant: spec.tenant.clone(),
         kind: spec.kind,
         cidr: cidr.to_string(),
-        vni: Some(vni),
+        vni,
+        vlan: spec.vlan,
         intra_zone: spec.intra_zone,
         created_at: ctx.at.to_string(),
         revision: ctx.index,

@@ -26,8 +26,16 @@ fn join(h: &mut Harness, id: &str, underlay: Option<&str>) {
 }
 
 fn zone(name: &str, cidr: &str, kind: ZoneKind, vni: Option<u32>, intra_zone: IntraZone) -> Command {
-    let spec = ZoneCreate { name: name.into(), tenant: "fin".into(), kind, cidr: cidr.into(), vni, intra_zone };
+    let spec =
+        ZoneCreate { name: name.into(), tenant: "fin".into(), kind, cidr: cidr.into(), vni, vlan: None, intra_zone };
     Command::CreateZone { id: format!("zid-{name}"), spec }
+}
+
+fn vlan_zone(name: &str, cidr: &str, vni: Option<u32>, vlan: u16) -> Command {
+    let Command::CreateZone { id, spec } = zone(name, cidr, ZoneKind::Normal, vni, IntraZone::Allow) else {
+        unreachable!("zone() makes a CreateZone")
+    };
+    Command::CreateZone { id, spec: ZoneCreate { vlan: Some(vlan), ..spec } }
 }
 
 fn generation(h: &Harness, host: &str) -> u64 {
@@ -61,7 +69,8 @@ fn every_host_gets_every_zone_policy_and_the_fabric() {
                     name: "db".into(),
                     cidr: "10.3.0.0/24".into(),
                     gateway: "10.3.0.1".into(),
-                    vni: 77,
+                    vni: Some(77),
+                    vlan: None,
                     isolated: false,
                     deny_intra_zone: true,
                 },
@@ -69,7 +78,8 @@ fn every_host_gets_every_zone_policy_and_the_fabric() {
                     name: "drill".into(),
                     cidr: "10.9.0.0/24".into(),
                     gateway: "10.9.0.1".into(),
-                    vni: 10_001,
+                    vni: Some(10_001),
+                    vlan: None,
                     isolated: true,
                     deny_intra_zone: false,
                 },
@@ -77,7 +87,8 @@ fn every_host_gets_every_zone_policy_and_the_fabric() {
                     name: "web".into(),
                     cidr: "10.1.0.0/24".into(),
                     gateway: "10.1.0.1".into(),
-                    vni: 10_000,
+                    vni: Some(10_000),
+                    vlan: None,
                     isolated: false,
                     deny_intra_zone: false,
                 },
@@ -122,6 +133,30 @@ fn vnis_are_assigned_from_10000_and_never_shared() {
     h.ok(Command::DeleteZone { name: "b".into(), if_match: None });
     h.ok(zone("e", "10.5.0.0/24", ZoneKind::Normal, None, IntraZone::Allow));
     assert_eq!(vni(&h, "e"), Some(10_000));
+}
+
+#[test]
+fn a_zone_on_a_vlan_has_no_vni_and_its_vlan_is_never_shared() {
+    let mut h = setup();
+    h.ok(vlan_zone("lan", "10.1.0.0/24", None, 100));
+    let z = h.model.zone("lan").expect("zone").clone();
+    assert_eq!((z.vni, z.vlan), (None, Some(100)));
+    // The next zone without either still gets the first VNI.
+    h.ok(zone("web", "10.2.0.0/24", ZoneKind::Normal, None, IntraZone::Allow));
+    let desired = h.model.host_desired("h1").expect("host");
+    hci_shared::agent_validate::host_desired(&desired).expect("the agent accepts the feed");
+    let zones = desired.network.expect("network").zones;
+    let carriers: Vec<_> = zones.iter().map(|z| (z.name.as_str(), z.vni, z.vlan)).collect();
+    assert_eq!(carriers, [("lan", None, Some(100)), ("web", Some(10_000), None)]);
+    let e = h.refused(vlan_zone("lan2", "10.3.0.0/24", None, 100));
+    assert_refusal(&e, ErrorCode::Conflict, &["vlan 100", "zone 'lan'"]);
+    let e = h.refused(vlan_zone("both", "10.4.0.0/24", Some(20_000), 101));
+    assert_invalid(&e, "vlan", &["not both"]);
+    for bad in [0, 4095] {
+        let e = h.refused(vlan_zone("bad", "10.5.0.0/24", None, bad));
+        assert_invalid(&e, "vlan", &["outside 1-4094"]);
+    }
+    assert!(h.model.zone("lan2").is_none() && h.model.zone("both").is_none() && h.model.zone("bad").is_none());
 }
 
 #[test]

@@ -179,6 +179,7 @@ pub fn create_zone_full(
             kind,
             cidr: cidr.to_string(),
             vni,
+            vlan: None,
             intra_zone: Default::default(),
         },
     }
