@@ -125,6 +125,8 @@ fn a_host_converges_from_nothing_and_a_second_pass_changes_nothing() {
 
     let seen = h.dataplane.host();
     assert_eq!(seen.sysctls[&sysctl_forwarding()], "1");
+    let gateways = [ip("10.1.0.1"), ip("10.3.0.1"), ip("10.9.0.1")].into();
+    assert_eq!(seen.local_addresses, gateways, "every zone's gateway is received as the host's own");
     let peers: BTreeSet<Ipv4Addr> = [ip("192.168.70.2"), ip("192.168.70.3")].into();
     for (vni, cidr) in [(10_000, "10.1.0.0/24"), (10_001, "10.3.0.0/24"), (10_002, "10.9.0.0/24")] {
         let name = format!("vx-{vni}");
@@ -204,6 +206,7 @@ fn what_is_no_longer_desired_goes_and_nothing_else() {
     assert!(seen.routes.contains(&Route { dst: "10.1.0.8/32".into(), dev: web1.clone() }));
     assert!(!seen.routes.iter().any(|r| r.dst == "10.1.0.5/32" || r.dst == "10.9.0.0/24"), "{:?}", seen.routes);
     assert!(out.ops.contains(&Op::DeleteLink { name: "vx-10002".into() }));
+    assert_eq!(seen.local_addresses, [ip("10.1.0.1"), ip("10.3.0.1")].into(), "the drill zone's gateway went");
     assert_eq!(out.firewall, Some(UpdateKind::Full), "a zone went: the whole table, in one transaction");
     // A VXLAN of ours with the wrong settings is replaced.
     h.dataplane.edit(|host| {

@@ -168,6 +168,11 @@ fn ip_of(id: &str) -> std::net::Ipv4Addr {
 /// A DHCP client on the `eth0` of VM namespace `ns`: broadcasts `message` to port 67 and returns
 /// the first reply with its transaction id within `wait` (`None`: no answer).
 fn dhcp_exchange(ns: &str, message: &[u8], wait: Duration) -> Option<ReplyView> {
+    dhcp_exchange_with(ns, std::net::Ipv4Addr::BROADCAST, message, wait)
+}
+
+/// The same, sending `message` to `server` (a renewing client unicasts to its server identifier).
+fn dhcp_exchange_with(ns: &str, server: std::net::Ipv4Addr, message: &[u8], wait: Duration) -> Option<ReplyView> {
     let (path, message) = (format!("/run/netns/{ns}"), message.to_vec());
     let xid = u32::from_be_bytes([message[4], message[5], message[6], message[7]]);
     std::thread::spawn(move || {
@@ -179,7 +184,7 @@ fn dhcp_exchange(ns: &str, message: &[u8], wait: Duration) -> Option<ReplyView> 
         socket.set_broadcast(true).expect("broadcast");
         socket.bind(&std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 68).into()).expect("bind :68");
         let socket: std::net::UdpSocket = socket.into();
-        socket.send_to(&message, (std::net::Ipv4Addr::BROADCAST, 67)).expect("send");
+        socket.send_to(&message, (server, 67)).expect("send");
         let deadline = std::time::Instant::now() + wait;
         let mut buf = [0u8; 1500];
         loop {
@@ -243,6 +248,11 @@ fn two_hosts_route_zones_over_vxlan_and_the_firewall_judges_every_flow() {
     let request = client_message(MessageType::Request, 12, mac, none, Some(ip_of("web-a")), Some(gateway));
     let ack = dhcp_exchange(web_a, &request, PATIENT).expect("an ack");
     assert_eq!((ack.kind, ack.yiaddr, ack.lease_secs), (Some(MessageType::Ack), ip_of("web-a"), Some(86_400)));
+    // At T1 the client renews by unicast to its server identifier, the gateway, from its address:
+    // the host receives the gateway's packets as its own, so the agent answers on the tap.
+    let renew = client_message(MessageType::Request, 16, mac, ip_of("web-a"), None, None);
+    let renewed = dhcp_exchange_with(web_a, gateway, &renew, PATIENT).expect("an ack to a unicast renewal");
+    assert_eq!((renewed.kind, renewed.yiaddr), (Some(MessageType::Ack), ip_of("web-a")));
     let stranger = [0x52, 0x54, 0x00, 0xde, 0xad, 0x01];
     let unknown = client_message(MessageType::Discover, 13, stranger, none, None, None);
     assert_eq!(dhcp_exchange(web_a, &unknown, QUICK), None, "an unknown MAC gets no answer");

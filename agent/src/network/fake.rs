@@ -150,6 +150,14 @@ impl NetworkDataPlane for FakeDataPlane {
                     return Err(NetError("RTNETLINK answers: No such process".into()));
                 }
             }
+            Op::AddLocal(address) => {
+                host.local_addresses.insert(*address);
+            }
+            Op::DeleteLocal(address) => {
+                if !host.local_addresses.remove(address) {
+                    return Err(NetError("RTNETLINK answers: No such process".into()));
+                }
+            }
         }
         Ok(())
     }

@@ -109,6 +109,11 @@ impl NetworkDataPlane for IpDataPlane {
                 out.routes.insert(Route { dst, dev: dev.to_string() });
             }
         }
+        for route in self.json("ip", &["-4", "-j", "route", "show", "table", "local", "proto", &proto])? {
+            if str_of(&route, "type") == Some("local") {
+                out.local_addresses.extend(str_of(&route, "dst").and_then(|d| d.parse::<Ipv4Addr>().ok()));
+            }
+        }
         let ours: Vec<String> = out
             .links
             .iter()
@@ -177,6 +182,11 @@ impl NetworkDataPlane for IpDataPlane {
             }
             Op::DeleteRoute(route) => {
                 self.run("ip", &["route", "del", &route.dst, "dev", &route.dev, "proto", &proto])?;
+            }
+            Op::AddLocal(address) | Op::DeleteLocal(address) => {
+                let verb = if matches!(op, Op::AddLocal(_)) { "replace" } else { "del" };
+                let dst = format!("{address}/32");
+                self.run("ip", &["route", verb, "local", &dst, "dev", "lo", "table", "local", "proto", &proto])?;
             }
         }
         Ok(())

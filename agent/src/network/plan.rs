@@ -5,7 +5,7 @@
 //! It exists so that convergence is decided without I/O and tested with plain values. It must only
 //! ever plan changes to what the agent owns: VXLAN devices named `vx-<vni>`, VLAN devices named
 //! `vl-<vlan>` (on the operator's trunk, which is never touched), routes of protocol
-//! [`ROUTE_PROTO`], the sysctls of those devices and of VM taps, and `net.ipv4.ip_forward`.
+//! [`ROUTE_PROTO`] (in the main table, and the zones' gateways as local routes), the sysctls of those devices and of VM taps, and `net.ipv4.ip_forward`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -88,6 +88,8 @@ pub struct Observed {
     pub links: BTreeMap<String, Link>,
     /// Only routes of protocol [`ROUTE_PROTO`].
     pub routes: BTreeSet<Route>,
+    /// Addresses of the local routing table's routes of protocol [`ROUTE_PROTO`] (the gateways).
+    pub local_addresses: BTreeSet<Ipv4Addr>,
     /// Flood destinations (all-zero MAC entries) of each VXLAN device of the agent's.
     pub flood: BTreeMap<String, BTreeSet<Ipv4Addr>>,
     /// Values of the sysctls asked for (missing: the key does not exist).
@@ -97,15 +99,38 @@ pub struct Observed {
 /// One step toward the wanted state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    AddVxlan { name: String, vxlan: Vxlan },
-    AddVlan { name: String, vlan: Vlan },
-    DeleteLink { name: String },
-    SetUp { name: String },
-    Sysctl { key: String, value: String },
-    AddFlood { dev: String, dst: Ipv4Addr },
-    DeleteFlood { dev: String, dst: Ipv4Addr },
+    AddVxlan {
+        name: String,
+        vxlan: Vxlan,
+    },
+    AddVlan {
+        name: String,
+        vlan: Vlan,
+    },
+    DeleteLink {
+        name: String,
+    },
+    SetUp {
+        name: String,
+    },
+    Sysctl {
+        key: String,
+        value: String,
+    },
+    AddFlood {
+        dev: String,
+        dst: Ipv4Addr,
+    },
+    DeleteFlood {
+        dev: String,
+        dst: Ipv4Addr,
+    },
     ReplaceRoute(Route),
     DeleteRoute(Route),
+    /// `ip route replace local ADDR/32 dev lo table local`: the host receives packets to ADDR as
+    /// its own without having the address on any device.
+    AddLocal(Ipv4Addr),
+    DeleteLocal(Ipv4Addr),
 }
 
 impl Op {
@@ -118,6 +143,7 @@ impl Op {
             Op::AddFlood { dev, .. } | Op::DeleteFlood { dev, .. } => Some(dev),
             Op::ReplaceRoute(r) | Op::DeleteRoute(r) => Some(&r.dev),
             Op::Sysctl { key, .. } => key.split('/').nth(3),
+            Op::AddLocal(_) | Op::DeleteLocal(_) => None,
         }
     }
 }
@@ -165,6 +191,9 @@ pub struct Wanted {
     pub nics: Vec<LocalNic>,
     /// Zones this host cannot carry to other hosts (its fabric lacks what they need): why.
     pub unreachable: BTreeMap<String, String>,
+    /// Every zone's gateway, received by the host as its own (local routes): a guest's unicast
+    /// DHCP renewal to its server identifier (the gateway) reaches the agent's DHCP socket.
+    pub gateways: BTreeSet<Ipv4Addr>,
 }
 
 impl Wanted {
@@ -215,6 +244,7 @@ pub fn wanted(host_id: &str, fabric: &Fabric, network: &HostNetwork, nics: Vec<L
         .collect();
     for zone in &network.zones {
         let Ok(cidr) = parse_cidr(&zone.cidr) else { continue };
+        out.gateways.extend(zone.gateway.parse::<Ipv4Addr>().ok());
         let device = match (zone.vni, zone.vlan, fabric.underlay, &fabric.vlan_trunk) {
             (Some(vni), _, Some(local), _) => {
                 let name = vxlan_name(vni);
@@ -335,6 +365,8 @@ pub fn plan(wanted: &Wanted, observed: &Observed) -> Vec<Op> {
         }
     }
     ops.extend(routes.into_iter().filter(|r| !observed.routes.contains(r)).map(Op::ReplaceRoute));
+    ops.extend(wanted.gateways.difference(&observed.local_addresses).copied().map(Op::AddLocal));
+    ops.extend(observed.local_addresses.difference(&wanted.gateways).copied().map(Op::DeleteLocal));
     ops
 }
 
