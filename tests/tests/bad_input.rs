@@ -277,7 +277,19 @@ fn bad_requests_are_refused_cleanly_and_change_nothing() {
     cs.post(
         "zone unknown field",
         z,
-        json!({"name": "zn", "tenant": "t1", "cidr": "10.9.0.0/24", "vlan": 5}),
+        json!({"name": "zn", "tenant": "t1", "cidr": "10.9.0.0/24", "bridge": "br0"}),
+        400,
+        Some("bridge"),
+    );
+    for (case, vlan) in
+        [("zone vlan 0", json!(0)), ("zone vlan 4095", json!(4095)), ("zone vlan not u16", json!(70_000))]
+    {
+        cs.post(case, z, json!({"name": "zn", "tenant": "t1", "cidr": "10.9.0.0/24", "vlan": vlan}), 400, Some("vlan"));
+    }
+    cs.post(
+        "zone vlan and vni",
+        z,
+        json!({"name": "zn", "tenant": "t1", "cidr": "10.9.0.0/24", "vlan": 5, "vni": 20_000}),
         400,
         Some("vlan"),
     );
