@@ -156,15 +156,6 @@ impl PoolConfig {
     }
 }
 
-/// A Linux interface name: 1-15 bytes, no `/`, whitespace or `:`.
-fn interface_name(name: &str) -> Result<(), String> {
-    let bad = name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
-    if name.is_empty() || name.len() > 15 || bad || name == "." || name == ".." {
-        return Err(format!("'{name}' is not an interface name (1-15 characters, no '/', ':' or spaces)"));
-    }
-    Ok(())
-}
-
 fn split_pool(field: &'static str, spec: &str) -> Result<(String, String), ConfigError> {
     let (name, rest) =
         spec.split_once('=').ok_or_else(|| ConfigError::Invalid { field, why: format!("'{spec}' is not NAME=...") })?;
@@ -198,7 +189,8 @@ impl Config {
         let data_dir = flags.data_dir.clone().or(file.data_dir).ok_or(ConfigError::Missing("data-dir"))?;
         let vlan_trunk = flags.vlan_trunk.clone().or(file.vlan_trunk.clone());
         if let Some(trunk) = &vlan_trunk {
-            interface_name(trunk).map_err(|why| ConfigError::Invalid { field: "vlan-trunk", why })?;
+            hci_shared::names::check_interface_name(trunk)
+                .map_err(|why| ConfigError::Invalid { field: "vlan-trunk", why })?;
         }
         let site = flags.site.clone().or(file.site).unwrap_or_else(|| "primary".into());
         hci_shared::names::check_name(&site).map_err(|why| ConfigError::Invalid { field: "site", why })?;

@@ -33,5 +33,7 @@ pub fn host_info(res: &HostResources, site: &str) -> Result<HostInfo, Hypervisor
         pools,
         firmware_profiles: res.profiles.runnable_on(&caps.firmware),
         underlay_ip: res.network.as_ref().and_then(|n| n.underlay).map(|ip| ip.to_string()),
+        zone_networks: res.network.is_some(),
+        vlan_trunk: res.network.as_ref().and_then(|n| n.vlan_trunk.clone()),
     })
 }

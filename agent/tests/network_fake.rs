@@ -494,3 +494,14 @@ fn a_nic_in_a_zone_this_host_cannot_carry_is_an_error_of_its_vm() {
     assert!(error.contains("VXLAN 10001") && error.contains("--underlay-address"), "{error}");
     assert!(h.dataplane.host().links.contains_key("vl-100"));
 }
+
+#[test]
+fn a_zone_device_that_cannot_be_made_is_an_error_of_that_zones_vms_only() {
+    // The trunk the operator named is not there: vl-100 cannot be made.
+    let h = host_with(Some(ip(UNDERLAY)), Some("bond0"));
+    h.dataplane.remove_link("bond0");
+    let (_, out) = converge_web1_db1(&h, web_on_vlan(&["h1", "h2"], 100));
+    let error = out.vm_errors.get("web1").expect("web1 (zone web, on VLAN 100) is told");
+    assert!(error.contains("vl-100") && error.contains("bond0"), "{error}");
+    assert!(!out.vm_errors.contains_key("db1"), "db1's zone travels on vx-10001: {:?}", out.vm_errors);
+}

@@ -385,4 +385,11 @@ pub struct HostInfo {
     /// The address this host's VXLAN devices use (`--underlay-address`), when configured.
     #[serde(default)]
     pub underlay_ip: Option<String>,
+    /// The agent builds zone networks and the firewall (`--underlay-address`, `--vlan-trunk` or
+    /// `--network`).
+    #[serde(default)]
+    pub zone_networks: bool,
+    /// The device VLAN zones are stacked on (`--vlan-trunk`), when configured.
+    #[serde(default)]
+    pub vlan_trunk: Option<String>,
 }

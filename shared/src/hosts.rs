@@ -69,6 +69,13 @@ pub struct HostInventory {
     /// The IPv4 address the host's zone VXLAN devices send from (`hci-agent --underlay-address`).
     #[serde(default)]
     pub underlay_ip: Option<String>,
+    /// The agent builds zone networks and the firewall. When false (an agent that leaves the host's
+    /// networking alone) placement assumes the host carries every zone.
+    #[serde(default)]
+    pub zone_networks: bool,
+    /// The device VLAN zones are stacked on (`hci-agent --vlan-trunk`): the host carries VLAN zones.
+    #[serde(default)]
+    pub vlan_trunk: Option<String>,
 }
 
 /// `POST /v1/hosts/join`, authenticated by a join token (first join) or by the host's own
@@ -335,6 +342,8 @@ impl HostJoin {
                 pools: info.pools.iter().map(HostPool::from).collect(),
                 firmware_profiles: info.firmware_profiles.clone(),
                 underlay_ip: info.underlay_ip.clone(),
+                zone_networks: info.zone_networks,
+                vlan_trunk: info.vlan_trunk.clone(),
             },
         }
     }

@@ -135,6 +135,9 @@ pub fn host_join(r: &HostJoin) -> Result<(), ApiError> {
             return Err(ApiError::invalid("inventory.underlay_ip", format!("'{ip}' is not a unicast IPv4 address")));
         }
     }
+    if let Some(trunk) = &inv.vlan_trunk {
+        crate::names::check_interface_name(trunk).map_err(|why| ApiError::invalid("inventory.vlan_trunk", why))?;
+    }
     Ok(())
 }
 
@@ -202,6 +205,8 @@ mod tests {
                 }],
                 firmware_profiles: vec!["x86_64-bios".into()],
                 underlay_ip: Some("192.168.10.1".into()),
+                zone_networks: true,
+                vlan_trunk: Some("bond0".into()),
             },
         }
     }
@@ -230,6 +235,7 @@ mod tests {
             (Box::new(|j| j.inventory.memory_mib = 0), "inventory.memory_mib"),
             (Box::new(|j| j.inventory.accelerator = "xen".into()), "inventory.accelerator"),
             (Box::new(|j| j.inventory.underlay_ip = Some("10.0.0.256".into())), "inventory.underlay_ip"),
+            (Box::new(|j| j.inventory.vlan_trunk = Some("eth0/1".into())), "inventory.vlan_trunk"),
             (Box::new(|j| j.inventory.libvirt_version = "9 0".into()), "inventory.libvirt_version"),
             (Box::new(|j| j.inventory.pools[0].name = "A".into()), "inventory.pools[0].name"),
             (Box::new(|j| j.inventory.pools[0].backend = "NFS".into()), "inventory.pools[0].backend"),

@@ -6,6 +6,15 @@
 use std::net::Ipv4Addr;
 
 /// Resource names are DNS labels: 1–63 of `a-z 0-9 -`, starting and ending alphanumeric.
+/// A Linux network interface name (a VLAN trunk): 1-15 bytes, no `/`, `:` or whitespace.
+pub fn check_interface_name(name: &str) -> Result<(), String> {
+    let bad = name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+    if name.is_empty() || name.len() > 15 || bad || name == "." || name == ".." {
+        return Err(format!("'{name}' is not an interface name (1-15 characters, no '/', ':' or spaces)"));
+    }
+    Ok(())
+}
+
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());

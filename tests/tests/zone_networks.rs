@@ -345,7 +345,7 @@ fn the_controllers_feed_builds_the_zone_networks_on_every_host() {
             let file = tokens.path().join(&hosts[h]);
             std::fs::write(&file, token["token"].as_str().expect("token")).expect("token file");
             let controllers: Vec<String> = cluster.ids().iter().map(|id| ns.host_url(cluster.port(*id))).collect();
-            let args = [
+            let mut args = vec![
                 "--controller".to_string(),
                 controllers.join(","),
                 "--token-file".into(),
@@ -353,6 +353,10 @@ fn the_controllers_feed_builds_the_zone_networks_on_every_host() {
                 "--underlay-address".into(),
                 underlay_of(h),
             ];
+            // The second host also carries VLAN zones (on its underlay link as the trunk).
+            if h == 1 {
+                args.extend(["--vlan-trunk".to_string(), "ul0".into()]);
+            }
             AgentProc::start_in_netns(&libvirt[h], &args, &ns.name, ns.ns_ip)
         })
         .collect();
@@ -360,7 +364,13 @@ fn the_controllers_feed_builds_the_zone_networks_on_every_host() {
     for (h, id) in hosts.iter().enumerate() {
         poll(&format!("host {id} ready with its underlay address"), Duration::from_secs(60), || {
             let r = api.try_get(1, &format!("/v1/hosts/{id}"))?;
-            if r.json["state"] == "ready" && r.json["inventory"]["underlay_ip"] == underlay_of(h).as_str() {
+            let inventory = &r.json["inventory"];
+            let trunk = if h == 1 { serde_json::json!("ul0") } else { serde_json::Value::Null };
+            if r.json["state"] == "ready"
+                && inventory["underlay_ip"] == underlay_of(h).as_str()
+                && inventory["zone_networks"] == true
+                && inventory["vlan_trunk"] == trunk
+            {
                 Ok(())
             } else {
                 Err(r.text)
@@ -465,5 +475,19 @@ fn the_controllers_feed_builds_the_zone_networks_on_every_host() {
             }
         });
     }
+    // Placement knows which host carries which zone: a zone on a VLAN goes only to the host with
+    // a trunk (created stopped: placed and booked, not started), while its VXLAN zones go to both.
+    let lan = cli(&["zone", "create", "lan", "--tenant", "zs", "--cidr", "10.73.0.0/24", "--vlan", "300"]);
+    assert_eq!((lan["vlan"].as_u64(), lan["vni"].as_u64()), (Some(300), None), "{lan}");
+    let stopped_vm = |name: &str, zone: &str| {
+        let args = ["vm", "create", name, "--tenant", "zs", "--vcpus", "1", "--memory-mib", "64", "--nic", zone];
+        cli(&[&args[..], &["--stopped"]].concat())
+    };
+    for name in ["l1", "l2", "l3"] {
+        let vm = stopped_vm(name, "lan");
+        assert_eq!(vm["host"], hosts[1].as_str(), "{name} in the VLAN zone goes to the host with the trunk: {vm}");
+    }
+    let w = stopped_vm("w9", "web");
+    assert_eq!(w["host"], hosts[0].as_str(), "spread puts a VXLAN-zone VM on the emptier host: {w}");
     eprintln!("test done in {:?}", started.elapsed());
 }

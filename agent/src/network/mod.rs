@@ -210,12 +210,14 @@ impl HostNetworking {
         };
         let observed = observed.unwrap_or_default();
         let fabric = wanted.fabric_devices();
-        let (model, mut vm_errors) = plan::firewall_model(network, &nics, fabric.clone());
+        let (model, mut vm_errors) = plan::firewall_model(network, &nics, fabric);
         for nic in &nics {
             let error = if let Some(e) = failed_devices.get(&nic.tap) {
                 Some(format!("network: tap {}: {e}", nic.tap))
-            } else if let Some(dev) = fabric.iter().find(|d| failed_devices.contains_key(*d)) {
-                Some(format!("network: {dev}: {}", failed_devices[dev]))
+            } else if let Some((dev, e)) =
+                wanted.zone_devices.get(&nic.zone).and_then(|dev| Some((dev, failed_devices.get(dev)?)))
+            {
+                Some(format!("network: {dev}: {e}"))
             } else if running.contains(&nic.vm_id) && !observed.links.contains_key(&nic.tap) {
                 Some(format!("network: tap {} of NIC {} is missing", nic.tap, nic.index))
             } else if let Some(why) = wanted.unreachable.get(&nic.zone) {

@@ -191,6 +191,8 @@ pub struct Wanted {
     pub nics: Vec<LocalNic>,
     /// Zones this host cannot carry to other hosts (its fabric lacks what they need): why.
     pub unreachable: BTreeMap<String, String>,
+    /// The device each zone travels on between hosts (`vx-<vni>` or `vl-<vlan>`), by zone name.
+    pub zone_devices: BTreeMap<String, String>,
     /// Every zone's gateway, received by the host as its own (local routes): a guest's unicast
     /// DHCP renewal to its server identifier (the gateway) reaches the agent's DHCP socket.
     pub gateways: BTreeSet<Ipv4Addr>,
@@ -273,6 +275,7 @@ pub fn wanted(host_id: &str, fabric: &Fabric, network: &HostNetwork, nics: Vec<L
                 continue;
             }
         };
+        out.zone_devices.insert(zone.name.clone(), device.clone());
         out.zone_routes.push(Route { dst: cidr.to_string(), dev: device });
     }
     out

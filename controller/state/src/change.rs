@@ -106,9 +106,11 @@ impl Model {
             }
             Change::PutZone(z) => {
                 self.zones.insert(z.name.clone(), z);
+                self.follow_zones();
             }
             Change::DeleteZone(name) => {
                 self.zones.remove(&name);
+                self.follow_zones();
             }
             Change::PutPolicy(p) => {
                 if let Some(old) = self.policies.remove(&p.id) {

@@ -7,8 +7,9 @@
 //! data: `commit` follows every host, tenant, VM and volume change, `load` rebuilds it. It must never
 //! hold anything that cannot be recomputed from the tables.
 //!
-//! Defaults for what hosts do not report yet: every host reaches every zone (requests carry no
-//! zones), vCPUs are overcommitted [`VCPU_OVERCOMMIT_PERCENT`] (4:1). A pool's baseline is what the
+//! A VM asks for the zones of its NICs; a host carries a zone when it has what the zone travels on
+//! between hosts ([`carried_zones`]). Defaults for what hosts do not report yet: vCPUs are
+//! overcommitted [`VCPU_OVERCOMMIT_PERCENT`] (4:1). A pool's baseline is what the
 //! volumes left on the host by no VM hold (a deleted VM's volumes stay on its host); the placed VMs'
 //! volumes are booked with them.
 
@@ -20,7 +21,7 @@ use hci_placement::{
 };
 use hci_shared::api::VmCreate;
 use hci_shared::command::Placement;
-use hci_shared::resources::{Host, HostState, Tenant, Vm, Volume};
+use hci_shared::resources::{Host, HostState, Tenant, Vm, Volume, Zone};
 use hci_shared::ApiError;
 
 use crate::model::Model;
@@ -62,8 +63,27 @@ fn host_state(state: HostState) -> hci_placement::HostState {
     }
 }
 
+/// The zones of `zones` that `host` carries: a VXLAN zone when it has an underlay address, a VLAN
+/// zone when it has a VLAN trunk. A host whose agent builds zone networks for itself alone (neither)
+/// is a single host and carries every zone, as does a host whose agent leaves networking alone (it
+/// reports no zone networks: test rigs where several agents share one network namespace).
+pub fn carried_zones(host: &Host, zones: &BTreeMap<String, Zone>) -> BTreeSet<String> {
+    let inventory = &host.inventory;
+    let (vxlan, vlan) = (inventory.underlay_ip.is_some(), inventory.vlan_trunk.is_some());
+    let everything = !inventory.zone_networks || (!vxlan && !vlan);
+    zones
+        .values()
+        .filter(|zone| everything || if zone.vlan.is_some() { vlan } else { vxlan })
+        .map(|zone| zone.name.clone())
+        .collect()
+}
+
 /// A host record as the planner sees it, with `baseline` bytes by pool already allocated.
-pub(crate) fn host_spec(host: &Host, baseline: Option<&BTreeMap<String, u64>>) -> HostSpec {
+pub(crate) fn host_spec(
+    host: &Host,
+    baseline: Option<&BTreeMap<String, u64>>,
+    zones: &BTreeMap<String, Zone>,
+) -> HostSpec {
     let allocated = |pool: &str| baseline.and_then(|b| b.get(pool)).copied().unwrap_or(0);
     let inventory = &host.inventory;
     HostSpec {
@@ -72,7 +92,7 @@ pub(crate) fn host_spec(host: &Host, baseline: Option<&BTreeMap<String, u64>>) -
         arch: host.arch.clone(),
         state: host_state(host.state),
         firmware_profiles: inventory.firmware_profiles.iter().cloned().collect(),
-        zones: BTreeSet::new(),
+        zones: carried_zones(host, zones),
         cpus: inventory.cpus,
         vcpu_overcommit_percent: VCPU_OVERCOMMIT_PERCENT,
         memory_mib: inventory.memory_mib,
@@ -113,7 +133,7 @@ pub(crate) fn request(model: &Model, vm: &Vm) -> PlacementRequest {
         arch: vm.arch.clone(),
         firmware: vm.firmware.clone(),
         site: None,
-        zones: BTreeSet::new(),
+        zones: vm.nics.iter().map(|nic| nic.zone.clone()).collect(),
         anti_affinity_group: vm.anti_affinity_group.clone(),
         volumes,
         exclude_hosts: BTreeSet::new(),
@@ -171,7 +191,13 @@ impl Model {
 
     /// Plans a VM about to be created from `spec` (see [`Model::plan`]).
     pub fn plan_create(&self, id: &str, spec: &VmCreate, policy: &Policy) -> Result<Option<Placement>, ApiError> {
-        let vm = crate::vms::new_vm(id, spec, Vec::new(), "", 0);
+        // Addresses are assigned at apply; the planner needs only each NIC's zone.
+        let zones_only = spec
+            .nics
+            .iter()
+            .map(|nic| hci_shared::resources::Nic { zone: nic.zone.clone(), mac: String::new(), ip: String::new() })
+            .collect();
+        let vm = crate::vms::new_vm(id, spec, zones_only, "", 0);
         self.plan(&vm, policy)
     }
 
@@ -263,7 +289,14 @@ impl Model {
             old.state == host.state && old.inventory == host.inventory && old.arch == host.arch && old.site == host.site
         });
         if !same {
-            self.placement.0.upsert_host(host_spec(host, self.placement.1.get(&host.id)));
+            self.placement.0.upsert_host(host_spec(host, self.placement.1.get(&host.id), &self.zones));
+        }
+    }
+
+    /// Re-specs every host after a zone came or went (which hosts carry it).
+    pub(crate) fn follow_zones(&mut self) {
+        for host in self.hosts.values() {
+            self.placement.0.upsert_host(host_spec(host, self.placement.1.get(&host.id), &self.zones));
         }
     }
 
@@ -295,7 +328,7 @@ impl Model {
         let hosts: BTreeSet<&str> = before.iter().chain(after.iter()).map(|(host, _, _)| *host).collect();
         for id in hosts {
             if let Some(host) = self.hosts.get(id) {
-                let spec = host_spec(host, self.placement.1.get(id));
+                let spec = host_spec(host, self.placement.1.get(id), &self.zones);
                 self.placement.0.upsert_host(spec);
             }
         }

@@ -45,7 +45,7 @@ fn spec(id: &str, cpus: u32) -> HostJoin {
                 available_bytes: 9,
             }],
             firmware_profiles: vec!["x86_64-bios".into()],
-            underlay_ip: None,
+            ..Default::default()
         },
     }
 }

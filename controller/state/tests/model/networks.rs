@@ -235,3 +235,44 @@ fn a_bad_underlay_address_is_refused_naming_the_field() {
     });
     assert_invalid(&e, "inventory.underlay_ip", &["not-an-ip"]);
 }
+
+/// A VM goes only to hosts that carry the zones of its NICs: VLAN zones to hosts with a trunk,
+/// VXLAN zones to hosts with an underlay address; a host that builds no zone networks carries all.
+#[test]
+fn placement_puts_a_vm_only_where_its_zones_are_carried() {
+    let mut h = Harness::new();
+    h.with_tenant("fin", 16, 16384, 100);
+    join(&mut h, "vx", Some("192.168.50.1"));
+    let mut trunked = host_join_spec("tr", 4096, "dir-qcow2", Some("192.168.50.2"));
+    trunked.inventory.vlan_trunk = Some("bond0".into());
+    join_spec(&mut h, trunked);
+    h.ok(vlan_zone("lan", "10.1.0.0/24", None, 100));
+    h.ok(zone("web", "10.2.0.0/24", ZoneKind::Normal, None, IntraZone::Allow));
+    let policy = hci_placement::Policy::new(80, hci_placement::Strategy::Spread).expect("policy");
+    let host_of = |h: &Harness, id: &str, memory_mib: u64, zones: &[&str]| {
+        let spec = vm_spec("fin", id, 1, memory_mib, &[], zones);
+        h.model.plan_create(id, &spec, &policy).map(|p| p.map(|p| p.host))
+    };
+    for n in 0..4 {
+        let id = format!("lan{n}");
+        assert_eq!(host_of(&h, &id, 512, &["lan"]).expect("placed"), Some("tr".into()), "only tr has the trunk");
+        let placement = h.model.plan_create(&id, &vm_spec("fin", &id, 1, 512, &[], &["lan"]), &policy).expect("plan");
+        h.ok(Command::CreateVm { id: id.clone(), spec: vm_spec("fin", &id, 1, 512, &[], &["lan"]), placement });
+    }
+    // Spread picks the emptier host vx for a VM in a VXLAN zone.
+    assert_eq!(host_of(&h, "w1", 512, &["web"]).expect("placed"), Some("vx".into()));
+    // 1536 MiB more would take tr past the 80 % cap (2048 + 1536 > 3276 MiB); vx has the room but
+    // not the zone: the VM fits nowhere, and the 409 names the zone.
+    assert_eq!(host_of(&h, "w2", 1536, &["web"]).expect("placed"), Some("vx".into()));
+    let e = host_of(&h, "lan9", 1536, &["lan"]).expect_err("nowhere");
+    assert_refusal(&e, ErrorCode::NoCapacity, &["zone(s) lan"]);
+    // An operator's host for a VM in a zone that host cannot carry is refused at apply as well.
+    let bad = Command::CreateVm {
+        id: "lan8".into(),
+        spec: vm_spec("fin", "lan8", 1, 512, &[], &["lan"]),
+        placement: Some(hci_shared::command::Placement { host: "vx".into(), cap_percent: 80 }),
+    };
+    let e = h.refused(bad);
+    assert!(e.message.contains("lan"), "{e}");
+    assert!(h.model.vm("lan8").is_none(), "nothing changed");
+}

@@ -318,6 +318,8 @@ pub fn host_join_spec(id: &str, memory_mib: u64, backend: &str, underlay_ip: Opt
             pools: vec![pool("default", backend)],
             firmware_profiles: vec!["x86_64-bios".into()],
             underlay_ip: underlay_ip.map(str::to_string),
+            zone_networks: underlay_ip.is_some(),
+            vlan_trunk: None,
         },
     }
 }
