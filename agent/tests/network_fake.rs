@@ -35,6 +35,7 @@ fn zone(name: &str, cidr: &str, vni: u32, isolated: bool) -> NetworkZone {
         vlan: None,
         isolated,
         deny_intra_zone: false,
+        mtu: hci_shared::agent::DEFAULT_VXLAN_MTU,
     }
 }
 
@@ -131,12 +132,13 @@ fn a_host_converges_from_nothing_and_a_second_pass_changes_nothing() {
     for (vni, cidr) in [(10_000, "10.1.0.0/24"), (10_001, "10.3.0.0/24"), (10_002, "10.9.0.0/24")] {
         let name = format!("vx-{vni}");
         let vxlan = Vxlan { vni, local: ip(UNDERLAY), port: 4789 };
-        assert_eq!(seen.links[&name], Link { up: true, vxlan: Some(vxlan), vlan: None });
+        assert_eq!(seen.links[&name], Link { up: true, vxlan: Some(vxlan), vlan: None, mtu: 1450 });
         assert_eq!(seen.flood[&name], peers, "{name}: head-end replication to every other host");
         assert!(seen.routes.contains(&Route { dst: cidr.into(), dev: name.clone() }));
     }
     for (tap, addr) in [(&web1, "10.1.0.5/32"), (&db1, "10.3.0.7/32")] {
         assert!(seen.links[tap].up);
+        assert_eq!(seen.links[tap].mtu, 1450, "a tap takes its zone's MTU");
         assert!(seen.routes.contains(&Route { dst: addr.into(), dev: tap.clone() }));
     }
     for dev in [web1.as_str(), db1.as_str(), "vx-10000"] {
@@ -171,7 +173,7 @@ fn one_more_vm_is_its_tap_alone_and_an_element_edit() {
     let out = h.net.converge(&two, &running(&["web1", "web2"]));
     assert_eq!(out.firewall, Some(UpdateKind::Interfaces(1)));
     assert!(out.ops.iter().all(|op| op.device() == Some(web2.as_str())), "{:?}", out.ops);
-    assert_eq!(out.ops.len(), 4, "up, proxy_arp, proxy_delay, route: {:?}", out.ops);
+    assert_eq!(out.ops.len(), 5, "up, proxy_arp, proxy_delay, mtu, route: {:?}", out.ops);
     assert_eq!(h.firewall.applies(), (1, 1));
     // The VM goes (libvirt removes its tap and with it the route): the table forgets it.
     h.dataplane.remove_link(&web2);
@@ -192,7 +194,7 @@ fn what_is_no_longer_desired_goes_and_nothing_else() {
     // Someone else's devices: a VXLAN without our prefix, a plain device with it.
     h.dataplane.edit(|host| {
         let other = Vxlan { vni: 5, local: ip("192.168.70.1"), port: 4789 };
-        host.links.insert("tunnel5".into(), Link { up: true, vxlan: Some(other), vlan: None });
+        host.links.insert("tunnel5".into(), Link { up: true, vxlan: Some(other), vlan: None, mtu: 1500 });
         host.links.insert("vx-lan".into(), Link { up: true, ..Link::default() });
     });
     // The drill zone is deleted, h3 leaves the fabric, web1 moves to another address.
@@ -356,7 +358,7 @@ fn dhcp_serves_each_present_tap_its_nics_lease_and_nothing_else() {
     let mac = dhcp::packet::parse_mac("52:54:00:00:00:00").expect("mac");
     assert_eq!(
         served[&web1],
-        Lease { mac, ip: ip("10.1.0.5"), prefix: 24, gateway: ip("10.1.0.1"), lease_secs: 86_400, mtu: None }
+        Lease { mac, ip: ip("10.1.0.5"), prefix: 24, gateway: ip("10.1.0.1"), lease_secs: 86_400, mtu: Some(1450) }
     );
     // The NIC's MAC is offered its IPAM address, the zone's mask and gateway, by broadcast.
     let (offer, to) = dhcp.answer(&web1, &dhcp_message(MessageType::Discover, mac, None)).expect("an offer");
@@ -453,7 +455,8 @@ fn a_zone_on_a_vlan_gets_a_vlan_device_on_the_trunk_and_nothing_else_changes() {
     assert!(out.vm_errors.is_empty(), "{:?}", out.vm_errors);
     let seen = h.dataplane.host();
     let vlan = hci_agent::network::plan::Vlan { id: 100, lower: "bond0".into() };
-    assert_eq!(seen.links["vl-100"], Link { up: true, vxlan: None, vlan: Some(vlan) });
+    assert_eq!(seen.links["vl-100"], Link { up: true, vxlan: None, vlan: Some(vlan), mtu: 1500 });
+    assert_eq!(seen.links[&web1].mtu, 1500, "a tap in a VLAN zone: the VLAN default");
     assert!(seen.routes.contains(&Route { dst: "10.1.0.0/24".into(), dev: "vl-100".into() }));
     assert!(!seen.links.contains_key("vx-10000"), "the VLAN replaces the zone's VXLAN");
     assert!(seen.links.contains_key("vx-10001"), "the other zones keep theirs");

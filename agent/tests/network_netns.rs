@@ -230,6 +230,10 @@ fn two_hosts_route_zones_over_vxlan_and_the_firewall_judges_every_flow() {
     }
     let routes = must(&["ip", "-n", &lab.hosts[0], "route", "show", "proto", "72"]);
     assert!(routes.contains("10.41.0.0/24 dev vx-10041") && routes.contains("10.41.0.10 dev hci"), "{routes}");
+    // The zone's MTU (a VXLAN zone's default, 1450) on its device and its VMs' taps.
+    for dev in ["vx-10041".to_string(), tap_name("web-a", 0)] {
+        assert_eq!(mtu_of(&lab.hosts[0], &dev), 1450, "{dev}");
+    }
 
     // DHCP on the real kernel: from inside web-a (its eth0, the tap's other end), its NIC's MAC is
     // offered and acked its IPAM address with the zone's mask and gateway; an unknown MAC gets no
@@ -242,8 +246,8 @@ fn two_hosts_route_zones_over_vxlan_and_the_firewall_judges_every_flow() {
         .expect("an offer");
     assert_eq!((offer.kind, offer.yiaddr, offer.chaddr), (Some(MessageType::Offer), ip_of("web-a"), mac));
     assert_eq!(
-        (offer.mask, offer.router, offer.server_id),
-        (Some([255, 255, 255, 0].into()), Some(gateway), Some(gateway))
+        (offer.mask, offer.router, offer.server_id, offer.mtu),
+        (Some([255, 255, 255, 0].into()), Some(gateway), Some(gateway), Some(1450))
     );
     let request = client_message(MessageType::Request, 12, mac, none, Some(ip_of("web-a")), Some(gateway));
     let ack = dhcp_exchange(web_a, &request, PATIENT).expect("an ack");
@@ -315,6 +319,13 @@ fn two_hosts_route_zones_over_vxlan_and_the_firewall_judges_every_flow() {
     assert_eq!((offer.kind, offer.yiaddr), (Some(MessageType::Offer), ip_of("iso-a")));
 }
 
+/// The MTU of device `dev` in namespace `ns`.
+fn mtu_of(ns: &str, dev: &str) -> u64 {
+    let listing: serde_json::Value =
+        serde_json::from_str(&must(&["ip", "-n", ns, "-j", "link", "show", dev])).expect("ip -j");
+    listing[0]["mtu"].as_u64().unwrap_or_default()
+}
+
 /// Counters of device `dev` in namespace `ns`: (rx packets, tx packets).
 fn packets(ns: &str, dev: &str) -> (u64, u64) {
     let listing: serde_json::Value =
@@ -366,6 +377,7 @@ fn two_hosts_carry_zones_on_vlans_over_their_trunk() {
     assert!(!links.as_array().expect("links").iter().any(|l| l["linkinfo"]["info_kind"] == "vxlan"));
     let routes = must(&["ip", "-n", &lab.hosts[0], "route", "show", "proto", "72"]);
     assert!(routes.contains("10.41.0.0/24 dev vl-41"), "{routes}");
+    assert_eq!(mtu_of(&lab.hosts[0], "vl-41"), 1500, "a VLAN zone's default MTU");
 
     let before = packets(&lab.hosts[1], "vl-41");
     use Probe::{Icmp, Tcp, Udp};

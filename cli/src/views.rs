@@ -52,7 +52,7 @@ impl View for Tenant {
 
 impl View for Zone {
     fn headers() -> &'static [&'static str] {
-        &["NAME", "TENANT", "KIND", "CIDR", "VNI", "VLAN", "INTRA-ZONE"]
+        &["NAME", "TENANT", "KIND", "CIDR", "VNI", "VLAN", "MTU", "INTRA-ZONE"]
     }
     fn row(&self) -> Vec<String> {
         let intra = wire(&self.intra_zone);
@@ -63,6 +63,7 @@ impl View for Zone {
             self.cidr.clone(),
             opt(self.vni),
             opt(self.vlan),
+            opt(self.mtu),
             intra,
         ]
     }

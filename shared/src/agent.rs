@@ -212,6 +212,18 @@ pub struct NetworkZone {
     pub isolated: bool,
     /// Traffic between two NICs of the zone is dropped.
     pub deny_intra_zone: bool,
+    /// MTU of the zone's device, of its VMs' taps, and told to guests by DHCP (option 26).
+    #[serde(default = "default_vxlan_mtu")]
+    pub mtu: u16,
+}
+
+/// A VXLAN zone's MTU unless the zone sets one: 50 bytes of VXLAN headers below a 1500-byte underlay.
+pub const DEFAULT_VXLAN_MTU: u16 = 1450;
+/// A VLAN zone's MTU unless the zone sets one.
+pub const DEFAULT_VLAN_MTU: u16 = 1500;
+
+fn default_vxlan_mtu() -> u16 {
+    DEFAULT_VXLAN_MTU
 }
 
 impl NetworkZone {
@@ -225,12 +237,18 @@ impl NetworkZone {
             vlan: None,
             isolated,
             deny_intra_zone,
+            mtu: DEFAULT_VXLAN_MTU,
         }
     }
 
-    /// The same zone carried by 802.1Q VLAN `vlan` instead of a VXLAN.
+    /// The same zone carried by 802.1Q VLAN `vlan` instead of a VXLAN, with the VLAN default MTU.
     pub fn on_vlan(self, vlan: u16) -> Self {
-        NetworkZone { vni: None, vlan: Some(vlan), ..self }
+        NetworkZone { vni: None, vlan: Some(vlan), mtu: DEFAULT_VLAN_MTU, ..self }
+    }
+
+    /// The same zone with MTU `mtu` instead of its carrier's default.
+    pub fn with_mtu(self, mtu: u16) -> Self {
+        NetworkZone { mtu, ..self }
     }
 }
 

@@ -184,6 +184,10 @@ fn host_network(n: &HostNetwork) -> Result<(), ApiError> {
             }
             _ => return Err(ApiError::invalid(&f("vni"), "a zone needs exactly one of vni and vlan")),
         }
+        if !(crate::validate::MIN_MTU..=crate::validate::MAX_MTU).contains(&z.mtu) {
+            let (lo, hi) = (crate::validate::MIN_MTU, crate::validate::MAX_MTU);
+            return Err(ApiError::invalid(&f("mtu"), format!("{} is outside {lo}-{hi}", z.mtu)));
+        }
     }
     for (i, p) in n.policies.iter().enumerate() {
         let f = |s: &str| format!("network.policies[{i}].{s}");
@@ -352,6 +356,7 @@ mod tests {
             (Box::new(|d| net(d).zones[0].gateway = "x".into()), "network.zones[0].gateway"),
             (Box::new(|d| net(d).zones[0].vni = Some(0)), "network.zones[0].vni"),
             (Box::new(|d| net(d).zones[0].vni = None), "network.zones[0].vni"),
+            (Box::new(|d| net(d).zones[0].mtu = 68), "network.zones[0].mtu"),
             (Box::new(|d| net(d).zones[0].vlan = Some(7)), "network.zones[0].vni"),
             (Box::new(|d| net(d).zones[0] = net(d).zones[0].clone().on_vlan(4095)), "network.zones[0].vlan"),
             (Box::new(|d| net(d).policies[0].to_zone = "ghost".into()), "network.policies[0].to_zone"),

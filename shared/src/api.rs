@@ -44,6 +44,10 @@ pub struct ZoneCreate {
     /// Carry the zone between hosts on this 802.1Q VLAN (1-4094) instead of a VXLAN.
     #[serde(default)]
     pub vlan: Option<u16>,
+    /// MTU of the zone's network, 576-9000 (default: 1450 on a VXLAN, which leaves room for its 50
+    /// bytes of headers on a 1500-byte underlay; 1500 on a VLAN).
+    #[serde(default)]
+    pub mtu: Option<u16>,
     /// `allow` (default) or `deny` traffic between the zone's own NICs.
     #[serde(default)]
     pub intra_zone: IntraZone,

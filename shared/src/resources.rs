@@ -70,6 +70,10 @@ pub struct Zone {
     /// VXLAN; given by the operator at create, never assigned.
     #[serde(default)]
     pub vlan: Option<u16>,
+    /// The MTU of the zone's network (its devices, the VMs' taps, DHCP option 26); `None`: the
+    /// default for its carrier ([`crate::agent::DEFAULT_VXLAN_MTU`], [`crate::agent::DEFAULT_VLAN_MTU`]).
+    #[serde(default)]
+    pub mtu: Option<u16>,
     /// Whether two NICs of the zone may talk to each other (default allow).
     #[serde(default)]
     pub intra_zone: IntraZone,

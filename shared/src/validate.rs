@@ -72,6 +72,10 @@ pub fn tenant_update(r: &TenantUpdate) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A zone network's MTU: at least IPv4's minimum, at most a jumbo frame.
+pub const MIN_MTU: u16 = 576;
+pub const MAX_MTU: u16 = 9000;
+
 /// The highest usable 802.1Q VLAN id (0 and 4095 are reserved).
 pub const MAX_VLAN: u16 = 4094;
 
@@ -90,6 +94,11 @@ pub fn zone_create(r: &ZoneCreate) -> Result<(), ApiError> {
         }
         if r.vni.is_some() {
             return Err(ApiError::invalid("vlan", "a zone is carried by a VLAN or by a VXLAN (vni), not both"));
+        }
+    }
+    if let Some(mtu) = r.mtu {
+        if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+            return Err(ApiError::invalid("mtu", format!("{mtu} is outside {MIN_MTU}-{MAX_MTU}")));
         }
     }
     Ok(())

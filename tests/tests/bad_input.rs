@@ -286,6 +286,11 @@ fn bad_requests_are_refused_cleanly_and_change_nothing() {
     {
         cs.post(case, z, json!({"name": "zn", "tenant": "t1", "cidr": "10.9.0.0/24", "vlan": vlan}), 400, Some("vlan"));
     }
+    for (case, mtu) in
+        [("zone mtu too small", json!(575)), ("zone mtu too big", json!(9001)), ("zone mtu text", json!("big"))]
+    {
+        cs.post(case, z, json!({"name": "zn", "tenant": "t1", "cidr": "10.9.0.0/24", "mtu": mtu}), 400, Some("mtu"));
+    }
     cs.post(
         "zone vlan and vni",
         z,

@@ -219,6 +219,9 @@ fn guests_on_two_hosts_reach_what_their_zones_allow_and_nothing_else() {
             assert!(console.contains(&format!("HCI-NET-UP eth0 {}/24 {}", g.ip, mac(g))), "{}: {console}", g.id);
             // Those on DHCP got it from their agent (offered, then acked); the static one asked nothing.
             assert_eq!(dhcp_answered(&agents[g.host], g.ip), g.dhcp, "{}: {}", g.id, agents[g.host].log_tail());
+            // DHCP also told them their zone's MTU (a VXLAN zone's 1450); the static one keeps 1500.
+            let mtu = if g.dhcp { 1450 } else { 1500 };
+            assert!(console.contains(&format!("{} mtu {mtu}", mac(g))), "{}: {console}", g.id);
         }
         eprintln!("every guest configured its address (three by DHCP) after {:?}", started.elapsed());
         // Every allowed probe gets through.

@@ -35,13 +35,13 @@ impl FakeDataPlane {
     /// A tap appears, down, as libvirt creates it (with its sysctls at the kernel's defaults).
     pub fn add_tap(&self, name: &str) {
         let mut s = self.lock();
-        s.host.links.insert(name.into(), Link { up: false, ..Link::default() });
+        s.host.links.insert(name.into(), Link { up: false, mtu: 1500, ..Link::default() });
         add_device_sysctls(&mut s.host, name);
     }
 
     /// A device of the operator's (a VLAN trunk), up.
     pub fn add_device(&self, name: &str) {
-        self.lock().host.links.insert(name.into(), Link { up: true, ..Link::default() });
+        self.lock().host.links.insert(name.into(), Link { up: true, mtu: 9000, ..Link::default() });
     }
 
     /// A device goes away (a domain stopped, or an operator deleted it), with its routes.
@@ -107,7 +107,7 @@ impl NetworkDataPlane for FakeDataPlane {
                 if host.links.contains_key(name) {
                     return Err(NetError("RTNETLINK answers: File exists".into()));
                 }
-                host.links.insert(name.clone(), Link { up: false, vxlan: Some(vxlan.clone()), vlan: None });
+                host.links.insert(name.clone(), Link { up: false, vxlan: Some(vxlan.clone()), vlan: None, mtu: 1500 });
                 host.flood.insert(name.clone(), Default::default());
                 add_device_sysctls(host, name);
             }
@@ -118,7 +118,8 @@ impl NetworkDataPlane for FakeDataPlane {
                 if !host.links.contains_key(&vlan.lower) {
                     return Err(missing(&vlan.lower));
                 }
-                host.links.insert(name.clone(), Link { up: false, vxlan: None, vlan: Some(vlan.clone()) });
+                let mtu = host.links[&vlan.lower].mtu;
+                host.links.insert(name.clone(), Link { up: false, vxlan: None, vlan: Some(vlan.clone()), mtu });
                 add_device_sysctls(host, name);
             }
             Op::DeleteLink { name } => {
@@ -128,6 +129,7 @@ impl NetworkDataPlane for FakeDataPlane {
                 remove_device(host, name);
             }
             Op::SetUp { name } => host.links.get_mut(name).ok_or_else(|| missing(name))?.up = true,
+            Op::SetMtu { name, mtu } => host.links.get_mut(name).ok_or_else(|| missing(name))?.mtu = *mtu,
             Op::Sysctl { key, value } => {
                 let slot = host.sysctls.get_mut(key).ok_or_else(|| NetError(format!("no sysctl {key}")))?;
                 *slot = value.clone();

@@ -90,7 +90,8 @@ fn link_of(v: &Value) -> Link {
         id: d.get("id").and_then(Value::as_u64).unwrap_or_default() as u16,
         lower: str_of(v, "link").unwrap_or_default().to_string(),
     });
-    Link { up, vxlan, vlan }
+    let mtu = v.get("mtu").and_then(Value::as_u64).unwrap_or_default() as u32;
+    Link { up, vxlan, vlan, mtu }
 }
 
 impl NetworkDataPlane for IpDataPlane {
@@ -167,6 +168,9 @@ impl NetworkDataPlane for IpDataPlane {
             }
             Op::SetUp { name } => {
                 self.run("ip", &["link", "set", name, "up"])?;
+            }
+            Op::SetMtu { name, mtu } => {
+                self.run("ip", &["link", "set", name, "mtu", &mtu.to_string()])?;
             }
             Op::Sysctl { key, value } => self.write_sysctl(key, value)?,
             Op::AddFlood { dev, dst } => {

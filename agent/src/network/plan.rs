@@ -72,6 +72,7 @@ pub struct Link {
     pub vxlan: Option<Vxlan>,
     /// Set for VLAN devices.
     pub vlan: Option<Vlan>,
+    pub mtu: u32,
 }
 
 /// A route the agent owns (protocol [`ROUTE_PROTO`]).
@@ -113,6 +114,10 @@ pub enum Op {
     SetUp {
         name: String,
     },
+    SetMtu {
+        name: String,
+        mtu: u32,
+    },
     Sysctl {
         key: String,
         value: String,
@@ -137,9 +142,11 @@ impl Op {
     /// The device the step is about (`None` for host-wide sysctls).
     pub fn device(&self) -> Option<&str> {
         match self {
-            Op::AddVxlan { name, .. } | Op::AddVlan { name, .. } | Op::DeleteLink { name } | Op::SetUp { name } => {
-                Some(name)
-            }
+            Op::AddVxlan { name, .. }
+            | Op::AddVlan { name, .. }
+            | Op::DeleteLink { name }
+            | Op::SetUp { name }
+            | Op::SetMtu { name, .. } => Some(name),
             Op::AddFlood { dev, .. } | Op::DeleteFlood { dev, .. } => Some(dev),
             Op::ReplaceRoute(r) | Op::DeleteRoute(r) => Some(&r.dev),
             Op::Sysctl { key, .. } => key.split('/').nth(3),
@@ -193,6 +200,8 @@ pub struct Wanted {
     pub unreachable: BTreeMap<String, String>,
     /// The device each zone travels on between hosts (`vx-<vni>` or `vl-<vlan>`), by zone name.
     pub zone_devices: BTreeMap<String, String>,
+    /// The MTU of each zone device and VM tap: its zone's.
+    pub mtus: BTreeMap<String, u32>,
     /// Every zone's gateway, received by the host as its own (local routes): a guest's unicast
     /// DHCP renewal to its server identifier (the gateway) reaches the agent's DHCP socket.
     pub gateways: BTreeSet<Ipv4Addr>,
@@ -237,6 +246,11 @@ pub fn local_nics(desired: &HostDesired) -> Vec<LocalNic> {
 /// without an underlay address) is [`Wanted::unreachable`], unless the host is a single host.
 pub fn wanted(host_id: &str, fabric: &Fabric, network: &HostNetwork, nics: Vec<LocalNic>) -> Wanted {
     let mut out = Wanted { nics, ..Wanted::default() };
+    for nic in &out.nics {
+        if let Some(zone) = network.zones.iter().find(|z| z.name == nic.zone) {
+            out.mtus.insert(nic.tap.clone(), u32::from(zone.mtu));
+        }
+    }
     let peers: BTreeSet<Ipv4Addr> = network
         .fabric
         .iter()
@@ -276,6 +290,7 @@ pub fn wanted(host_id: &str, fabric: &Fabric, network: &HostNetwork, nics: Vec<L
             }
         };
         out.zone_devices.insert(zone.name.clone(), device.clone());
+        out.mtus.insert(device.clone(), u32::from(zone.mtu));
         out.zone_routes.push(Route { dst: cidr.to_string(), dev: device });
     }
     out
@@ -359,6 +374,11 @@ pub fn plan(wanted: &Wanted, observed: &Observed) -> Vec<Op> {
     for dev in devices.into_iter().filter(|d| present(d).is_some()) {
         sysctl(&mut ops, sysctl_proxy_arp(dev), "1");
         sysctl(&mut ops, sysctl_proxy_delay(dev), "0");
+    }
+    for (name, mtu) in &wanted.mtus {
+        if present(name).is_some_and(|link| link.mtu != *mtu) {
+            ops.push(Op::SetMtu { name: name.clone(), mtu: *mtu });
+        }
     }
     // A route to the same destination through another device is replaced, not added next to it.
     let wanted_dsts: BTreeSet<&str> = routes.iter().map(|r| r.dst.as_str()).collect();

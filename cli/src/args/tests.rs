@@ -120,7 +120,7 @@ fn zone_and_policy_verbs() {
     ])
     .command
     {
-        Command::Zone(ZoneCmd::Create { name, tenant, cidr, kind, vni, vlan, intra_zone }) => {
+        Command::Zone(ZoneCmd::Create { name, tenant, cidr, kind, vni, vlan, mtu: None, intra_zone }) => {
             assert_eq!((name.as_str(), tenant.as_str(), cidr.as_str()), ("dmz", "fin", "10.0.0.0/24"));
             assert_eq!((kind, vni, vlan, intra_zone), (KindArg::Isolated, Some(7), None, IntraZoneArg::Deny));
         }
@@ -138,6 +138,10 @@ fn zone_and_policy_verbs() {
     usage_error(&["zone", "create", "dmz", "--tenant", "fin", "--cidr", "c", "--kind", "open"]);
     match parse(&["zone", "create", "lan", "--tenant", "fin", "--cidr", "10.1.0.0/24", "--vlan", "100"]).command {
         Command::Zone(ZoneCmd::Create { vni, vlan, .. }) => assert_eq!((vni, vlan), (None, Some(100))),
+        other => panic!("{other:?}"),
+    }
+    match parse(&["zone", "create", "lan", "--tenant", "fin", "--cidr", "10.1.0.0/24", "--mtu", "9000"]).command {
+        Command::Zone(ZoneCmd::Create { mtu, .. }) => assert_eq!(mtu, Some(9000)),
         other => panic!("{other:?}"),
     }
     usage_error(&["zone", "create", "lan", "--tenant", "fin", "--cidr", "c", "--vlan", "100", "--vni", "7"]);

@@ -64,6 +64,9 @@ pub enum ZoneCmd {
         /// Carry the zone between hosts on this 802.1Q VLAN (1-4094) instead of a VXLAN
         #[arg(long, conflicts_with = "vni")]
         vlan: Option<u16>,
+        /// MTU of the zone's network, 576-9000 (default 1450 on a VXLAN, 1500 on a VLAN)
+        #[arg(long)]
+        mtu: Option<u16>,
         /// Traffic between the zone's own NICs
         #[arg(long, value_enum, default_value_t = IntraZoneArg::Allow)]
         intra_zone: IntraZoneArg,
@@ -91,8 +94,9 @@ pub enum ZoneCmd {
 
 pub fn run(cmd: ZoneCmd, client: &Client, out: &mut Output) -> Result<(), CliError> {
     match cmd {
-        ZoneCmd::Create { name, tenant, cidr, kind, vni, vlan, intra_zone } => {
-            let body = ZoneCreate { name, tenant, kind: kind.into(), cidr, vni, vlan, intra_zone: intra_zone.into() };
+        ZoneCmd::Create { name, tenant, cidr, kind, vni, vlan, mtu, intra_zone } => {
+            let body =
+                ZoneCreate { name, tenant, kind: kind.into(), cidr, vni, vlan, mtu, intra_zone: intra_zone.into() };
             out.one::<Zone>(&client.post(&["v1", "zones"], &body)?, false)
         }
         ZoneCmd::List { tenant } => out.list::<Zone>(&client.get(&["v1", "zones"])?, &of_tenant(tenant.as_deref())),

@@ -196,11 +196,15 @@ impl Model {
                 let cidr = parse_cidr(&zone.cidr).ok()?;
                 let (isolated, deny_intra) = (zone.kind == ZoneKind::Isolated, zone.intra_zone == IntraZone::Deny);
                 let vxlan = |vni| NetworkZone::new(&zone.name, cidr, vni, isolated, deny_intra);
-                match (zone.vni, zone.vlan) {
-                    (_, Some(vlan)) => Some(vxlan(0).on_vlan(vlan)),
-                    (Some(vni), None) => Some(vxlan(vni)),
-                    (None, None) => None,
-                }
+                let carried = match (zone.vni, zone.vlan) {
+                    (_, Some(vlan)) => vxlan(0).on_vlan(vlan),
+                    (Some(vni), None) => vxlan(vni),
+                    (None, None) => return None,
+                };
+                Some(match zone.mtu {
+                    Some(mtu) => carried.with_mtu(mtu),
+                    None => carried,
+                })
             })
             .collect::<Vec<_>>();
         let zoned = |name: &str| zones.iter().any(|z: &NetworkZone| z.name == name);

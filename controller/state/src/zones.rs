@@ -60,6 +60,7 @@ pub(crate) fn create(model: &Model, ctx: &Ctx<'_>, id: &str, spec: &ZoneCreate) 
         cidr: cidr.to_string(),
         vni,
         vlan: spec.vlan,
+        mtu: spec.mtu,
         intra_zone: spec.intra_zone,
         created_at: ctx.at.to_string(),
         revision: ctx.index,

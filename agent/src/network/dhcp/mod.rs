@@ -1,8 +1,8 @@
 //! The agent's DHCPv4 server (issue #5: "DHCP for the zone's addresses"). It exists because VM NICs
 //! are routed (docs/networks.md): each tap is unnumbered, so a stock dnsmasq has no address in the
 //! zone to serve from. Instead the agent answers on each tap itself, with **static leases only**:
-//! the tap identifies the NIC, and the NIC's MAC gets its IPAM address, the zone's prefix and
-//! gateway (also the server identifier). Unknown MACs get no answer; nothing outside the desired
+//! the tap identifies the NIC, and the NIC's MAC gets its IPAM address, the zone's prefix, gateway
+//! (also the server identifier) and MTU. Unknown MACs get no answer; nothing outside the desired
 //! state is ever handed out.
 //!
 //! - [`packet`]: pure parse / decide / encode;
@@ -59,7 +59,7 @@ pub fn leases(desired: &HostDesired) -> (BTreeMap<String, NicLease>, BTreeMap<St
                 if !(cidr.first()..=cidr.last()).contains(&u32::from(ip)) {
                     return Err("address outside the zone");
                 }
-                Ok(Lease { mac, ip, prefix, gateway, lease_secs: packet::LEASE_SECS, mtu: None })
+                Ok(Lease { mac, ip, prefix, gateway, lease_secs: packet::LEASE_SECS, mtu: Some(zone.mtu) })
             })();
             match lease {
                 Ok(lease) => {

@@ -26,8 +26,16 @@ fn join(h: &mut Harness, id: &str, underlay: Option<&str>) {
 }
 
 fn zone(name: &str, cidr: &str, kind: ZoneKind, vni: Option<u32>, intra_zone: IntraZone) -> Command {
-    let spec =
-        ZoneCreate { name: name.into(), tenant: "fin".into(), kind, cidr: cidr.into(), vni, vlan: None, intra_zone };
+    let spec = ZoneCreate {
+        name: name.into(),
+        tenant: "fin".into(),
+        kind,
+        cidr: cidr.into(),
+        vni,
+        vlan: None,
+        mtu: None,
+        intra_zone,
+    };
     Command::CreateZone { id: format!("zid-{name}"), spec }
 }
 
@@ -73,6 +81,7 @@ fn every_host_gets_every_zone_policy_and_the_fabric() {
                     vlan: None,
                     isolated: false,
                     deny_intra_zone: true,
+                    mtu: 1450,
                 },
                 NetworkZone {
                     name: "drill".into(),
@@ -82,6 +91,7 @@ fn every_host_gets_every_zone_policy_and_the_fabric() {
                     vlan: None,
                     isolated: true,
                     deny_intra_zone: false,
+                    mtu: 1450,
                 },
                 NetworkZone {
                     name: "web".into(),
@@ -91,6 +101,7 @@ fn every_host_gets_every_zone_policy_and_the_fabric() {
                     vlan: None,
                     isolated: false,
                     deny_intra_zone: false,
+                    mtu: 1450,
                 },
             ],
             "{host}"
@@ -157,6 +168,27 @@ fn a_zone_on_a_vlan_has_no_vni_and_its_vlan_is_never_shared() {
         assert_invalid(&e, "vlan", &["outside 1-4094"]);
     }
     assert!(h.model.zone("lan2").is_none() && h.model.zone("both").is_none() && h.model.zone("bad").is_none());
+}
+
+#[test]
+fn a_zones_mtu_is_its_own_or_its_carriers_default() {
+    let mut h = setup();
+    let with_mtu = |command: Command, mtu: Option<u16>| {
+        let Command::CreateZone { id, spec } = command else { unreachable!("a CreateZone") };
+        Command::CreateZone { id, spec: ZoneCreate { mtu, ..spec } }
+    };
+    h.ok(zone("web", "10.1.0.0/24", ZoneKind::Normal, None, IntraZone::Allow));
+    h.ok(with_mtu(zone("big", "10.2.0.0/24", ZoneKind::Normal, None, IntraZone::Allow), Some(8950)));
+    h.ok(vlan_zone("lan", "10.3.0.0/24", None, 100));
+    h.ok(with_mtu(vlan_zone("jumbo", "10.4.0.0/24", None, 101), Some(9000)));
+    let zones = h.model.host_desired("h1").expect("host").network.expect("network").zones;
+    let mtus: Vec<_> = zones.iter().map(|z| (z.name.as_str(), z.mtu)).collect();
+    assert_eq!(mtus, [("big", 8950), ("jumbo", 9000), ("lan", 1500), ("web", 1450)]);
+    assert_eq!(h.model.zone("web").expect("zone").mtu, None, "the record keeps what the operator said");
+    for bad in [575, 9001] {
+        let e = h.refused(with_mtu(zone("bad", "10.5.0.0/24", ZoneKind::Normal, None, IntraZone::Allow), Some(bad)));
+        assert_invalid(&e, "mtu", &["outside 576-9000"]);
+    }
 }
 
 #[test]

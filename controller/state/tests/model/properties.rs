@@ -59,7 +59,16 @@ fn create_zone_command() -> impl Strategy<Value = Command> {
             let tenant = tenant.unwrap_or_else(|| usual_tenant(&name).to_string());
             Command::CreateZone {
                 id: format!("zid-{name}"),
-                spec: ZoneCreate { name, tenant, kind, cidr, vni, vlan: None, intra_zone: Default::default() },
+                spec: ZoneCreate {
+                    name,
+                    tenant,
+                    kind,
+                    cidr,
+                    vni,
+                    vlan: None,
+                    mtu: None,
+                    intra_zone: Default::default(),
+                },
             }
         },
     )

@@ -180,6 +180,7 @@ pub fn create_zone_full(
             cidr: cidr.to_string(),
             vni,
             vlan: None,
+            mtu: None,
             intra_zone: Default::default(),
         },
     }
