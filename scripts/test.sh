@@ -30,8 +30,12 @@ fi
 
 # The VLAN zone test (agent/tests/network_netns.rs) needs 802.1Q VLAN devices; where the kernel has
 # none it runs in the same VM, after the workspace's tests (HCI_SKIP_VLAN=1 skips it on the host).
+# HCI_SKIP_VLAN=1 set by the caller skips it everywhere.
 vlan_tests=native
-if [[ ! -d /proc/net/vlan ]] && ! modprobe 8021q 2>/dev/null; then
+if [[ ${HCI_SKIP_VLAN:-} == 1 ]]; then
+  vlan_tests=skipped
+  echo "== NOTE: HCI_SKIP_VLAN=1: the VLAN zone test is SKIPPED"
+elif [[ ! -d /proc/net/vlan ]] && ! modprobe 8021q 2>/dev/null; then
   vlan_tests=vm
   echo "== NOTE: this kernel has no 802.1Q VLANs: the VLAN zone test runs in a QEMU VM (scripts/lvm-vm/run.sh), not on the host"
   export HCI_SKIP_VLAN=1
@@ -79,7 +83,9 @@ elif [[ $lvm_tests == vm ]]; then
   [[ $lvm_rc -eq 0 ]] || vm_rc=$lvm_rc
 fi
 vlan_note="the VLAN zone test ran natively, in cargo test"
-if [[ $vlan_tests == vm ]]; then
+if [[ $vlan_tests == skipped ]]; then
+  vlan_note="the VLAN zone test was SKIPPED (HCI_SKIP_VLAN=1)"
+elif [[ $vlan_tests == vm ]]; then
   t0=$SECONDS
   echo "== test: the VLAN zone test in a VM (scripts/lvm-vm/run.sh)"
   vlan_rc=0

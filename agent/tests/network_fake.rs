@@ -35,7 +35,7 @@ fn zone(name: &str, cidr: &str, vni: u32, isolated: bool) -> NetworkZone {
         vlan: None,
         isolated,
         deny_intra_zone: false,
-        mtu: hci_shared::agent::DEFAULT_VXLAN_MTU,
+        mtu: None,
     }
 }
 
@@ -507,4 +507,48 @@ fn a_zone_device_that_cannot_be_made_is_an_error_of_that_zones_vms_only() {
     let error = out.vm_errors.get("web1").expect("web1 (zone web, on VLAN 100) is told");
     assert!(error.contains("vl-100") && error.contains("bond0"), "{error}");
     assert!(!out.vm_errors.contains_key("db1"), "db1's zone travels on vx-10001: {:?}", out.vm_errors);
+}
+
+#[test]
+fn the_operators_vlans_and_addresses_are_never_taken() {
+    use hci_agent::network::plan::{sysctl_arp_ignore, Vlan};
+    let h = host_with(Some(ip(UNDERLAY)), Some("bond0"));
+    h.dataplane.add_device("eth9");
+    h.dataplane.edit(|host| {
+        // The operator's VLANs: one named like ours on another device, one on our trunk under another name.
+        let theirs = |id: u16, lower: &str| Link {
+            up: true,
+            vlan: Some(Vlan { id, lower: lower.into() }),
+            mtu: 1500,
+            ..Link::default()
+        };
+        host.links.insert("vl-300".into(), theirs(300, "eth9"));
+        host.links.insert("mgmt-vl-7".into(), theirs(7, "bond0"));
+        // The host's own address (a kernel local route) that a zone's gateway happens to be.
+        host.foreign_local.insert(ip("10.3.0.1"));
+    });
+    let (_, out) = converge_web1_db1(&h, web_on_vlan(&["h1", "h2"], 100));
+    assert!(out.vm_errors.is_empty(), "{:?}", out.vm_errors);
+    let seen = h.dataplane.host();
+    assert!(seen.links.contains_key("vl-300") && seen.links.contains_key("mgmt-vl-7"), "not ours: left alone");
+    assert!(
+        !out.ops.iter().any(|op| op.device() == Some("vl-300") || op.device() == Some("mgmt-vl-7")),
+        "{:?}",
+        out.ops
+    );
+    assert!(!out.ops.contains(&Op::AddLocal(ip("10.3.0.1"))), "the host already owns it: {:?}", out.ops);
+    assert!(seen.local_addresses.contains(&ip("10.1.0.1")));
+    // Zone devices answer no ARP for the gateways (local routes), only proxy ARP for VMs.
+    for dev in ["vl-100", "vx-10001"] {
+        assert_eq!(seen.sysctls[&sysctl_arp_ignore(dev)], "1", "{dev}");
+    }
+    // Without a trunk, a host owns no VLAN at all: an operator's vl-100 on bond0 stays.
+    let h = host();
+    h.dataplane.add_device("bond0");
+    h.dataplane.edit(|host| {
+        let vlan = Vlan { id: 100, lower: "bond0".into() };
+        host.links.insert("vl-100".into(), Link { up: true, vlan: Some(vlan), mtu: 1500, ..Link::default() });
+    });
+    converge_web1_db1(&h, network(&["h1", "h2"]));
+    assert!(h.dataplane.host().links.contains_key("vl-100"));
 }

@@ -212,19 +212,16 @@ pub struct NetworkZone {
     pub isolated: bool,
     /// Traffic between two NICs of the zone is dropped.
     pub deny_intra_zone: bool,
-    /// MTU of the zone's device, of its VMs' taps, and told to guests by DHCP (option 26).
-    #[serde(default = "default_vxlan_mtu")]
-    pub mtu: u16,
+    /// MTU of the zone's device, of its VMs' taps, and told to guests by DHCP (option 26), when the
+    /// zone sets one; else [`NetworkZone::effective_mtu`] is its carrier's default.
+    #[serde(default)]
+    pub mtu: Option<u16>,
 }
 
 /// A VXLAN zone's MTU unless the zone sets one: 50 bytes of VXLAN headers below a 1500-byte underlay.
 pub const DEFAULT_VXLAN_MTU: u16 = 1450;
 /// A VLAN zone's MTU unless the zone sets one.
 pub const DEFAULT_VLAN_MTU: u16 = 1500;
-
-fn default_vxlan_mtu() -> u16 {
-    DEFAULT_VXLAN_MTU
-}
 
 impl NetworkZone {
     /// Zone `name` on `cidr` carried by VXLAN `vni`, its gateway the first host address.
@@ -237,18 +234,23 @@ impl NetworkZone {
             vlan: None,
             isolated,
             deny_intra_zone,
-            mtu: DEFAULT_VXLAN_MTU,
+            mtu: None,
         }
     }
 
-    /// The same zone carried by 802.1Q VLAN `vlan` instead of a VXLAN, with the VLAN default MTU.
+    /// The same zone carried by 802.1Q VLAN `vlan` instead of a VXLAN.
     pub fn on_vlan(self, vlan: u16) -> Self {
-        NetworkZone { vni: None, vlan: Some(vlan), mtu: DEFAULT_VLAN_MTU, ..self }
+        NetworkZone { vni: None, vlan: Some(vlan), ..self }
     }
 
     /// The same zone with MTU `mtu` instead of its carrier's default.
     pub fn with_mtu(self, mtu: u16) -> Self {
-        NetworkZone { mtu, ..self }
+        NetworkZone { mtu: Some(mtu), ..self }
+    }
+
+    /// The zone's MTU: its own, else [`DEFAULT_VLAN_MTU`] on a VLAN and [`DEFAULT_VXLAN_MTU`] on a VXLAN.
+    pub fn effective_mtu(&self) -> u16 {
+        self.mtu.unwrap_or(if self.vlan.is_some() { DEFAULT_VLAN_MTU } else { DEFAULT_VXLAN_MTU })
     }
 }
 

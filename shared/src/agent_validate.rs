@@ -184,9 +184,9 @@ fn host_network(n: &HostNetwork) -> Result<(), ApiError> {
             }
             _ => return Err(ApiError::invalid(&f("vni"), "a zone needs exactly one of vni and vlan")),
         }
-        if !(crate::validate::MIN_MTU..=crate::validate::MAX_MTU).contains(&z.mtu) {
+        if let Some(mtu) = z.mtu.filter(|m| !(crate::validate::MIN_MTU..=crate::validate::MAX_MTU).contains(m)) {
             let (lo, hi) = (crate::validate::MIN_MTU, crate::validate::MAX_MTU);
-            return Err(ApiError::invalid(&f("mtu"), format!("{} is outside {lo}-{hi}", z.mtu)));
+            return Err(ApiError::invalid(&f("mtu"), format!("{mtu} is outside {lo}-{hi}")));
         }
     }
     for (i, p) in n.policies.iter().enumerate() {
@@ -356,7 +356,7 @@ mod tests {
             (Box::new(|d| net(d).zones[0].gateway = "x".into()), "network.zones[0].gateway"),
             (Box::new(|d| net(d).zones[0].vni = Some(0)), "network.zones[0].vni"),
             (Box::new(|d| net(d).zones[0].vni = None), "network.zones[0].vni"),
-            (Box::new(|d| net(d).zones[0].mtu = 68), "network.zones[0].mtu"),
+            (Box::new(|d| net(d).zones[0].mtu = Some(68)), "network.zones[0].mtu"),
             (Box::new(|d| net(d).zones[0].vlan = Some(7)), "network.zones[0].vni"),
             (Box::new(|d| net(d).zones[0] = net(d).zones[0].clone().on_vlan(4095)), "network.zones[0].vlan"),
             (Box::new(|d| net(d).policies[0].to_zone = "ghost".into()), "network.policies[0].to_zone"),

@@ -40,6 +40,8 @@ pub enum SessionError {
     Netns { netns: String, message: String },
     #[error("nft_ctx_new failed")]
     Context,
+    #[error("no nftables netlink socket here: {0}")]
+    Netlink(String),
     #[error("the libnftables session thread could not start: {0}")]
     Thread(String),
     #[error("the libnftables session thread is gone")]
@@ -127,6 +129,17 @@ struct Context {
 
 impl Context {
     fn new(library: &'static Library) -> Result<Context, SessionError> {
+        // libnftables calls exit() when it cannot open its netlink socket: find out first, so that
+        // the caller falls back instead of the agent dying.
+        socket2::Socket::new(
+            socket2::Domain::from(libc::AF_NETLINK),
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(NETLINK_NETFILTER)),
+        )
+        .map_err(|e| SessionError::Netlink(e.to_string()))?;
+        // nft_ctx_new's one-time global set-up is not thread-safe.
+        static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = CREATING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // SAFETY: plain constructor; null on failure.
         let ctx = unsafe { (library.ctx_new)(CTX_DEFAULT) };
         if ctx.is_null() {

@@ -74,6 +74,7 @@ impl FakeDataPlane {
 fn add_device_sysctls(host: &mut Observed, dev: &str) {
     host.sysctls.insert(super::plan::sysctl_proxy_arp(dev), "0".into());
     host.sysctls.insert(super::plan::sysctl_proxy_delay(dev), "80".into());
+    host.sysctls.insert(super::plan::sysctl_arp_ignore(dev), "0".into());
 }
 
 fn remove_device(host: &mut Observed, dev: &str) {

@@ -115,6 +115,10 @@ impl NetworkDataPlane for IpDataPlane {
                 out.local_addresses.extend(str_of(&route, "dst").and_then(|d| d.parse::<Ipv4Addr>().ok()));
             }
         }
+        for route in self.json("ip", &["-4", "-j", "route", "show", "table", "local", "type", "local"])? {
+            let dst = str_of(&route, "dst").and_then(|d| d.parse::<Ipv4Addr>().ok());
+            out.foreign_local.extend(dst.filter(|d| !out.local_addresses.contains(d)));
+        }
         let ours: Vec<String> = out
             .links
             .iter()

@@ -48,6 +48,12 @@ pub fn sysctl_proxy_arp(dev: &str) -> String {
 pub fn sysctl_proxy_delay(dev: &str) -> String {
     format!("net/ipv4/neigh/{dev}/proxy_delay")
 }
+/// 1 on zone devices: the host answers ARP there only for addresses configured on the device
+/// (none), so machines on a VLAN or the underlay never learn the zones' gateways (local routes
+/// here) from it; proxy ARP for VMs is not affected.
+pub fn sysctl_arp_ignore(dev: &str) -> String {
+    format!("net/ipv4/conf/{dev}/arp_ignore")
+}
 
 /// A VXLAN device as wanted or as found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +97,8 @@ pub struct Observed {
     pub routes: BTreeSet<Route>,
     /// Addresses of the local routing table's routes of protocol [`ROUTE_PROTO`] (the gateways).
     pub local_addresses: BTreeSet<Ipv4Addr>,
+    /// Addresses of the local table's other routes (the host's own addresses): never taken over.
+    pub foreign_local: BTreeSet<Ipv4Addr>,
     /// Flood destinations (all-zero MAC entries) of each VXLAN device of the agent's.
     pub flood: BTreeMap<String, BTreeSet<Ipv4Addr>>,
     /// Values of the sysctls asked for (missing: the key does not exist).
@@ -202,6 +210,8 @@ pub struct Wanted {
     pub zone_devices: BTreeMap<String, String>,
     /// The MTU of each zone device and VM tap: its zone's.
     pub mtus: BTreeMap<String, u32>,
+    /// The trunk VLAN devices are stacked on (the fabric's), which decides which VLANs are ours.
+    pub vlan_trunk: Option<String>,
     /// Every zone's gateway, received by the host as its own (local routes): a guest's unicast
     /// DHCP renewal to its server identifier (the gateway) reaches the agent's DHCP socket.
     pub gateways: BTreeSet<Ipv4Addr>,
@@ -245,10 +255,10 @@ pub fn local_nics(desired: &HostDesired) -> Vec<LocalNic> {
 /// NICs imply. A zone whose carrier this host lacks (a VLAN zone without a trunk, a VXLAN zone
 /// without an underlay address) is [`Wanted::unreachable`], unless the host is a single host.
 pub fn wanted(host_id: &str, fabric: &Fabric, network: &HostNetwork, nics: Vec<LocalNic>) -> Wanted {
-    let mut out = Wanted { nics, ..Wanted::default() };
+    let mut out = Wanted { nics, vlan_trunk: fabric.vlan_trunk.clone(), ..Wanted::default() };
     for nic in &out.nics {
         if let Some(zone) = network.zones.iter().find(|z| z.name == nic.zone) {
-            out.mtus.insert(nic.tap.clone(), u32::from(zone.mtu));
+            out.mtus.insert(nic.tap.clone(), u32::from(zone.effective_mtu()));
         }
     }
     let peers: BTreeSet<Ipv4Addr> = network
@@ -290,7 +300,7 @@ pub fn wanted(host_id: &str, fabric: &Fabric, network: &HostNetwork, nics: Vec<L
             }
         };
         out.zone_devices.insert(zone.name.clone(), device.clone());
-        out.mtus.insert(device.clone(), u32::from(zone.mtu));
+        out.mtus.insert(device.clone(), u32::from(zone.effective_mtu()));
         out.zone_routes.push(Route { dst: cidr.to_string(), dev: device });
     }
     out
@@ -298,18 +308,26 @@ pub fn wanted(host_id: &str, fabric: &Fabric, network: &HostNetwork, nics: Vec<L
 
 /// The sysctls [`plan`] looks at for `wanted`.
 pub fn sysctl_keys(wanted: &Wanted) -> Vec<String> {
-    let devices = wanted.fabric_devices().into_iter().chain(wanted.nics.iter().map(|n| n.tap.clone()));
+    let fabric = wanted.fabric_devices();
+    let devices = fabric.iter().cloned().chain(wanted.nics.iter().map(|n| n.tap.clone()));
     let mut keys = vec![sysctl_forwarding()];
     for dev in devices {
         keys.push(sysctl_proxy_arp(&dev));
         keys.push(sysctl_proxy_delay(&dev));
     }
+    keys.extend(fabric.iter().map(|dev| sysctl_arp_ignore(dev)));
     keys
 }
 
-/// A zone device of the agent's (never a device of the operator's or of libvirt's).
-fn owned_device(name: &str, link: &Link) -> bool {
-    (name.starts_with(VXLAN_PREFIX) && link.vxlan.is_some()) || (name.starts_with(VLAN_PREFIX) && link.vlan.is_some())
+impl Wanted {
+    /// A zone device of the agent's (never a device of the operator's or of libvirt's): a VXLAN
+    /// named `vx-*`, or a VLAN named `vl-<its id>` stacked on this host's trunk (an operator's
+    /// `vl-*` elsewhere, or on a host without a trunk, is not ours).
+    fn owns(&self, name: &str, link: &Link) -> bool {
+        let vlan_ours =
+            |vlan: &Vlan| self.vlan_trunk.as_deref() == Some(vlan.lower.as_str()) && name == vlan_name(vlan.id);
+        (name.starts_with(VXLAN_PREFIX) && link.vxlan.is_some()) || link.vlan.as_ref().is_some_and(vlan_ours)
+    }
 }
 
 /// The steps from `observed` to `wanted`. Steps that need a device only come once the device is
@@ -328,11 +346,16 @@ pub fn plan(wanted: &Wanted, observed: &Observed) -> Vec<Op> {
     }
     // Zone devices that are not wanted (or wanted differently) go first.
     for (name, link) in &observed.links {
-        if owned_device(name, link) && !wanted.matches(name, link) {
+        if wanted.owns(name, link) && !wanted.matches(name, link) {
             ops.push(Op::DeleteLink { name: name.clone() });
         }
     }
-    let present = |name: &str| observed.links.get(name).filter(|l| !owned_device(name, l) || wanted.matches(name, l));
+    // A zone device is there only as wanted (an operator's device of the same name is not ours to
+    // use: adding ours then fails, naming it, for that zone's VMs); any other device (a tap) as is.
+    let present = |name: &str| {
+        let zone_device = wanted.vxlans.contains_key(name) || wanted.vlans.contains_key(name);
+        observed.links.get(name).filter(|l| !zone_device || wanted.matches(name, l))
+    };
     for (name, vlan) in &wanted.vlans {
         match present(name) {
             None => ops.push(Op::AddVlan { name: name.clone(), vlan: vlan.clone() }),
@@ -375,6 +398,9 @@ pub fn plan(wanted: &Wanted, observed: &Observed) -> Vec<Op> {
         sysctl(&mut ops, sysctl_proxy_arp(dev), "1");
         sysctl(&mut ops, sysctl_proxy_delay(dev), "0");
     }
+    for dev in wanted.vxlans.keys().chain(wanted.vlans.keys()).filter(|d| present(d).is_some()) {
+        sysctl(&mut ops, sysctl_arp_ignore(dev), "1");
+    }
     for (name, mtu) in &wanted.mtus {
         if present(name).is_some_and(|link| link.mtu != *mtu) {
             ops.push(Op::SetMtu { name: name.clone(), mtu: *mtu });
@@ -388,7 +414,9 @@ pub fn plan(wanted: &Wanted, observed: &Observed) -> Vec<Op> {
         }
     }
     ops.extend(routes.into_iter().filter(|r| !observed.routes.contains(r)).map(Op::ReplaceRoute));
-    ops.extend(wanted.gateways.difference(&observed.local_addresses).copied().map(Op::AddLocal));
+    let take =
+        wanted.gateways.iter().filter(|g| !observed.local_addresses.contains(g) && !observed.foreign_local.contains(g));
+    ops.extend(take.copied().map(Op::AddLocal));
     ops.extend(observed.local_addresses.difference(&wanted.gateways).copied().map(Op::DeleteLocal));
     ops
 }

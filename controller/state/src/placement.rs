@@ -191,6 +191,8 @@ impl Model {
 
     /// Plans a VM about to be created from `spec` (see [`Model::plan`]).
     pub fn plan_create(&self, id: &str, spec: &VmCreate, policy: &Policy) -> Result<Option<Placement>, ApiError> {
+        // An unknown or foreign zone is the caller's mistake (400 naming the NIC), not "fits nowhere".
+        crate::vms::nic_zones(self, &spec.tenant, spec)?;
         // Addresses are assigned at apply; the planner needs only each NIC's zone.
         let zones_only = spec
             .nics

@@ -46,7 +46,7 @@ fn volumes_to_attach<'m>(model: &'m Model, tenant: &str, ids: &[String]) -> Resu
 }
 
 /// The zones the VM's NICs ask for: each exists and is the tenant's.
-fn nic_zones<'m>(model: &'m Model, tenant: &str, spec: &VmCreate) -> Result<Vec<&'m Zone>, ApiError> {
+pub(crate) fn nic_zones<'m>(model: &'m Model, tenant: &str, spec: &VmCreate) -> Result<Vec<&'m Zone>, ApiError> {
     let mut zones = Vec::with_capacity(spec.nics.len());
     for (i, nic) in spec.nics.iter().enumerate() {
         let field = format!("nics[{i}].zone");

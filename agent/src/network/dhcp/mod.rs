@@ -59,7 +59,7 @@ pub fn leases(desired: &HostDesired) -> (BTreeMap<String, NicLease>, BTreeMap<St
                 if !(cidr.first()..=cidr.last()).contains(&u32::from(ip)) {
                     return Err("address outside the zone");
                 }
-                Ok(Lease { mac, ip, prefix, gateway, lease_secs: packet::LEASE_SECS, mtu: Some(zone.mtu) })
+                Ok(Lease { mac, ip, prefix, gateway, lease_secs: packet::LEASE_SECS, mtu: Some(zone.effective_mtu()) })
             })();
             match lease {
                 Ok(lease) => {

@@ -81,7 +81,7 @@ fn every_host_gets_every_zone_policy_and_the_fabric() {
                     vlan: None,
                     isolated: false,
                     deny_intra_zone: true,
-                    mtu: 1450,
+                    mtu: None,
                 },
                 NetworkZone {
                     name: "drill".into(),
@@ -91,7 +91,7 @@ fn every_host_gets_every_zone_policy_and_the_fabric() {
                     vlan: None,
                     isolated: true,
                     deny_intra_zone: false,
-                    mtu: 1450,
+                    mtu: None,
                 },
                 NetworkZone {
                     name: "web".into(),
@@ -101,7 +101,7 @@ fn every_host_gets_every_zone_policy_and_the_fabric() {
                     vlan: None,
                     isolated: false,
                     deny_intra_zone: false,
-                    mtu: 1450,
+                    mtu: None,
                 },
             ],
             "{host}"
@@ -182,7 +182,7 @@ fn a_zones_mtu_is_its_own_or_its_carriers_default() {
     h.ok(vlan_zone("lan", "10.3.0.0/24", None, 100));
     h.ok(with_mtu(vlan_zone("jumbo", "10.4.0.0/24", None, 101), Some(9000)));
     let zones = h.model.host_desired("h1").expect("host").network.expect("network").zones;
-    let mtus: Vec<_> = zones.iter().map(|z| (z.name.as_str(), z.mtu)).collect();
+    let mtus: Vec<_> = zones.iter().map(|z| (z.name.as_str(), z.effective_mtu())).collect();
     assert_eq!(mtus, [("big", 8950), ("jumbo", 9000), ("lan", 1500), ("web", 1450)]);
     assert_eq!(h.model.zone("web").expect("zone").mtu, None, "the record keeps what the operator said");
     for bad in [575, 9001] {
