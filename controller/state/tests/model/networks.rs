@@ -298,6 +298,9 @@ fn placement_puts_a_vm_only_where_its_zones_are_carried() {
     assert_eq!(host_of(&h, "w2", 1536, &["web"]).expect("placed"), Some("vx".into()));
     let e = host_of(&h, "lan9", 1536, &["lan"]).expect_err("nowhere");
     assert_refusal(&e, ErrorCode::NoCapacity, &["zone(s) lan"]);
+    // A zone that does not exist is the caller's mistake, named, not a lack of room.
+    let e = host_of(&h, "x1", 512, &["web", "nope"]).expect_err("unknown zone");
+    assert_invalid(&e, "nics[1].zone", &["zone 'nope' does not exist"]);
     // An operator's host for a VM in a zone that host cannot carry is refused at apply as well.
     let bad = Command::CreateVm {
         id: "lan8".into(),
