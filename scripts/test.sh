@@ -14,32 +14,34 @@ export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 # libvirt, QEMU, OVMF, swtpm (and libvirt-dev for the agent's build); the agent's tests start one
 # libvirt instance per simulated host themselves (scripts/libvirt/host.sh).
 ./scripts/libvirt/up.sh
-# The LVM-thin backend's tests need device-mapper (dm-thin) in the kernel; some virtual machines (this
-# project's reference machine among them) have none. There the host's run skips them (HCI_SKIP_LVM=1)
-# and they run in a QEMU VM whose kernel has it (scripts/lvm-vm/run.sh), after the workspace's tests.
-# HCI_SKIP_LVM=1 set by the caller skips them everywhere.
-lvm_tests=native
-if [[ ${HCI_SKIP_LVM:-} == 1 ]]; then
-  lvm_tests=skipped
-  echo "== NOTE: HCI_SKIP_LVM=1: the LVM-thin volume tests are SKIPPED"
-elif ! grep -qw device-mapper /proc/devices && ! modprobe dm-thin-pool 2>/dev/null; then
-  lvm_tests=vm
-  echo "== NOTE: this kernel has no device-mapper: the LVM-thin volume tests run in a QEMU VM (scripts/lvm-vm/run.sh), not on the host"
-  export HCI_SKIP_LVM=1
-fi
-
-# The VLAN zone test (agent/tests/network_netns.rs) needs 802.1Q VLAN devices; where the kernel has
-# none it runs in the same VM, after the workspace's tests (HCI_SKIP_VLAN=1 skips it on the host).
-# HCI_SKIP_VLAN=1 set by the caller skips it everywhere.
-vlan_tests=native
-if [[ ${HCI_SKIP_VLAN:-} == 1 ]]; then
-  vlan_tests=skipped
-  echo "== NOTE: HCI_SKIP_VLAN=1: the VLAN zone test is SKIPPED"
-elif [[ ! -d /proc/net/vlan ]] && ! modprobe 8021q 2>/dev/null; then
-  vlan_tests=vm
-  echo "== NOTE: this kernel has no 802.1Q VLANs: the VLAN zone test runs in a QEMU VM (scripts/lvm-vm/run.sh), not on the host"
-  export HCI_SKIP_VLAN=1
-fi
+# Tests that need a kernel feature some hosts lack (this project's reference machine among them)
+# run in a QEMU VM whose kernel has it (scripts/lvm-vm/run.sh), after the workspace's tests; the
+# host's run skips them through their skip variable. That variable set to 1 by the caller skips
+# them everywhere. Each suite: a name, its skip variable, the hci-agent test target (and filter).
+#   - the LVM-thin backend's tests need device-mapper with dm-thin;
+#   - the VLAN zone test (agent/tests/network_netns.rs) needs 802.1Q VLAN devices.
+declare -A where # skip variable -> native | skipped | vm
+# decide SKIP_VAR WHAT MISSING CHECK...: where the suite runs; CHECK succeeds when the kernel has it.
+decide() {
+  local var=$1 what=$2 missing=$3
+  shift 3
+  if [[ ${!var:-} == 1 ]]; then
+    where[$var]=skipped
+    echo "== NOTE: $var=1: $what: SKIPPED"
+  elif ! "$@"; then
+    where[$var]=vm
+    echo "== NOTE: this kernel has no $missing: $what: in a QEMU VM (scripts/lvm-vm/run.sh), not on the host"
+    export "$var=1"
+  else
+    where[$var]=native
+  fi
+}
+# shellcheck disable=SC2317 # called through decide
+has_dm_thin() { grep -qw device-mapper /proc/devices || modprobe dm-thin-pool 2>/dev/null; }
+# shellcheck disable=SC2317 # called through decide
+has_vlans() { [[ -d /proc/net/vlan ]] || modprobe 8021q 2>/dev/null; }
+decide HCI_SKIP_LVM "the LVM-thin volume tests" device-mapper has_dm_thin
+decide HCI_SKIP_VLAN "the VLAN zone test" "802.1Q VLANs" has_vlans
 
 locked=()
 [[ -f Cargo.lock ]] && locked=(--locked)
@@ -70,30 +72,25 @@ vm_test() {
   ./scripts/lvm-vm/run.sh "$bin" "$@"
 }
 
-vm_rc=0
-lvm_note="the LVM-thin tests ran natively, in cargo test"
-if [[ $lvm_tests == skipped ]]; then
-  lvm_note="the LVM-thin tests were SKIPPED (HCI_SKIP_LVM=1)"
-elif [[ $lvm_tests == vm ]]; then
-  t0=$SECONDS
-  echo "== test: the LVM-thin tests in a VM (scripts/lvm-vm/run.sh)"
-  lvm_rc=0
-  vm_test volumes_lvm_thin || lvm_rc=$?
-  lvm_note="the LVM-thin tests ran in a VM: exit status ${lvm_rc}, $((SECONDS - t0)) s"
-  [[ $lvm_rc -eq 0 ]] || vm_rc=$lvm_rc
-fi
-vlan_note="the VLAN zone test ran natively, in cargo test"
-if [[ $vlan_tests == skipped ]]; then
-  vlan_note="the VLAN zone test was SKIPPED (HCI_SKIP_VLAN=1)"
-elif [[ $vlan_tests == vm ]]; then
-  t0=$SECONDS
-  echo "== test: the VLAN zone test in a VM (scripts/lvm-vm/run.sh)"
-  vlan_rc=0
-  vm_test network_netns vlans || vlan_rc=$?
-  vlan_note="the VLAN zone test ran in a VM: exit status ${vlan_rc}, $((SECONDS - t0)) s"
-  [[ $vlan_rc -eq 0 ]] || vm_rc=$vlan_rc
-fi
+vm_rc=0 notes=()
+# suite SKIP_VAR WHAT TARGET [FILTER]: runs the suite in the VM if decided so; notes how it ran.
+suite() {
+  local var=$1 what=$2 rc=0 t0=$SECONDS
+  shift 2
+  case ${where[$var]} in
+    native) notes+=("$what ran natively, in cargo test") ;;
+    skipped) notes+=("$what SKIPPED ($var=1)") ;;
+    vm)
+      echo "== test: $what in a VM (scripts/lvm-vm/run.sh)"
+      vm_test "$@" || rc=$?
+      notes+=("$what ran in a VM: exit status ${rc}, $((SECONDS - t0)) s")
+      [[ $rc -eq 0 ]] || vm_rc=$rc
+      ;;
+  esac
+}
+suite HCI_SKIP_LVM "the LVM-thin tests" volumes_lvm_thin
+suite HCI_SKIP_VLAN "the VLAN zone test" network_netns vlans
 
-echo "== build took ${build_s} s, tests took ${test_s} s; cargo test exit status ${rc}; ${lvm_note}; ${vlan_note}"
+echo "== build took ${build_s} s, tests took ${test_s} s; cargo test exit status ${rc}; $(printf '%s; ' "${notes[@]}")"
 [[ $rc -ne 0 ]] || rc=$vm_rc
 exit "$rc"
