@@ -13,7 +13,7 @@ use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
-use firewall_common::{can_run, must, reaches, start_listeners, tear_down, Probe};
+use firewall_common::{can_run, must, reaches, run, start_listeners, tear_down, Probe};
 use hci_agent::firewall::nft::NftFirewall;
 use hci_agent::firewall::UpdateKind;
 use hci_agent::network::dhcp::packet::{client_message, parse_mac, read_reply, MessageType, ReplyView};
@@ -218,6 +218,29 @@ fn two_hosts_route_zones_over_vxlan_and_the_firewall_judges_every_flow() {
             networking(&lab, h, underlay, None).with_dhcp(Arc::new(UdpDhcp::in_netns(&lab.hosts[h])))
         })
         .collect();
+    // The operator's own things on host 0, which the agent must neither delete nor take over: a
+    // VXLAN of theirs, a device named like the agent's, and one zone's gateway as a host address.
+    let h0 = &lab.hosts[0];
+    must(&[
+        "ip",
+        "-n",
+        h0,
+        "link",
+        "add",
+        "tunnel5",
+        "type",
+        "vxlan",
+        "id",
+        "5",
+        "dstport",
+        "4790",
+        "local",
+        &underlay(0),
+    ]);
+    must(&["ip", "-n", h0, "link", "add", "vx-lan", "type", "veth", "peer", "name", "vx-lanp"]);
+    // (scope host: as a global address it would become the source of host 0's ARP requests on
+    // the zone devices, which the other host's reverse-path filter drops.)
+    must(&["ip", "-n", h0, "addr", "add", "10.42.0.1/32", "dev", "lo", "scope", "host"]);
     let every_vm: std::collections::BTreeSet<String> = VMS.iter().map(|vm| vm.id.to_string()).collect();
     for (h, net) in nets.iter().enumerate() {
         let out = net.converge(&desired(h), &every_vm);
@@ -230,6 +253,15 @@ fn two_hosts_route_zones_over_vxlan_and_the_firewall_judges_every_flow() {
     }
     let routes = must(&["ip", "-n", &lab.hosts[0], "route", "show", "proto", "72"]);
     assert!(routes.contains("10.41.0.0/24 dev vx-10041") && routes.contains("10.41.0.10 dev hci"), "{routes}");
+    for dev in ["tunnel5", "vx-lan"] {
+        assert!(run(&["ip", "-n", h0, "link", "show", dev]).is_ok(), "the operator's {dev} is left alone");
+    }
+    let local = must(&["ip", "-n", h0, "route", "show", "table", "local", "10.42.0.1"]);
+    assert!(local.contains("proto kernel") && !local.contains("proto 72"), "the host's own address stays its: {local}");
+    let local = must(&["ip", "-n", h0, "route", "show", "table", "local", "10.41.0.1"]);
+    assert!(local.contains("local 10.41.0.1 dev lo") && local.contains("proto 72"), "a zone gateway: {local}");
+    let arp_ignore = must(&["ip", "netns", "exec", h0, "sysctl", "-n", "net.ipv4.conf.vx-10041.arp_ignore"]);
+    assert_eq!(arp_ignore.trim(), "1", "zone devices answer no ARP for the gateways");
     // The zone's MTU (a VXLAN zone's default, 1450) on its device and its VMs' taps.
     for dev in ["vx-10041".to_string(), tap_name("web-a", 0)] {
         assert_eq!(mtu_of(&lab.hosts[0], &dev), 1450, "{dev}");
@@ -348,6 +380,12 @@ fn two_hosts_carry_zones_on_vlans_over_their_trunk() {
     }
     let lab = Lab::new('v');
     let nets: Vec<HostNetworking> = (0..2).map(|h| networking(&lab, h, None, Some("ul0"))).collect();
+    // The operator's VLANs on host 0: one named like the agent's on another device, one on the
+    // trunk under another name. Neither is the agent's to use or delete.
+    let h0 = &lab.hosts[0];
+    must(&["ip", "-n", h0, "link", "add", "eth9", "type", "veth", "peer", "name", "eth9p"]);
+    must(&["ip", "-n", h0, "link", "add", "link", "eth9", "name", "vl-300", "type", "vlan", "id", "300"]);
+    must(&["ip", "-n", h0, "link", "add", "link", "ul0", "name", "mgmt-vl-7", "type", "vlan", "id", "7"]);
     let every_vm: std::collections::BTreeSet<String> = VMS.iter().map(|vm| vm.id.to_string()).collect();
     for (h, net) in nets.iter().enumerate() {
         let out = net.converge(&desired_on(h, network_on_vlans()), &every_vm);
@@ -361,7 +399,8 @@ fn two_hosts_carry_zones_on_vlans_over_their_trunk() {
         .as_array()
         .expect("links")
         .iter()
-        .filter(|l| l["linkinfo"]["info_kind"] == "vlan")
+        .filter(|l| l["linkinfo"]["info_kind"] == "vlan" && l["link"] == "ul0")
+        .filter(|l| l["ifname"].as_str().is_some_and(|n| n.starts_with("vl-")))
         .map(|l| {
             let name = l["ifname"].as_str().unwrap_or_default().to_string();
             (
@@ -375,6 +414,9 @@ fn two_hosts_carry_zones_on_vlans_over_their_trunk() {
         [41, 42, 49].iter().map(|id| (format!("vl-{id}"), *id, "ul0".to_string())).collect();
     assert_eq!(vlans, want, "one 802.1Q device per zone, on the trunk");
     assert!(!links.as_array().expect("links").iter().any(|l| l["linkinfo"]["info_kind"] == "vxlan"));
+    for dev in ["vl-300", "mgmt-vl-7"] {
+        assert!(run(&["ip", "-n", h0, "link", "show", dev]).is_ok(), "the operator's {dev} is left alone");
+    }
     let routes = must(&["ip", "-n", &lab.hosts[0], "route", "show", "proto", "72"]);
     assert!(routes.contains("10.41.0.0/24 dev vl-41"), "{routes}");
     assert_eq!(mtu_of(&lab.hosts[0], "vl-41"), 1500, "a VLAN zone's default MTU");

@@ -241,6 +241,8 @@ impl HaSite {
     fn runs(&self, id: &str, vm: &str) -> bool {
         let uri = &self.hosts[self.index(id)].uri;
         let out = std::process::Command::new("virsh").args(["-c", uri, "list", "--name"]).output().expect("virsh list");
+        // A failed virsh must not read as "not running" (the test asserts the VM never runs twice).
+        assert!(out.status.success(), "virsh list on {id}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).lines().any(|d| d.contains(vm))
     }
 }
