@@ -69,7 +69,16 @@ vm_test() {
     jq -r --arg t "$target" 'select(.reason == "compiler-artifact" and .target.name == $t) | .executable // empty' |
     tail -n 1) || true
   [[ -n $bin ]] || { echo "== error: building the $target test binary failed"; return 1; }
-  ./scripts/lvm-vm/run.sh "$bin" "$@"
+  local out rc=0
+  out=$(mktemp)
+  ./scripts/lvm-vm/run.sh "$bin" "$@" | tee "$out" || rc=$?
+  # A filter that matches nothing, or a test that skipped itself, must not pass as a run.
+  if [[ $rc -eq 0 ]] && { ! grep -q '^test result: ok\. [1-9]' "$out" || grep -q 'SKIPPED' "$out"; }; then
+    echo "== error: $target ran no test in the VM"
+    rc=1
+  fi
+  rm -f "$out"
+  return "$rc"
 }
 
 vm_rc=0 notes=()

@@ -154,8 +154,6 @@ pub fn host_desired(d: &HostDesired) -> Result<(), ApiError> {
     Ok(())
 }
 
-const MAX_VNI: u32 = 16_777_215;
-
 /// Zone names become nftables chain and set names, VNIs device names, addresses routes: each must
 /// be what it claims (the agent builds nothing from a network it refused).
 fn host_network(n: &HostNetwork) -> Result<(), ApiError> {
@@ -170,23 +168,26 @@ fn host_network(n: &HostNetwork) -> Result<(), ApiError> {
         }
         parse_cidr(&z.cidr).map_err(|why| ApiError::invalid(&f("cidr"), why))?;
         ipv4(&f("gateway"), &z.gateway)?;
+        use crate::validate::{in_range, MAX_MTU, MAX_VLAN, MAX_VNI, MIN_MTU};
+        let twice =
+            |field: &str, value: &dyn std::fmt::Display| ApiError::invalid(&f(field), format!("{value} appears twice"));
         match (z.vni, z.vlan) {
             (Some(vni), None) => {
-                if !(1..=MAX_VNI).contains(&vni) || !vnis.insert(vni) {
-                    return Err(ApiError::invalid(&f("vni"), format!("{vni} is outside 1-{MAX_VNI} or appears twice")));
+                in_range(&f("vni"), vni, 1, MAX_VNI)?;
+                if !vnis.insert(vni) {
+                    return Err(twice("vni", &vni));
                 }
             }
             (None, Some(vlan)) => {
-                if !(1..=crate::validate::MAX_VLAN).contains(&vlan) || !vlans.insert(vlan) {
-                    let why = format!("{vlan} is outside 1-{} or appears twice", crate::validate::MAX_VLAN);
-                    return Err(ApiError::invalid(&f("vlan"), why));
+                in_range(&f("vlan"), vlan, 1, MAX_VLAN)?;
+                if !vlans.insert(vlan) {
+                    return Err(twice("vlan", &vlan));
                 }
             }
             _ => return Err(ApiError::invalid(&f("vni"), "a zone needs exactly one of vni and vlan")),
         }
-        if let Some(mtu) = z.mtu.filter(|m| !(crate::validate::MIN_MTU..=crate::validate::MAX_MTU).contains(m)) {
-            let (lo, hi) = (crate::validate::MIN_MTU, crate::validate::MAX_MTU);
-            return Err(ApiError::invalid(&f("mtu"), format!("{mtu} is outside {lo}-{hi}")));
+        if let Some(mtu) = z.mtu {
+            in_range(&f("mtu"), mtu, MIN_MTU, MAX_MTU)?;
         }
     }
     for (i, p) in n.policies.iter().enumerate() {

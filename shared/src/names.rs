@@ -5,7 +5,6 @@
 
 use std::net::Ipv4Addr;
 
-/// Resource names are DNS labels: 1–63 of `a-z 0-9 -`, starting and ending alphanumeric.
 /// A Linux network interface name (a VLAN trunk): 1-15 bytes, no `/`, `:` or whitespace.
 pub fn check_interface_name(name: &str) -> Result<(), String> {
     let bad = name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
@@ -15,6 +14,7 @@ pub fn check_interface_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Resource names are DNS labels: 1–63 of `a-z 0-9 -`, starting and ending alphanumeric.
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());

@@ -78,28 +78,32 @@ pub const MAX_MTU: u16 = 9000;
 
 /// The highest usable 802.1Q VLAN id (0 and 4095 are reserved).
 pub const MAX_VLAN: u16 = 4094;
+/// The highest VXLAN network identifier (24 bits).
+pub const MAX_VNI: u32 = 16_777_215;
+
+/// `value` of `field` lies in `lo..=hi`: a zone's VNI, VLAN and MTU, on the API and in the feed.
+pub fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, value: T, lo: T, hi: T) -> Result<(), ApiError> {
+    if value < lo || value > hi {
+        return Err(ApiError::invalid(field, format!("{value} is outside {lo}-{hi}")));
+    }
+    Ok(())
+}
 
 pub fn zone_create(r: &ZoneCreate) -> Result<(), ApiError> {
     name_field("name", &r.name)?;
     name_field("tenant", &r.tenant)?;
     parse_cidr(&r.cidr).map_err(|why| ApiError::invalid("cidr", why))?;
     if let Some(vni) = r.vni {
-        if !(1..=16_777_215).contains(&vni) {
-            return Err(ApiError::invalid("vni", format!("{vni} is outside 1-16777215")));
-        }
+        in_range("vni", vni, 1, MAX_VNI)?;
     }
     if let Some(vlan) = r.vlan {
-        if !(1..=MAX_VLAN).contains(&vlan) {
-            return Err(ApiError::invalid("vlan", format!("{vlan} is outside 1-{MAX_VLAN}")));
-        }
+        in_range("vlan", vlan, 1, MAX_VLAN)?;
         if r.vni.is_some() {
             return Err(ApiError::invalid("vlan", "a zone is carried by a VLAN or by a VXLAN (vni), not both"));
         }
     }
     if let Some(mtu) = r.mtu {
-        if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
-            return Err(ApiError::invalid("mtu", format!("{mtu} is outside {MIN_MTU}-{MAX_MTU}")));
-        }
+        in_range("mtu", mtu, MIN_MTU, MAX_MTU)?;
     }
     Ok(())
 }

@@ -53,7 +53,6 @@ struct StoredSnapshot {
 pub struct StateView {
     model: Arc<RwLock<Model>>,
     db: Arc<DB>,
-    applied: tokio::sync::watch::Receiver<u64>,
     hosts: Arc<HostWatches>,
 }
 
@@ -63,12 +62,6 @@ impl StateView {
         // A poisoned lock means an apply panicked mid-way; the model is still the last consistent one
         // because apply checks before it mutates.
         self.model.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Changes (to the model's sequence number) after every applied batch and snapshot install:
-    /// what long polls wait on.
-    pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.applied.clone()
     }
 
     /// Changes when host `id`'s record is next written (its desired state moved), or after a
@@ -107,7 +100,6 @@ pub struct StateMachine {
     last_seq: u64,
     snapshot_seq: u64,
     metrics: Metrics,
-    applied: tokio::sync::watch::Sender<u64>,
     hosts: Arc<HostWatches>,
 }
 
@@ -158,10 +150,9 @@ impl StateMachine {
     pub fn open(db: Arc<DB>, metrics: Metrics) -> Result<(Self, StateView), StorageError> {
         let (last_applied, membership, last_seq, model) = load_pairs(state_pairs(&db, None)?)?;
         let model = Arc::new(RwLock::new(model));
-        let (applied, applied_rx) = tokio::sync::watch::channel(last_seq);
         let hosts = Arc::new(HostWatches::new());
-        let view = StateView { model: model.clone(), db: db.clone(), applied: applied_rx, hosts: hosts.clone() };
-        let machine = Self { db, model, last_applied, membership, last_seq, snapshot_seq: 0, metrics, applied, hosts };
+        let view = StateView { model: model.clone(), db: db.clone(), hosts: hosts.clone() };
+        let machine = Self { db, model, last_applied, membership, last_seq, snapshot_seq: 0, metrics, hosts };
         Ok((machine, view))
     }
 
@@ -286,7 +277,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(m) = membership {
             self.membership = m;
         }
-        self.applied.send_replace(seq);
         self.hosts.wake(touched.iter().map(String::as_str));
         self.metrics.applied_entries.inc_by(responses.len() as u64);
         self.metrics.apply_seconds.observe(started.elapsed().as_secs_f64());
@@ -320,7 +310,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_applied = last_applied;
         self.last_seq = last_seq;
         self.membership = membership;
-        self.applied.send_replace(last_seq);
         self.hosts.wake_all();
         Ok(())
     }

@@ -201,13 +201,10 @@ impl Model {
                     (Some(vni), None) => vxlan(vni),
                     (None, None) => return None,
                 };
-                Some(match zone.mtu {
-                    Some(mtu) => carried.with_mtu(mtu),
-                    None => carried,
-                })
+                Some(NetworkZone { mtu: zone.mtu, ..carried })
             })
             .collect::<Vec<_>>();
-        let zoned = |name: &str| zones.iter().any(|z: &NetworkZone| z.name == name);
+        let zoned = |name: &str| self.zones.get(name).is_some_and(|z| z.vni.is_some() || z.vlan.is_some());
         let policies = self
             .policies
             .values()

@@ -77,7 +77,7 @@ pub const FIRST_AUTO_VNI: u32 = 10_000;
 /// The lowest VNI from [`FIRST_AUTO_VNI`] that no zone uses (deterministic: from the model alone).
 fn next_free_vni(model: &Model) -> Result<u32, ApiError> {
     let used: std::collections::BTreeSet<u32> = model.zones.values().filter_map(|z| z.vni).collect();
-    (FIRST_AUTO_VNI..=16_777_215)
+    (FIRST_AUTO_VNI..=hci_shared::validate::MAX_VNI)
         .find(|vni| !used.contains(vni))
         .ok_or_else(|| ApiError::no_capacity("every VNI from 10000 is in use"))
 }
