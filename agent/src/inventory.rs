@@ -32,8 +32,8 @@ pub fn host_info(res: &HostResources, site: &str) -> Result<HostInfo, Hypervisor
         libvirt_version: caps.libvirt_version,
         pools,
         firmware_profiles: res.profiles.runnable_on(&caps.firmware),
-        underlay_ip: res.network.as_ref().and_then(|n| n.underlay).map(|ip| ip.to_string()),
+        underlay_ip: res.network.as_ref().and_then(|n| n.fabric.underlay).map(|ip| ip.to_string()),
         zone_networks: res.network.is_some(),
-        vlan_trunk: res.network.as_ref().and_then(|n| n.vlan_trunk.clone()),
+        vlan_trunk: res.network.as_ref().and_then(|n| n.fabric.vlan_trunk.clone()),
     })
 }

@@ -14,6 +14,7 @@ pub mod firewall;
 pub mod hypervisor;
 pub mod inventory;
 pub mod metrics;
+pub mod netns;
 pub mod network;
 pub mod peers;
 pub mod reconciler;

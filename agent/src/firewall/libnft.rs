@@ -17,7 +17,6 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
-use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::sync::OnceLock;
 
@@ -235,14 +234,8 @@ impl std::fmt::Debug for NftSession {
 }
 
 fn enter_netns(netns: &str) -> Result<(), SessionError> {
-    let fail = |message: String| SessionError::Netns { netns: netns.to_string(), message };
-    let file = std::fs::File::open(format!("/run/netns/{netns}")).map_err(|e| fail(e.to_string()))?;
-    // SAFETY: setns on an open namespace file; it affects only this (the session's) thread.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(fail(std::io::Error::last_os_error().to_string()));
-    }
-    Ok(())
+    crate::netns::enter(&crate::netns::path_of(netns))
+        .map_err(|e| SessionError::Netns { netns: netns.to_string(), message: e.to_string() })
 }
 
 impl NftSession {

@@ -89,10 +89,6 @@ fn valid_ifname(name: &str) -> bool {
     (1..=15).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-fn contains(cidr: Cidr, ip: Ipv4Addr) -> bool {
-    (cidr.first()..=cidr.last()).contains(&u32::from(ip))
-}
-
 fn check_unique<'a>(kind: &'static str, names: impl Iterator<Item = &'a str>) -> Result<(), ModelError> {
     let mut seen = BTreeSet::new();
     for name in names {
@@ -153,7 +149,7 @@ impl FirewallModel {
 
     /// The zone whose network holds `ip`.
     pub fn zone_of_address(&self, ip: Ipv4Addr) -> Option<&Zone> {
-        self.zones.iter().find(|z| contains(z.cidr, ip))
+        self.zones.iter().find(|z| z.cidr.contains(ip))
     }
 
     fn interface(&self, ifname: &str) -> Option<&Interface> {
@@ -222,7 +218,7 @@ fn check_interface(model: &FirewallModel, iface: &Interface) -> Result<(), Model
     }
     let unknown = || ModelError::UnknownInterfaceZone { ifname: iface.ifname.clone(), zone: iface.zone.clone() };
     let zone = model.zone(&iface.zone).ok_or_else(unknown)?;
-    if !contains(zone.cidr, iface.ip) {
+    if !zone.cidr.contains(iface.ip) {
         return Err(ModelError::AddressOutsideZone {
             ifname: iface.ifname.clone(),
             ip: iface.ip,

@@ -110,29 +110,31 @@ impl NetworkDataPlane for IpDataPlane {
                 out.routes.insert(Route { dst, dev: dev.to_string() });
             }
         }
-        for route in self.json("ip", &["-4", "-j", "route", "show", "table", "local", "proto", &proto])? {
-            if str_of(&route, "type") == Some("local") {
-                out.local_addresses.extend(str_of(&route, "dst").and_then(|d| d.parse::<Ipv4Addr>().ok()));
+        // One listing of the local table: the gateways the agent routes (protocol 72) and the
+        // host's own addresses (any other protocol), which it never takes over.
+        for route in self.json("ip", &["-4", "-j", "route", "show", "table", "local", "type", "local"])? {
+            let Some(dst) = str_of(&route, "dst").and_then(|d| d.parse::<Ipv4Addr>().ok()) else { continue };
+            if str_of(&route, "protocol") == Some(proto.as_str()) {
+                out.local_addresses.insert(dst);
+            } else {
+                out.foreign_local.insert(dst);
             }
         }
-        for route in self.json("ip", &["-4", "-j", "route", "show", "table", "local", "type", "local"])? {
-            let dst = str_of(&route, "dst").and_then(|d| d.parse::<Ipv4Addr>().ok());
-            out.foreign_local.extend(dst.filter(|d| !out.local_addresses.contains(d)));
+        // One fdb listing for every VXLAN device of the agent's: their flood entries (all-zero MAC).
+        for (name, link) in &out.links {
+            if name.starts_with(VXLAN_PREFIX) && link.vxlan.is_some() {
+                out.flood.insert(name.clone(), BTreeSet::new());
+            }
         }
-        let ours: Vec<String> = out
-            .links
-            .iter()
-            .filter(|(name, link)| name.starts_with(VXLAN_PREFIX) && link.vxlan.is_some())
-            .map(|(name, _)| name.clone())
-            .collect();
-        for dev in ours {
-            let mut flood = BTreeSet::new();
-            for entry in self.json("bridge", &["-j", "fdb", "show", "dev", &dev])? {
-                if str_of(&entry, "mac") == Some("00:00:00:00:00:00") {
+        if !out.flood.is_empty() {
+            for entry in self.json("bridge", &["-j", "fdb", "show"])? {
+                let (Some(dev), Some("00:00:00:00:00:00")) = (str_of(&entry, "ifname"), str_of(&entry, "mac")) else {
+                    continue;
+                };
+                if let Some(flood) = out.flood.get_mut(dev) {
                     flood.extend(str_of(&entry, "dst").and_then(|d| d.parse::<Ipv4Addr>().ok()));
                 }
             }
-            out.flood.insert(dev, flood);
         }
         let values: BTreeMap<String, String> =
             sysctls.iter().filter_map(|key| Some((key.clone(), self.read_sysctl(key)?))).collect();

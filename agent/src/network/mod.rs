@@ -75,11 +75,9 @@ const MAX_ROUNDS: usize = 4;
 /// The host's data plane and firewall, driven by each reconcile pass.
 pub struct HostNetworking {
     pub host_id: String,
-    /// The address this host's VXLAN devices send from; `None`: no VXLAN (VMs reach only VMs of
-    /// this host).
-    pub underlay: Option<Ipv4Addr>,
-    /// The device VLAN zones are stacked on (`--vlan-trunk`); `None`: VLAN zones stay on this host.
-    pub vlan_trunk: Option<String>,
+    /// Where this host meets the others: the address its VXLAN devices send from, the device its
+    /// VLAN devices are stacked on (neither: VMs reach only VMs of this host).
+    pub fabric: plan::Fabric,
     dataplane: Arc<dyn NetworkDataPlane>,
     enforcer: Mutex<Enforcer>,
     /// Answers DHCP on the VMs' taps ([`HostNetworking::with_dhcp`]); `None`: guests are told their
@@ -90,7 +88,7 @@ pub struct HostNetworking {
 
 impl std::fmt::Debug for HostNetworking {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostNetworking").field("host_id", &self.host_id).field("underlay", &self.underlay).finish()
+        f.debug_struct("HostNetworking").field("host_id", &self.host_id).field("fabric", &self.fabric).finish()
     }
 }
 
@@ -118,8 +116,7 @@ impl HostNetworking {
     ) -> Self {
         HostNetworking {
             host_id: host_id.to_string(),
-            underlay,
-            vlan_trunk: None,
+            fabric: plan::Fabric { underlay, vlan_trunk: None },
             dataplane,
             enforcer: Mutex::new(Enforcer::new(firewall)),
             dhcp: None,
@@ -129,13 +126,8 @@ impl HostNetworking {
 
     /// Carries zones that name a VLAN on VLAN devices stacked on `trunk`.
     pub fn with_vlan_trunk(mut self, trunk: Option<String>) -> Self {
-        self.vlan_trunk = trunk;
+        self.fabric.vlan_trunk = trunk;
         self
-    }
-
-    /// Where this host meets the others.
-    pub fn fabric(&self) -> plan::Fabric {
-        plan::Fabric { underlay: self.underlay, vlan_trunk: self.vlan_trunk.clone() }
     }
 
     /// Serves the VMs' addresses by DHCP through `dhcp` (guests are then told `hci.ip=dhcp`).
@@ -166,7 +158,7 @@ impl HostNetworking {
         };
         let nics = plan::local_nics(desired);
         let routed = nics.iter().filter(|n| !n.incoming || running.contains(&n.vm_id)).cloned().collect();
-        let wanted = plan::wanted(&self.host_id, &self.fabric(), network, routed);
+        let wanted = plan::wanted(&self.host_id, &self.fabric, network, routed);
         let keys = plan::sysctl_keys(&wanted);
         let mut host_error: Option<String> = None;
         let mut failed_devices: BTreeMap<String, String> = BTreeMap::new();
@@ -256,9 +248,8 @@ impl HostNetworking {
     /// someone changed it.
     pub fn check_drift(&self) -> Result<Option<DriftEvent>, crate::firewall::FirewallError> {
         let event = lock(&self.enforcer).check_drift()?;
-        if let Some(event) = &event {
+        if event.is_some() {
             self.counters.firewall_drift_events.inc();
-            tracing::warn!(difference = %event.difference, "firewall drift repaired");
         }
         Ok(event)
     }

@@ -466,7 +466,7 @@ pub fn firewall_model(
             errors.insert(nic.vm_id.clone(), fail(format!("zone {} is not in this host's network", nic.zone)));
             continue;
         };
-        if !(zone.cidr.first()..=zone.cidr.last()).contains(&u32::from(ip)) {
+        if !zone.cidr.contains(ip) {
             let why = format!("address {ip} is outside zone {} ({})", zone.name, zone.cidr);
             errors.insert(nic.vm_id.clone(), fail(why));
             continue;

@@ -56,7 +56,7 @@ pub fn leases(desired: &HostDesired) -> (BTreeMap<String, NicLease>, BTreeMap<St
                 let ip: Ipv4Addr = nic.ip.parse().map_err(|_| "bad address")?;
                 let mac = packet::parse_mac(&nic.mac).ok_or("bad MAC")?;
                 let prefix = cidr.prefix;
-                if !(cidr.first()..=cidr.last()).contains(&u32::from(ip)) {
+                if !cidr.contains(ip) {
                     return Err("address outside the zone");
                 }
                 Ok(Lease { mac, ip, prefix, gateway, lease_secs: packet::LEASE_SECS, mtu: Some(zone.effective_mtu()) })

@@ -15,7 +15,7 @@ const BOOTREQUEST: u8 = 1;
 const BOOTREPLY: u8 = 2;
 const HTYPE_ETHERNET: u8 = 1;
 const FLAG_BROADCAST: u16 = 0x8000;
-pub const SERVER_PORT: u16 = 67;
+pub const SERVER_PORT: u16 = crate::firewall::ruleset::DHCP_SERVER_PORT;
 pub const CLIENT_PORT: u16 = 68;
 
 mod opt {

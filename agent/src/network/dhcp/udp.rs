@@ -71,7 +71,7 @@ impl UdpDhcp {
 
     /// In network namespace `name` (`ip netns add`): tests, like `IpDataPlane::in_netns`.
     pub fn in_netns(name: &str) -> Self {
-        Self::new(Some(PathBuf::from("/run/netns").join(name)))
+        Self::new(Some(crate::netns::path_of(name)))
     }
 
     fn new(netns: Option<PathBuf>) -> Self {
@@ -107,8 +107,7 @@ impl UdpDhcp {
             Some(path) => {
                 let path = path.clone();
                 std::thread::spawn(move || {
-                    let ns = std::fs::File::open(&path)?;
-                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+                    crate::netns::enter(&path)?;
                     make()
                 })
                 .join()
