@@ -316,20 +316,19 @@ pub fn with_guest_settings(mut desired: HostDesired, how: GuestAddressing) -> Ho
 }
 
 /// The reconcile pass's network step: converges `res.network` (when the agent has one) toward
-/// `desired`, adding per-VM errors to `vm_errors`.
+/// `desired`, adding per-VM errors to `vm_errors`. `domains`: the host's domains after the pass's
+/// actions (listed once per pass, also for the report).
 pub fn converge(
     res: &crate::reconciler::HostResources,
     desired: &HostDesired,
+    domains: &[crate::hypervisor::DomainInfo],
     vm_errors: &mut BTreeMap<String, String>,
 ) {
     let Some(networking) = &res.network else { return };
-    let running: BTreeSet<String> = res
-        .hypervisor
-        .list()
-        .unwrap_or_default()
-        .into_iter()
+    let running: BTreeSet<String> = domains
+        .iter()
         .filter(|d| d.state == VmRunState::Running)
-        .filter_map(|d| d.owner.filter(|o| o.host_id == res.host_id).map(|o| o.vm_id))
+        .filter_map(|d| d.owner.as_ref().filter(|o| o.host_id == res.host_id).map(|o| o.vm_id.clone()))
         .collect();
     let outcome = networking.converge(desired, &running);
     for (vm, error) in outcome.vm_errors {

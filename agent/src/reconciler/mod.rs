@@ -196,6 +196,8 @@ pub fn reconcile_guarded(
     // The pools' volumes, listed once per pass and again only after this pass changed them: a listing
     // costs round trips per volume held, which would otherwise grow every pass with the host.
     let mut listing: Option<Vec<(String, VolumeInfo)>> = None;
+    // The domains after this pass's actions: listed once, for the network step and the report.
+    let mut domains_after: Option<Vec<DomainInfo>> = None;
 
     if let Some(desired) = &desired {
         // 1. Volumes: create what is missing, grow what is too small.
@@ -419,12 +421,15 @@ pub fn reconcile_guarded(
                 }
             }
         }
-        crate::network::converge(res, desired, &mut vm_errors);
+        let domains = res.hypervisor.list().unwrap_or_default();
+        crate::network::converge(res, desired, &domains, &mut vm_errors);
+        domains_after = Some(domains);
         listing = Some(present_after);
     }
 
     let listing = listing.unwrap_or_else(|| present_volumes(res, None, &mut BTreeMap::new()));
-    let report = build_report(res, state, desired.as_ref(), listing, &vm_errors, &volume_errors);
+    let domains = domains_after.unwrap_or_else(|| res.hypervisor.list().unwrap_or_default());
+    let report = build_report(res, state, desired.as_ref(), listing, &domains, &vm_errors, &volume_errors);
     PassOutcome { report, state_changed, errors: vm_errors.len() + volume_errors.len() }
 }
 
@@ -442,11 +447,11 @@ fn build_report(
     state: &AgentState,
     desired: Option<&HostDesired>,
     listing: Vec<(String, VolumeInfo)>,
+    domains: &[DomainInfo],
     vm_errors: &BTreeMap<String, String>,
     volume_errors: &BTreeMap<String, String>,
 ) -> HostReport {
     let agent_state = state;
-    let domains = res.hypervisor.list().unwrap_or_default();
     let by_name: BTreeMap<&str, &DomainInfo> = domains.iter().map(|d| (d.name.as_str(), d)).collect();
     let mut converged = vm_errors.is_empty() && volume_errors.is_empty();
     let vms = desired
@@ -483,7 +488,7 @@ fn build_report(
             allocation_bytes: v.allocation_bytes,
         })
         .collect();
-    let (_, foreign_domains) = plan::plan_domain_cleanup(&res.host_id, &BTreeSet::new(), &domains);
+    let (_, foreign_domains) = plan::plan_domain_cleanup(&res.host_id, &BTreeSet::new(), domains);
     HostReport {
         host_id: res.host_id.clone(),
         desired_generation: state.generation(),
