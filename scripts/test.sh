@@ -100,6 +100,6 @@ suite() {
 suite HCI_SKIP_LVM "the LVM-thin tests" volumes_lvm_thin
 suite HCI_SKIP_VLAN "the VLAN zone test" network_netns vlans
 
-echo "== build took ${build_s} s, tests took ${test_s} s; cargo test exit status ${rc}; $(printf '%s; ' "${notes[@]}")"
+echo "== build took ${build_s} s, tests took ${test_s} s; cargo test exit status ${rc}; $(printf '%s; ' "${notes[@]}" | sed 's/; $//')"
 [[ $rc -ne 0 ]] || rc=$vm_rc
 exit "$rc"
