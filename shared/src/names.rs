@@ -111,6 +111,10 @@ impl Cidr {
     pub fn overlaps(self, other: Cidr) -> bool {
         self.first() <= other.last() && other.first() <= self.last()
     }
+    /// Whether `ip` is in the network (network and broadcast addresses included).
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        (self.first()..=self.last()).contains(&u32::from(ip))
+    }
     /// Addresses VMs may get: skips the network, the gateway (first host) and broadcast addresses.
     pub fn assignable(self) -> impl Iterator<Item = Ipv4Addr> {
         (self.first() + 2..self.last()).map(Ipv4Addr::from)
